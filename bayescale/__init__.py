@@ -1,0 +1,29 @@
+"""bayescale: Bayesian scaling laws with honest intervals.
+
+>>> import bayescale as bs
+>>> runs = bs.datasets.load("chinchilla")
+>>> model = bs.ScalingLaw(runs, law="chinchilla")
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from bayescale import datasets, laws  # noqa: E402
+from bayescale.fit import Fit, SamplerWarning  # noqa: E402
+from bayescale.intervals import interval  # noqa: E402
+from bayescale.io import load  # noqa: E402
+from bayescale.model import ScalingLaw  # noqa: E402
+from bayescale.runs import prepare  # noqa: E402
+
+__all__ = [
+    "__version__",
+    "Fit",
+    "SamplerWarning",
+    "ScalingLaw",
+    "datasets",
+    "interval",
+    "laws",
+    "load",
+    "prepare",
+]

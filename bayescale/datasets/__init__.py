@@ -1,0 +1,161 @@
+"""Bundled real training-run data, with attribution.
+
+>>> import bayescale as bs
+>>> runs = bs.datasets.load("chinchilla")
+>>> len(runs), list(runs.columns[:4])
+(245, ['params', 'tokens', 'flops', 'loss'])
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from importlib import resources
+
+import pandas as pd
+
+from bayescale.runs import prepare
+
+__all__ = ["Dataset", "REGISTRY", "load", "list", "info"]
+
+_list = list  # the builtin, before this module's `list` shadows it
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """One bundled data set: where it came from and how it becomes a run table."""
+
+    name: str
+    file: str
+    rows: int
+    description: str
+    loss: str
+    source: str
+    licence: str
+    reader: Callable[[str], pd.DataFrame]
+
+
+def _read_csv(file: str) -> pd.DataFrame:
+    with resources.files(__name__).joinpath("data", file).open("r") as fh:
+        return pd.read_csv(fh)
+
+
+def _chinchilla(file: str) -> pd.DataFrame:
+    raw = _read_csv(file)
+    return prepare(raw[["Model Size", "Training FLOP", "loss"]],
+                   params="Model Size", flops="Training FLOP", loss="loss")
+
+
+def _cs336_isoflops(file: str) -> pd.DataFrame:
+    with resources.files(__name__).joinpath("data", file).open("r") as fh:
+        raw = pd.DataFrame(json.load(fh))
+    return prepare(raw, params="parameters", flops="compute_budget", loss="final_loss")
+
+
+def _cs336_api(file: str) -> pd.DataFrame:
+    raw = _read_csv(file)
+    raw.insert(0, "params", 12.0 * raw["num_layers"] * raw["d_model"].astype(float) ** 2)
+    return prepare(raw, params="params", flops="train_flops", loss="loss")
+
+
+def _olmo(file: str) -> pd.DataFrame:
+    raw = _read_csv(file)
+    raw.insert(0, "flops", raw["total_training_Gflops"] * 1e9)
+    return prepare(raw, params="params_N", tokens="total_tokens", flops="flops", loss="c4_en_CE")
+
+
+_EPOCH = ("epoch-research/analyzing-chinchilla @ 92258837 : data/svg_extracted_data.csv "
+          "(Besiroglu et al. 2024, 'Chinchilla Scaling: A replication attempt')")
+_OLMO = ("allenai/OLMo-ladder @ 67a3f440 : src/scripts/paper/data/ladder-runs/*.csv "
+         "(Bhagia et al. 2024)")
+
+#: Every bundled data set by name.
+REGISTRY: dict[str, Dataset] = {
+    d.name: d
+    for d in (
+        Dataset(
+            "chinchilla", "chinchilla_epoch.csv", 245,
+            "Chinchilla (Hoffmann et al. 2022) training runs, digitised from the paper's Figure 4 "
+            "by Epoch AI. tokens = flops / (6 params).",
+            "loss (final training loss)", _EPOCH,
+            "none stated; facts digitised from a published figure, widely redistributed",
+            _chinchilla,
+        ),
+        Dataset(
+            "cs336_isoflops", "cs336_isoflops_synthetic.json", 72,
+            "Synthetic IsoFLOP profiles from the Stanford CS336 scaling assignment: 9 compute "
+            "budgets x 8 model sizes. tokens = flops / (6 params).",
+            "final_loss",
+            "stanford-cs336/assignment3-scaling @ 24a558ee : data/isoflops_curves.json",
+            "MIT (c) Stanford University", _cs336_isoflops,
+        ),
+        Dataset(
+            "cs336_api_2024", "cs336_api_2024_grid.csv", 2479,
+            "Answers of the CS336 (spring 2024) training API: a Transformer LM on SlimPajama "
+            "(32K BPE vocabulary, context 512) trained for train_flops FLOPs with the given "
+            "d_model, num_layers, num_heads, batch_size, learning_rate. params = 12 num_layers "
+            "d_model^2 (non-embedding), tokens = flops / (6 params). Losses near ln(32000) ~ 10.4 "
+            "mean the model barely trained.",
+            "loss (final training loss)",
+            "ZitongYang/cs336-assignment3-scaling @ 37e2e7ac : data/scaling.csv",
+            "none stated; query results of a course API", _cs336_api,
+        ),
+        Dataset(
+            "olmo_ladder", "olmo_ladder_final.csv", 30,
+            "OLMo model ladder: 5 sizes (190M-3.2B) x 5 token multipliers (0.5-10 x 20 tokens "
+            "per parameter) plus a re-run of each 1x run. flops = total_training_Gflops x 1e9 as "
+            "reported (it counts more than 6ND); the other validation losses are kept as columns.",
+            "c4_en_CE (C4 English validation cross-entropy)", _OLMO, "Apache-2.0", _olmo,
+        ),
+        Dataset(
+            "olmo_ladder_curves", "olmo_ladder_curves.csv", 3569,
+            "Intermediate evaluations (learning curves) of the 30 OLMo ladder runs: one row per "
+            "checkpoint, tokens = total_tokens seen so far.",
+            "c4_en_CE (C4 English validation cross-entropy)", _OLMO, "Apache-2.0", _olmo,
+        ),
+    )
+}
+
+
+def info(name: str) -> Dataset:
+    """The registry entry of data set ``name`` (raises ValueError for an unknown name)."""
+    if not isinstance(name, str):
+        raise TypeError(f"name must be a str, got {name!r}")
+    if name not in REGISTRY:
+        raise ValueError(f"unknown dataset {name!r}; bundled datasets are {_list(REGISTRY)}")
+    return REGISTRY[name]
+
+
+def load(name: str) -> pd.DataFrame:
+    """Load bundled data set ``name`` as a validated run table (see :func:`bayescale.prepare`).
+
+    Parameters
+    ----------
+    name
+        One of ``bayescale.datasets.list()["name"]``.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Canonical columns ``params, tokens, flops, loss`` then the set's other columns.
+        ``attrs`` carries ``dataset``, ``source`` and ``licence``.
+
+    Raises
+    ------
+    ValueError
+        If ``name`` is not a bundled data set.
+    """
+    entry = info(name)
+    runs = entry.reader(entry.file)
+    runs.attrs.update(dataset=entry.name, source=entry.source, licence=entry.licence,
+                      loss_column=entry.loss)
+    return runs
+
+
+def list() -> pd.DataFrame:  # noqa: A001 - the registry's natural verb, as in `bs.datasets.list()`
+    """A table of the bundled data sets: name, rows, loss, description, source and licence."""
+    return pd.DataFrame(
+        [{"name": d.name, "rows": d.rows, "loss": d.loss, "description": d.description,
+          "source": d.source, "licence": d.licence} for d in REGISTRY.values()]
+    )

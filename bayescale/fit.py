@@ -1,0 +1,277 @@
+"""Fit: a sampled posterior with the questions users ask of it.
+
+Everything here works on posterior draws in NumPy/xarray: predictions, compute-optimal
+allocations and log-likelihoods need no recompilation of the model.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import warnings
+from collections.abc import Mapping
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+from scipy import stats
+
+from bayescale import __version__
+from bayescale.intervals import interval
+from bayescale.laws import compute_optimal, get_law, log_mean
+from bayescale.points import check_budgets, points_table
+
+__all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION"]
+
+#: Version of the results-file layout written by :meth:`Fit.save`.
+FORMAT_VERSION = 1
+#: Thresholds behind :class:`SamplerWarning`.
+RHAT_MAX, ESS_MIN = 1.01, 400
+
+
+class SamplerWarning(UserWarning):
+    """The sampler's diagnostics say the draws may not represent the posterior."""
+
+
+class Fit:
+    """A fitted scaling law: the posterior (:attr:`idata`) plus the model spec.
+
+    Create one with :meth:`bayescale.ScalingLaw.fit` or :func:`bayescale.load`.
+    """
+
+    def __init__(self, idata: az.InferenceData, spec: dict) -> None:
+        self.idata = idata
+        self.spec = spec
+        self.law = get_law(spec["law"])
+
+    # -- construction -----------------------------------------------------------------------
+    @classmethod
+    def from_sampler(cls, idata: az.InferenceData, *, spec: dict, runs: pd.DataFrame,
+                     sampler: str, seed: int) -> Fit:
+        """Complete a sampler's InferenceData: observed and constant data, log-likelihood, attrs."""
+        run = idata.posterior["log_loss"].coords["run"] if "log_loss" in idata.posterior else None
+        coords = {"run": run.values if run is not None else _run_coords(runs)}
+        observed = xr.Dataset({"log_loss": ("run", np.log(runs["loss"].to_numpy()))}, coords=coords)
+        constant = xr.Dataset({_var_name(c): ("run", _storable(runs[c])) for c in runs.columns},
+                              coords=coords)
+        constant.attrs["columns"] = json.dumps([str(c) for c in runs.columns])
+        for group in ("observed_data", "constant_data", "log_likelihood"):
+            if group in idata.groups():
+                del idata[group]
+        idata.add_groups(observed_data=observed, constant_data=constant)
+        fit = cls(idata, spec)
+        idata.add_groups(log_likelihood=xr.Dataset({"log_loss": fit._log_likelihood()}))
+        attrs = {"bayescale_version": __version__, "bayescale_format": FORMAT_VERSION,
+                 "sampler": sampler, "random_seed": seed} | spec_attrs(spec)
+        idata.posterior.attrs.update(attrs)
+        return fit
+
+    # -- the answer ---------------------------------------------------------------------------
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self.idata.posterior
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """The run table the law was fitted to (from ``constant_data``)."""
+        const = self.idata.constant_data
+        columns = json.loads(const.attrs["columns"])
+        return pd.DataFrame({c: const[_var_name(c)].values for c in columns},
+                            index=pd.Index(const["run"].values, name=None))
+
+    def theta(self) -> dict[str, xr.DataArray]:
+        """The law's parameters in natural units, as DataArrays over (chain, draw)."""
+        return {name: self.posterior[name] for name in self.law.params}
+
+    def summary(self, prob: float = 0.9) -> pd.DataFrame:
+        """Posterior table: mean, sd, median, equal-tailed ``prob`` interval, R-hat and ESS.
+
+        Rows are the law's parameters in natural units (E, A, B, alpha, beta), the noise
+        (sigma, nu), and for each offset column its scale ``<col>_tau`` and one row per level.
+        ``attrs["diagnostics"]`` holds the divergence count and the worst R-hat and ESS.
+        """
+        names = [*self.law.params, "sigma", *(["nu"] if "nu" in self.posterior else [])]
+        for col in self.spec["offsets"]:
+            names += [f"{col}_tau", f"{col}_offset"]
+        post = self.posterior[names]
+        table = interval(post, prob=prob)
+        table["name"] = [_row_name(r, self.spec["offsets"]) for _, r in table.iterrows()]
+        table = table.set_index("name")[["mean", "sd", "median", "lower", "upper"]]
+        diag = az.summary(post, kind="diagnostics")
+        table = table.join(diag[["r_hat", "ess_bulk", "ess_tail"]])
+        table.attrs["prob"] = prob
+        table.attrs["diagnostics"] = self.diagnostics()
+        return table
+
+    def predict(self, points, *, kind: str = "mean", random_seed: int | None = None) -> xr.Dataset:
+        """Posterior of the loss at new points.
+
+        Parameters
+        ----------
+        points
+            DataFrame or dict of arrays with the law's inputs (``params`` and ``tokens``, or
+            ``flops``; a missing one of N, D, C is derived) and, optionally, offset columns.
+            A known level uses its posterior offset, an unseen level a fresh draw from
+            Normal(0, tau); an absent offset column means the typical level (offset 0).
+        kind
+            ``"mean"``: the law's mean curve. ``"new_run"``: the loss of a new training run,
+            adding the log-scale noise (Student-t or Normal) to the mean.
+        random_seed
+            Seed for the fresh draws (noise, unseen levels).
+
+        Returns
+        -------
+        xarray.Dataset
+            ``loss`` with dims (chain, draw, point); the inputs are coordinates on ``point``.
+        """
+        if kind not in ("mean", "new_run"):
+            raise ValueError(f"kind must be 'mean' or 'new_run', got {kind!r}")
+        table = points_table(points, self.law, self.spec["flops_per_param_token"])
+        rng = np.random.default_rng(random_seed)
+        log_loss = self._log_mu(table) + self._offsets(table, rng)
+        if kind == "new_run":
+            log_loss = log_loss + self._noise(log_loss.shape, rng)
+        coords = {c: ("point", table[c].to_numpy()) for c in table.columns}
+        da = xr.DataArray(np.exp(log_loss), dims=("chain", "draw", "point"),
+                          coords={"chain": self.posterior.chain, "draw": self.posterior.draw,
+                                  "point": np.arange(len(table)), **coords})
+        return xr.Dataset({"loss": da}, attrs={"kind": kind, "law": self.law.name})
+
+    def optimal(self, budgets) -> xr.Dataset:
+        """Compute-optimal allocation at each budget, per posterior draw (chinchilla law).
+
+        Returns an ``xarray.Dataset`` over (chain, draw, budget) with ``params_opt`` (N*),
+        ``tokens_opt`` (D*), ``tokens_per_param`` (D*/N*) and ``loss_opt`` (the mean loss at
+        the optimum, for the typical level of every offset).
+        """
+        if self.law.name != "chinchilla":
+            raise ValueError(f"optimal() needs law 'chinchilla' (N and D); this fit's law is "
+                             f"{self.law.name!r}, which has no N/D trade-off")
+        budgets = check_budgets(budgets)
+        theta = {k: v.values[..., None] for k, v in self.theta().items()}
+        out = compute_optimal(theta, budgets, flops_per_param_token=self.spec["flops_per_param_token"])
+        coords = {"chain": self.posterior.chain, "draw": self.posterior.draw, "budget": budgets}
+        return xr.Dataset({k: (("chain", "draw", "budget"), v) for k, v in out.items()},
+                          coords=coords)
+
+    # -- diagnostics --------------------------------------------------------------------------
+    def diagnostics(self) -> dict:
+        """Divergences and the worst R-hat / bulk and tail ESS over the top-level parameters."""
+        names = [v for v in self.posterior.data_vars if self.posterior[v].ndim == 2]
+        post = self.posterior[names]
+        rhat, ess_bulk = az.rhat(post), az.ess(post, method="bulk")
+        ess_tail = az.ess(post, method="tail")
+        diverging = self.idata.sample_stats.get("diverging")
+        return {
+            "divergences": int(diverging.sum()) if diverging is not None else 0,
+            "max_r_hat": float(max(rhat[v].max() for v in names)),
+            "min_ess_bulk": float(min(ess_bulk[v].min() for v in names)),
+            "min_ess_tail": float(min(ess_tail[v].min() for v in names)),
+            "draws": int(post.sizes["chain"] * post.sizes["draw"]),
+        }
+
+    def diagnostic_problems(self) -> list[str]:
+        """Human-readable problems with the draws, each with what to try; empty when fine."""
+        d = self.diagnostics()
+        out = []
+        if d["divergences"]:
+            out.append(f"{d['divergences']} divergent transitions: raise target_accept "
+                       "(e.g. 0.95-0.99) or tighten the priors")
+        if not d["max_r_hat"] <= RHAT_MAX:
+            out.append(f"R-hat {d['max_r_hat']:.3f} > {RHAT_MAX}: chains disagree; run more "
+                       "tune/draws or check for multiple modes")
+        if not d["min_ess_bulk"] >= ESS_MIN:
+            out.append(f"bulk ESS {d['min_ess_bulk']:.0f} < {ESS_MIN}: run more draws or chains")
+        return out
+
+    def warn_diagnostics(self) -> None:
+        """Issue a :class:`SamplerWarning` listing every diagnostic problem."""
+        problems = self.diagnostic_problems()
+        if problems:
+            warnings.warn("sampler diagnostics: " + "; ".join(problems), SamplerWarning,
+                          stacklevel=3)
+
+    # -- persistence --------------------------------------------------------------------------
+    def save(self, path, *, overwrite: bool = False) -> None:
+        """Write the fit to a netCDF file (atomically: a temporary file, then a rename).
+
+        Raises ``FileExistsError`` if ``path`` exists and ``overwrite`` is False.
+        """
+        from bayescale.io import save_idata
+
+        save_idata(self.idata, path, overwrite=overwrite)
+
+    # -- internals ----------------------------------------------------------------------------
+    def _log_mu(self, table: pd.DataFrame) -> np.ndarray:
+        theta = {k: v.values[..., None] for k, v in self.theta().items()}
+        inputs = {x: table[x].to_numpy()[None, None, :] for x in self.law.inputs}
+        return log_mean(self.law, theta, inputs)
+
+    def _offsets(self, table: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        total = np.zeros((self.posterior.sizes["chain"], self.posterior.sizes["draw"], len(table)))
+        for col in self.spec["offsets"]:
+            if col not in table.columns:
+                continue
+            levels = pd.Index(self.spec["levels"][col])
+            index = levels.get_indexer(table[col])
+            known = self.posterior[f"{col}_offset"].values[..., np.maximum(index, 0)]
+            tau = self.posterior[f"{col}_tau"].values[..., None]
+            fresh = tau * rng.standard_normal(total.shape)
+            total += np.where(index >= 0, known, fresh)
+        return total
+
+    def _noise(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
+        sigma = self.posterior["sigma"].values[..., None]
+        if self.spec["noise"] == "student_t":
+            return sigma * rng.standard_t(self.posterior["nu"].values[..., None], size=shape)
+        return sigma * rng.standard_normal(shape)
+
+    def _log_likelihood(self) -> xr.DataArray:
+        runs = self.runs
+        log_mu = self._log_mu(runs) + self._offsets(runs, np.random.default_rng(0))
+        y = self.idata.observed_data["log_loss"].values
+        sigma = self.posterior["sigma"].values[..., None]
+        if self.spec["noise"] == "student_t":
+            ll = stats.t.logpdf(y, df=self.posterior["nu"].values[..., None], loc=log_mu, scale=sigma)
+        else:
+            ll = stats.norm.logpdf(y, loc=log_mu, scale=sigma)
+        return xr.DataArray(ll, dims=("chain", "draw", "run"),
+                            coords={"chain": self.posterior.chain, "draw": self.posterior.draw,
+                                    "run": self.idata.observed_data["run"].values})
+
+    def __repr__(self) -> str:
+        post = self.posterior
+        return (f"<bayescale.Fit law={self.law.name!r} offsets={self.spec['offsets']} "
+                f"runs={self.idata.observed_data.sizes['run']} "
+                f"chains={post.sizes['chain']} draws={post.sizes['draw']}>")
+
+
+def spec_attrs(spec: Mapping) -> dict:
+    """The attrs that carry a spec: its JSON, a hash of it, and the law/noise/offsets."""
+    text = json.dumps(spec, sort_keys=True)
+    return {"spec": text, "spec_hash": hashlib.sha256(text.encode()).hexdigest(),
+            "law": spec["law"], "noise": spec["noise"], "offsets": json.dumps(spec["offsets"])}
+
+
+def _run_coords(runs: pd.DataFrame) -> np.ndarray:
+    return runs.index.to_numpy() if runs.index.is_unique else np.arange(len(runs))
+
+
+def _var_name(column: str) -> str:
+    """netCDF variable names cannot hold '/'; everything else is kept."""
+    return str(column).replace("/", "\N{DIVISION SLASH}")
+
+
+def _storable(series: pd.Series) -> np.ndarray:
+    if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
+        return series.to_numpy()
+    return series.astype(str).to_numpy(dtype=str)
+
+
+def _row_name(row: pd.Series, offsets: list[str]) -> str:
+    name = row["variable"]
+    for col in offsets:
+        if name == f"{col}_offset":
+            return f"{name}[{row[col]}]"
+    return name

@@ -1,0 +1,79 @@
+"""Credible intervals of posterior quantities as tidy tables."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+__all__ = ["interval"]
+
+_SAMPLE_DIMS = ("chain", "draw")
+
+
+def interval(x: xr.Dataset | xr.DataArray, prob: float = 0.9, *,
+             method: str = "eti") -> pd.DataFrame:
+    """Median and credible bounds of posterior draws, one row per variable and coordinate.
+
+    Parameters
+    ----------
+    x
+        Draws with dims ``chain`` and ``draw`` (and any others, e.g. ``budget``, ``point``),
+        such as ``fit.posterior``, ``fit.predict(...)`` or ``fit.optimal(...)``.
+    prob
+        Probability mass inside the interval, in (0, 1).
+    method
+        ``"eti"``: equal-tailed (quantiles (1-prob)/2 and (1+prob)/2), invariant under
+        monotone transforms such as log; ``"hdi"``: highest-density interval (ArviZ).
+
+    Returns
+    -------
+    pandas.DataFrame
+        Columns ``variable``, the other dims' coordinates, ``mean``, ``sd``, ``median``,
+        ``lower``, ``upper``; ``attrs`` records ``prob`` and ``method``.
+
+    Examples
+    --------
+    >>> import numpy as np, xarray as xr, bayescale as bs
+    >>> draws = xr.DataArray(np.arange(1000.0).reshape(2, 500), dims=("chain", "draw"), name="x")
+    >>> bs.interval(draws, prob=0.9)[["variable", "median", "lower", "upper"]]
+      variable  median   lower   upper
+    0        x   499.5  49.95  949.05
+    """
+    if isinstance(prob, bool) or not isinstance(prob, (float, int)) or not 0 < prob < 1:
+        raise ValueError(f"prob must be a number strictly between 0 and 1, got {prob!r}")
+    if method not in ("eti", "hdi"):
+        raise ValueError(f"method must be 'eti' or 'hdi', got {method!r}")
+    if isinstance(x, xr.DataArray):
+        x = x.to_dataset(name=x.name if x.name is not None else "value")
+    if not isinstance(x, xr.Dataset):
+        raise TypeError(f"x must be an xarray Dataset or DataArray, got {type(x).__name__}")
+    missing = [d for d in _SAMPLE_DIMS if d not in x.dims]
+    if missing:
+        raise ValueError(f"x lacks the sample dims {missing}; it has dims {list(x.dims)}")
+    frames = [_one(str(name), x[name], prob, method) for name in x.data_vars]
+    out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
+    out.attrs.update(prob=prob, method=method)
+    return out
+
+
+def _one(name: str, da: xr.DataArray, prob: float, method: str) -> pd.DataFrame:
+    stats = {
+        "mean": da.mean(_SAMPLE_DIMS),
+        "sd": da.std(_SAMPLE_DIMS),
+        "median": da.median(_SAMPLE_DIMS),
+    }
+    if method == "eti":
+        q = da.quantile([(1 - prob) / 2, (1 + prob) / 2], dim=_SAMPLE_DIMS)
+        stats["lower"], stats["upper"] = q.isel(quantile=0, drop=True), q.isel(quantile=1, drop=True)
+    else:
+        hdi = az.hdi(da, hdi_prob=prob)[da.name if da.name is not None else "x"]
+        stats["lower"], stats["upper"] = hdi.sel(hdi="lower", drop=True), hdi.sel(hdi="higher", drop=True)
+    ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in v.dims]) for k, v in stats.items()})
+    if ds.dims:
+        table = ds.to_dataframe().reset_index()
+    else:
+        table = pd.DataFrame({k: [float(v)] for k, v in ds.items()})
+    table.insert(0, "variable", name)
+    return table.astype({k: float for k in stats})

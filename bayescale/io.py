@@ -1,0 +1,71 @@
+"""Saving and loading fits: netCDF files written atomically and checked on the way back."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import arviz as az
+
+__all__ = ["save_idata", "load"]
+
+
+def save_idata(idata: az.InferenceData, path, *, overwrite: bool = False) -> Path:
+    """Write ``idata`` to ``path`` via a temporary file in the same folder and a rename."""
+    path = Path(path)
+    if path.exists() and not overwrite:
+        raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
+    if not path.parent.is_dir():
+        raise FileNotFoundError(f"folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        idata.to_netcdf(tmp, engine="h5netcdf")
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+    return path
+
+
+def load(path):
+    """Load a fit saved by :meth:`bayescale.Fit.save`.
+
+    Raises
+    ------
+    FileNotFoundError
+        If ``path`` does not exist.
+    ValueError
+        If the file is not a readable netCDF file, was not written by bayescale, was written
+        by a newer file format, or its spec does not match its recorded hash.
+    """
+    from bayescale.fit import FORMAT_VERSION, Fit
+
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no results file at {path}")
+    try:
+        idata = az.from_netcdf(path, engine="h5netcdf")
+        for group in idata.groups():
+            idata[group].load()
+    except Exception as err:  # noqa: BLE001 - any reader failure means the file is unusable
+        raise ValueError(f"{path} is not a readable netCDF results file ({type(err).__name__}: "
+                         f"{err})") from None
+    attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
+    if "bayescale_format" not in attrs or "spec" not in attrs:
+        raise ValueError(f"{path} was not written by bayescale (no 'bayescale_format'/'spec' "
+                         "attrs on its posterior)")
+    if int(attrs["bayescale_format"]) > FORMAT_VERSION:
+        raise ValueError(f"{path} has results format {attrs['bayescale_format']}, newer than "
+                         f"this bayescale reads ({FORMAT_VERSION}); upgrade bayescale")
+    text = attrs["spec"]
+    if hashlib.sha256(text.encode()).hexdigest() != attrs.get("spec_hash"):
+        raise ValueError(f"{path}: the model spec does not match its recorded hash; the file was "
+                         "edited or corrupted")
+    missing = [g for g in ("posterior", "observed_data", "constant_data") if g not in idata.groups()]
+    if missing:
+        raise ValueError(f"{path} lacks group(s) {missing}")
+    return Fit(idata, json.loads(text))

@@ -1,0 +1,307 @@
+"""ScalingLaw: the PyMC model of a run table under a law, with latent hyperparameter offsets.
+
+For run i with hyperparameter levels h(i)::
+
+    log L_i = log mu(N_i, D_i, C_i; theta) + sum_k u_k[h_k(i)] + eps_i
+    u_k[j]  = tau_k * z_k[j],  z_k[j] ~ Normal(0, 1)      (non-centred partial pooling)
+    eps_i   ~ StudentT(nu, 0, sigma)  (or Normal(0, sigma) with noise="normal")
+
+Each power-law term ``A * X^-alpha`` is sampled as ``log_A_ref - alpha * (log X - log X0)``,
+where ``X0`` is the geometric mean of X over the runs: centring makes the amplitude and the
+exponent nearly independent, which is what lets NUTS move freely. ``A`` itself is recorded as
+a deterministic, ``A = exp(log_A_ref + alpha * log X0)``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayescale import priors as _priors
+from bayescale.laws import Law, get_law
+from bayescale.runs import check_positive_column, require_columns
+
+__all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
+
+NOISES = ("student_t", "normal")
+SAMPLERS = ("nutpie", "pymc", "numpyro")
+
+
+class ScalingLaw:
+    """A Bayesian scaling law for a table of training runs.
+
+    Parameters
+    ----------
+    runs
+        A run table (see :func:`bayescale.prepare`): the columns the law needs (``params`` and
+        ``tokens`` for ``chinchilla``, ``flops`` for ``flops``) and ``loss``.
+    law
+        ``"chinchilla"`` (E + A N^-alpha + B D^-beta), ``"flops"`` (E + A C^-alpha) or
+        ``"flops_pure"`` (A C^-alpha); see :data:`bayescale.laws.LAWS`.
+    offsets
+        Columns of categorical hyperparameters (batch size, learning rate, ...) that get a
+        latent offset on log loss per level, pooled with scale ``<column>_tau``.
+    priors
+        Overrides of the default priors by name, each ``{"dist": <PyMC name>, **parameters}``.
+        :meth:`default_priors` lists the names and the data-scaled defaults.
+    noise
+        ``"student_t"`` (robust, default) or ``"normal"``: the distribution of log-loss noise.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a run table, law, offset column, prior or noise that cannot be used; the message
+        names the argument or column and the value.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> model = bs.ScalingLaw(bs.datasets.load("chinchilla"), law="chinchilla")
+    >>> sorted(model.priors)
+    ['alpha', 'beta', 'log_A_ref', 'log_B_ref', 'log_E', 'nu', 'sigma']
+    """
+
+    def __init__(self, runs: pd.DataFrame, *, law: str = "chinchilla",
+                 offsets: Sequence[str] | None = None, priors: dict | None = None,
+                 noise: str = "student_t") -> None:
+        self.law: Law = get_law(law)
+        if noise not in NOISES:
+            raise ValueError(f"noise must be one of {list(NOISES)}, got {noise!r}")
+        self.noise = noise
+        self.runs = _check_runs(runs, self.law)
+        self.offsets = _check_offsets(self.runs, offsets)
+        self.levels = {col: _levels(self.runs[col]) for col in self.offsets}
+        self.log_reference = {x: float(np.mean(np.log(self.runs[x]))) for x in self.law.inputs}
+        self.priors = _priors.check_priors(priors, self.default_priors(), self._positive())
+        self.user_priors = dict(priors or {})
+        self.model = self._build()
+
+    # -- structure ---------------------------------------------------------------------------
+    def default_priors(self) -> dict[str, dict]:
+        """The default priors, scaled to this run table.
+
+        - ``log_E ~ Normal(log(min loss / 2), 1)``: the irreducible loss sits below every run.
+        - ``log_<amp>_ref ~ Normal(log(median loss / (number of terms)), 2)``: the size of each
+          term at the runs' geometric-mean N, D or C, within a factor e^2 of an equal share.
+        - exponents ``~ LogNormal(log 0.3, 0.75)``: 90% prior mass in 0.09-1.0.
+        - ``sigma ~ HalfNormal(sd of log loss)``; ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010).
+        - ``<offset>_tau ~ HalfNormal(0.1)``: offsets of a few percent of the loss are typical.
+        """
+        log_loss = np.log(self.runs["loss"].to_numpy())
+        n_terms = len(self.law.terms) + int(self.law.irreducible)
+        out: dict[str, dict] = {}
+        if self.law.irreducible:
+            out["log_E"] = {"dist": "Normal", "mu": float(log_loss.min() - math.log(2)), "sigma": 1.0}
+        for amp, exp, _ in self.law.terms:
+            out[f"log_{amp}_ref"] = {"dist": "Normal",
+                                     "mu": float(np.median(log_loss) - math.log(n_terms)),
+                                     "sigma": 2.0}
+            out[exp] = {"dist": "LogNormal", "mu": math.log(0.3), "sigma": 0.75}
+        out["sigma"] = {"dist": "HalfNormal", "sigma": float(max(np.std(log_loss), 0.01))}
+        if self.noise == "student_t":
+            out["nu"] = {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}
+        for col in self.offsets:
+            out[f"{col}_tau"] = {"dist": "HalfNormal", "sigma": 0.1}
+        return out
+
+    def _positive(self) -> frozenset[str]:
+        return frozenset({exp for _, exp, _ in self.law.terms} | {"sigma", "nu"}
+                         | {f"{col}_tau" for col in self.offsets})
+
+    @property
+    def spec(self) -> dict:
+        """The model's full specification (JSON-serialisable): travels with every fit."""
+        return {
+            "law": self.law.name,
+            "noise": self.noise,
+            "offsets": list(self.offsets),
+            "levels": {col: [_plain(v) for v in lv] for col, lv in self.levels.items()},
+            "priors": self.priors,
+            "user_priors": self.user_priors,
+            "log_reference": self.log_reference,
+            "flops_per_param_token": float(self.runs.attrs.get("flops_per_param_token", 6.0)),
+        }
+
+    def _build(self) -> pm.Model:
+        runs, law = self.runs, self.law
+        coords = {"run": _run_coords(runs.index)} | {c: lv for c, lv in self.levels.items()}
+        with pm.Model(coords=coords) as model:
+            parts = []
+            for amp, exp, x in law.terms:
+                log_amp_ref = _priors.create(f"log_{amp}_ref", self.priors[f"log_{amp}_ref"])
+                expo = _priors.create(exp, self.priors[exp])
+                centred = np.log(runs[x].to_numpy()) - self.log_reference[x]
+                parts.append(log_amp_ref - expo * centred)
+                pm.Deterministic(amp, pt.exp(log_amp_ref + expo * self.log_reference[x]))
+            if law.irreducible:
+                log_e = _priors.create("log_E", self.priors["log_E"])
+                pm.Deterministic("E", pt.exp(log_e))
+                parts.append(pt.ones(len(runs)) * log_e)
+            log_mu = pt.logsumexp(pt.stack(parts), axis=0) if len(parts) > 1 else parts[0]
+            for col in self.offsets:
+                log_mu = log_mu + self._offset(col)
+            sigma = _priors.create("sigma", self.priors["sigma"])
+            observed = np.log(runs["loss"].to_numpy())
+            if self.noise == "student_t":
+                nu = _priors.create("nu", self.priors["nu"])
+                pm.StudentT("log_loss", nu=nu, mu=log_mu, sigma=sigma, observed=observed, dims="run")
+            else:
+                pm.Normal("log_loss", mu=log_mu, sigma=sigma, observed=observed, dims="run")
+        return model
+
+    def _offset(self, col: str):
+        tau = _priors.create(f"{col}_tau", self.priors[f"{col}_tau"])
+        z = pm.Normal(f"{col}_z", 0.0, 1.0, dims=col)
+        offset = pm.Deterministic(f"{col}_offset", tau * z, dims=col)
+        index = pd.Index(self.levels[col]).get_indexer(self.runs[col])
+        return offset[index]
+
+    # -- inference ---------------------------------------------------------------------------
+    def fit(self, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
+            random_seed: int | None = None, sampler: str = "nutpie",
+            target_accept: float = 0.9, progressbar: bool = True):
+        """Sample the posterior by NUTS and return a :class:`bayescale.Fit`.
+
+        Parameters
+        ----------
+        draws, tune, chains
+            Kept draws per chain, tuning steps per chain, number of chains.
+        random_seed
+            Seed for reproducible draws; ``None`` takes fresh entropy (recorded in attrs).
+        sampler
+            ``"nutpie"`` (default; Rust NUTS on a numba-compiled log density), ``"pymc"``
+            (PyMC's own NUTS) or ``"numpyro"`` (JAX; needs the ``jax`` extra).
+        target_accept
+            NUTS target acceptance rate; raise it towards 0.99 if divergences are reported.
+        progressbar
+            Show the sampler's progress bar.
+
+        Returns
+        -------
+        bayescale.Fit
+            The posterior with log-likelihood, observed data and the model spec in attrs. A
+            :class:`bayescale.SamplerWarning` is issued for divergences, R-hat > 1.01 or bulk
+            ESS < 400.
+        """
+        from bayescale.fit import Fit
+
+        for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if sampler not in SAMPLERS:
+            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+        if not (isinstance(target_accept, float) and 0.5 <= target_accept < 1):
+            raise ValueError(f"target_accept must be a float in [0.5, 1), got {target_accept!r}")
+        seed = _seed(random_seed)
+        idata = _SAMPLE[sampler](self.model, draws=int(draws), tune=int(tune), chains=int(chains),
+                                 seed=seed, target_accept=target_accept, progressbar=progressbar)
+        keep = [v for v in idata.posterior.data_vars if not str(v).endswith("__")]
+        idata.posterior = idata.posterior[keep]
+        fit = Fit.from_sampler(idata, spec=self.spec, runs=self.runs,
+                               sampler=sampler, seed=seed)
+        fit.warn_diagnostics()
+        return fit
+
+
+# -- samplers --------------------------------------------------------------------------------
+def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressbar):
+    import nutpie
+
+    compiled = nutpie.compile_pymc_model(model)
+    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+                         target_accept=target_accept, progress_bar=progressbar,
+                         save_warmup=False, cores=min(chains, os.cpu_count() or 1))
+
+
+def _sample_pymc(model, *, draws, tune, chains, seed, target_accept, progressbar,
+                 nuts_sampler="pymc"):
+    with model:
+        return pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
+                         target_accept=target_accept, progressbar=progressbar,
+                         cores=min(chains, os.cpu_count() or 1), nuts_sampler=nuts_sampler,
+                         compute_convergence_checks=False)
+
+
+def _sample_numpyro(model, **kwargs):
+    try:
+        import numpyro  # noqa: F401
+    except ImportError:
+        raise ImportError("sampler='numpyro' needs JAX and NumPyro: "
+                          "pip install 'bayescale[jax]'") from None
+    return _sample_pymc(model, nuts_sampler="numpyro", **kwargs)
+
+
+_SAMPLE = {"nutpie": _sample_nutpie, "pymc": _sample_pymc, "numpyro": _sample_numpyro}
+
+
+# -- validation ------------------------------------------------------------------------------
+def _check_runs(runs: object, law: Law) -> pd.DataFrame:
+    if not isinstance(runs, pd.DataFrame):
+        raise TypeError(f"runs must be a pandas DataFrame (see bayescale.prepare), "
+                        f"got {type(runs).__name__}")
+    if len(runs) < 2:
+        raise ValueError(f"runs has {len(runs)} row(s); a scaling law needs at least 2 runs")
+    why = f"law {law.name!r}"
+    if law.inputs == ("params", "tokens") and "flops" in runs.columns and (
+            "params" not in runs.columns or "tokens" not in runs.columns):
+        raise ValueError(f"{why} needs params and tokens (N and D), but the run table has only "
+                         "flops; use law='flops' or give params/tokens to bayescale.prepare")
+    require_columns(runs, [*law.inputs, "loss"], why=why)
+    for col in (*law.inputs, "loss"):
+        check_positive_column(runs, col, argument=col)
+    budgets = np.unique(runs["flops"]) if "flops" in runs.columns else None
+    if budgets is not None and budgets.size < 2:
+        raise ValueError(f"runs span a single compute budget (flops={budgets[0]:.3g}); "
+                         "extrapolating in compute needs runs at 2 or more budgets")
+    for x in law.inputs:
+        if np.unique(runs[x]).size < 2:
+            raise ValueError(f"column {x!r} takes a single value ({runs[x].iloc[0]:.3g}); "
+                             f"law {law.name!r} needs it to vary")
+    return runs
+
+
+def _check_offsets(runs: pd.DataFrame, offsets: object) -> tuple[str, ...]:
+    if offsets is None:
+        return ()
+    if isinstance(offsets, str) or not isinstance(offsets, Sequence):
+        raise TypeError(f"offsets must be a list of column names, got {offsets!r}")
+    for col in offsets:
+        if col not in runs.columns:
+            raise ValueError(f"offsets names column {col!r}, which the run table lacks; "
+                             f"it has {list(runs.columns)}")
+        if col in ("params", "tokens", "flops", "loss"):
+            raise ValueError(f"offsets cannot include {col!r}: it is an input of the law")
+        if runs[col].isna().any():
+            raise ValueError(f"offset column {col!r} has missing values")
+        if runs[col].nunique() < 2:
+            raise ValueError(f"offset column {col!r} has a single level "
+                             f"({runs[col].iloc[0]!r}); an offset needs at least 2 levels")
+    if len(set(offsets)) != len(offsets):
+        raise ValueError(f"offsets lists a column twice: {list(offsets)}")
+    return tuple(offsets)
+
+
+def _levels(series: pd.Series) -> list:
+    return sorted(series.unique().tolist())
+
+
+def _run_coords(index: pd.Index) -> list:
+    return index.tolist() if index.is_unique else list(range(len(index)))
+
+
+def _plain(value):
+    return value.item() if isinstance(value, np.generic) else value
+
+
+def _seed(random_seed: int | None) -> int:
+    if random_seed is not None and (isinstance(random_seed, bool)
+                                    or not isinstance(random_seed, (int, np.integer))
+                                    or random_seed < 0):
+        raise ValueError(f"random_seed must be a non-negative integer or None, got {random_seed!r}")
+    return int(np.random.SeedSequence(random_seed).generate_state(1)[0])

@@ -1,0 +1,51 @@
+"""Validation of the points and budgets at which users ask for predictions."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import pandas as pd
+
+from bayescale.laws import Law
+from bayescale.runs import _derive, check_positive_column
+
+__all__ = ["check_budgets", "points_table"]
+
+
+def check_budgets(budgets, *, argument: str = "budgets") -> np.ndarray:
+    """Target compute budgets as a 1-D float array; each must be a finite positive number."""
+    values = np.atleast_1d(np.asarray(budgets, dtype=object))
+    if values.ndim != 1 or values.size == 0:
+        raise ValueError(f"{argument} must be a number or a non-empty list of numbers, got {budgets!r}")
+    for value in values:
+        if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
+            raise TypeError(f"{argument} must hold numbers (FLOPs), got {value!r}")
+        if not np.isfinite(value) or value <= 0:
+            raise ValueError(f"{argument} must hold finite positive FLOPs, got {value!r}")
+    return values.astype(float)
+
+
+def points_table(points, law: Law, flops_per_param_token: float) -> pd.DataFrame:
+    """Points as a DataFrame holding the law's inputs (deriving the missing one of N, D, C)."""
+    if isinstance(points, Mapping):
+        points = pd.DataFrame({k: np.atleast_1d(v) for k, v in points.items()})
+    if not isinstance(points, pd.DataFrame):
+        raise TypeError(f"points must be a DataFrame or a dict of arrays, got {type(points).__name__}")
+    if len(points) == 0:
+        raise ValueError("points is empty")
+    known = {c: check_positive_column(points, c, argument="points")
+             for c in ("params", "tokens", "flops") if c in points.columns}
+    if not all(x in known for x in law.inputs):
+        try:
+            _derive(known, flops_per_param_token)
+        except ValueError:
+            pass
+    missing = [x for x in law.inputs if x not in known]
+    if missing:
+        raise ValueError(f"points need column(s) {missing} for law {law.name!r}; "
+                         f"they have {list(points.columns)}")
+    out = points.reset_index(drop=True).copy()
+    for name, values in known.items():
+        out[name] = values
+    return out

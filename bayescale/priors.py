@@ -1,0 +1,67 @@
+"""Prior specifications: data-scaled defaults, validation of user priors, PyMC variables.
+
+A prior is a plain dict ``{"dist": <PyMC distribution name>, <its parameters>...}``, e.g.
+``{"dist": "LogNormal", "mu": -1.2, "sigma": 0.5}``: JSON- and TOML-friendly, so that a spec
+can travel in a results file's attrs and in a recipe. User priors override the defaults by
+name (``defaults | user``); unknown names are rejected with the list of valid ones.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+
+import pymc as pm
+
+__all__ = ["POSITIVE_DISTS", "REAL_DISTS", "check_priors", "create"]
+
+#: Distributions accepted for parameters that must be positive (exponents, scales, nu, tau).
+POSITIVE_DISTS = frozenset({"HalfNormal", "HalfStudentT", "HalfCauchy", "LogNormal", "Gamma",
+                            "InverseGamma", "Exponential", "Weibull"})
+#: Distributions accepted for real-valued parameters (log amplitudes); positive ones are fine too.
+REAL_DISTS = frozenset({"Normal", "StudentT", "Cauchy", "Laplace", "Logistic", "SkewNormal",
+                        "TruncatedNormal", "Uniform"}) | POSITIVE_DISTS
+
+
+def check_priors(user: object, defaults: Mapping[str, dict],
+                 positive: frozenset[str]) -> dict[str, dict]:
+    """Merge ``user`` priors over ``defaults`` after checking names, types and distributions."""
+    if user is None:
+        return {name: dict(spec) for name, spec in defaults.items()}
+    if not isinstance(user, Mapping):
+        raise TypeError(f"priors must be a dict of name -> prior spec, got {type(user).__name__}")
+    unknown = sorted(set(user) - set(defaults))
+    if unknown:
+        raise ValueError(f"priors has unknown name(s) {unknown}; valid names are {sorted(defaults)}")
+    merged = {name: dict(spec) for name, spec in defaults.items()}
+    for name, spec in user.items():
+        merged[name] = _check_spec(name, spec, name in positive)
+    return merged
+
+
+def _check_spec(name: str, spec: object, must_be_positive: bool) -> dict:
+    if not isinstance(spec, Mapping) or "dist" not in spec:
+        raise TypeError(f"prior {name!r} must be a dict with a 'dist' key, e.g. "
+                        f"{{'dist': 'Normal', 'mu': 0, 'sigma': 1}}; got {spec!r}")
+    dist = spec["dist"]
+    allowed = POSITIVE_DISTS if must_be_positive else REAL_DISTS
+    if dist not in allowed:
+        kind = "positive " if must_be_positive else ""
+        raise ValueError(f"prior {name!r} has dist={dist!r}; allowed for this {kind}parameter: "
+                         f"{sorted(allowed)}")
+    for key, value in spec.items():
+        if key == "dist":
+            continue
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise TypeError(f"prior {name!r}: parameter {key}={value!r} must be a finite number")
+    return dict(spec)
+
+
+def create(name: str, spec: Mapping, **kwargs) -> pm.Distribution:
+    """Create PyMC variable ``name`` from ``spec`` inside the current model context."""
+    params = {k: v for k, v in spec.items() if k != "dist"}
+    try:
+        return getattr(pm, spec["dist"])(name, **params, **kwargs)
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"prior {name!r} = {dict(spec)!r} is not a valid "
+                         f"pymc.{spec['dist']}: {err}") from None
