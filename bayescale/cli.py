@@ -1,0 +1,130 @@
+"""The ``bayescale`` command: run recipes, predict from saved fits, list data sets."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from pathlib import Path
+
+__all__ = ["main"]
+
+_USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError)
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="bayescale", description="Bayesian scaling laws: fit, predict, compare.")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+
+    fit = sub.add_parser("fit", help="fit a recipe (models/*.toml) and write a results folder",
+                         description="Fit the recipe by NUTS, print the parameter posteriors, "
+                         "the answer at the recipe's target budgets and sampler diagnostics; "
+                         "write posterior.nc, summary.csv, targets.csv, report.md and PNGs.")
+    fit.add_argument("recipe", help="path to a TOML recipe")
+    fit.add_argument("--out", required=True, help="results folder (created if needed)")
+    fit.add_argument("--draws", type=int, help="posterior draws per chain (overrides recipe)")
+    fit.add_argument("--tune", type=int, help="tuning steps per chain (overrides recipe)")
+    fit.add_argument("--chains", type=int, help="number of chains (overrides recipe)")
+    fit.add_argument("--seed", type=int, help="random seed (overrides recipe)")
+    fit.add_argument("--sampler", choices=("nutpie", "pymc", "numpyro"), help="NUTS backend")
+    fit.add_argument("--force", action="store_true", help="overwrite an existing results folder")
+    fit.add_argument("--no-progress", action="store_true", help="hide the sampling progress bar")
+
+    pred = sub.add_parser("predict", help="intervals at budgets from a saved posterior.nc")
+    pred.add_argument("posterior", help="a posterior.nc written by `bayescale fit`")
+    pred.add_argument("--budgets", type=float, nargs="+", required=True, help="FLOPs")
+    pred.add_argument("--prob", type=float, default=0.9, help="interval probability")
+
+    data = sub.add_parser("datasets", help="list the bundled data sets, or show one")
+    data.add_argument("name", nargs="?", help="a data set to describe")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``bayescale`` console script; returns the exit status."""
+    args = _parser().parse_args(argv)
+    try:
+        return {"fit": _fit, "predict": _predict, "datasets": _datasets}[args.verb](args)
+    except _USER_ERRORS as err:
+        message = str(err).splitlines()[0] if str(err) else type(err).__name__
+        print(f"bayescale {args.verb}: error: {message}", file=sys.stderr)
+        return 2
+
+
+def _fit(args) -> int:
+    import bayescale as bs
+    from bayescale.recipe import Recipe
+    from bayescale.report import format_targets, write_results
+
+    recipe = Recipe.read(args.recipe)
+    out = Path(args.out)
+    if (out / "posterior.nc").exists() and not args.force:
+        raise FileExistsError(f"{out} already holds results; pass --force to overwrite")
+    runs = recipe.runs()
+    model = recipe.scaling_law(runs)
+    kwargs = recipe.fit_kwargs(draws=args.draws, tune=args.tune, chains=args.chains,
+                               random_seed=args.seed, sampler=args.sampler)
+    print(f"bayescale {bs.__version__}: recipe {args.recipe}: law {model.law.name!r} "
+          f"({model.law.formula}) on {len(runs)} runs; {kwargs['chains']} chains x "
+          f"{kwargs['draws']} draws ({kwargs['sampler']})", flush=True)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", bs.SamplerWarning)
+        fit = model.fit(progressbar=not args.no_progress, **kwargs)
+    prob = recipe.prob
+    import pandas as pd
+
+    with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 120):
+        print(f"\nParameters (median, {prob:.0%} interval, R-hat, bulk/tail ESS):")
+        print(fit.summary(prob=prob)[["median", "lower", "upper", "r_hat", "ess_bulk",
+                                      "ess_tail"]].to_string())
+    paths = write_results(fit, out, budgets=recipe.budgets, prob=prob,
+                          title=f"bayescale fit {args.recipe}", overwrite=args.force)
+    if recipe.budgets:
+        from bayescale.report import targets_table
+
+        print(f"\nAt the target budgets (median [{prob:.0%} interval]):")
+        print(format_targets(targets_table(fit, recipe.budgets, prob=prob)))
+    _print_diagnostics(fit, caught)
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def _print_diagnostics(fit, caught) -> None:
+    d = fit.diagnostics()
+    print(f"\nSampler diagnostics: divergences {d['divergences']}, max R-hat "
+          f"{d['max_r_hat']:.4f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
+          f"min tail ESS {d['min_ess_tail']:.0f} ({d['draws']} draws)")
+    for problem in fit.diagnostic_problems():
+        print(f"WARNING: {problem}")
+    if not caught and not fit.diagnostic_problems():
+        print("no problems found")
+
+
+def _predict(args) -> int:
+    import bayescale as bs
+    from bayescale.report import format_targets, targets_table
+
+    fit = bs.load(args.posterior)
+    print(f"{fit!r}\nmedian [{args.prob:.0%} interval]:")
+    print(format_targets(targets_table(fit, args.budgets, prob=args.prob)))
+    return 0
+
+
+def _datasets(args) -> int:
+    import bayescale as bs
+
+    if args.name is None:
+        table = bs.datasets.list()
+        for _, row in table.iterrows():
+            print(f"{row['name']:<20} {row['rows']:>5} runs  loss: {row['loss']}")
+        print("\n`bayescale datasets NAME` shows a set's description, source and licence.")
+        return 0
+    entry = bs.datasets.info(args.name)
+    print(f"{entry.name}: {entry.rows} runs\n{entry.description}\nloss: {entry.loss}\n"
+          f"source: {entry.source}\nlicence: {entry.licence}")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

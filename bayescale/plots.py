@@ -1,0 +1,124 @@
+"""Figures of fitted scaling laws (matplotlib; ArviZ for sampler diagnostics).
+
+Every function takes an optional ``ax`` (or returns a new figure), labels its axes with units,
+uses log scales where the data span decades, marks the target budgets and shades the range
+covered by the runs, so that the widening of the credible band past the data is visible.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg", force=False)
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from matplotlib.colors import LogNorm  # noqa: E402
+from matplotlib.ticker import FormatStrFormatter  # noqa: E402
+
+__all__ = ["plot_law", "plot_optimal", "plot_ranks"]
+
+
+def _grid(fit, budgets, n: int = 120) -> np.ndarray:
+    flops = fit.runs["flops"].to_numpy() if "flops" in fit.runs else None
+    low, high = float(flops.min()), float(flops.max())
+    if budgets is not None and len(budgets):
+        high = max(high, float(np.max(budgets)))
+    extra = np.asarray(budgets if budgets is not None else [], float)
+    return np.unique(np.concatenate([np.geomspace(low / 1.5, high * 1.5, n), extra]))
+
+
+def _quantiles(draws: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    flat = draws.reshape(-1, draws.shape[-1])
+    lo, mid, hi = np.quantile(flat, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
+    return lo, mid, hi
+
+
+def _mark(ax, fit, budgets) -> None:
+    flops = fit.runs["flops"]
+    ax.axvspan(flops.min(), flops.max(), color="0.92", zorder=0, label="range of the runs")
+    for i, budget in enumerate(budgets or []):
+        ax.axvline(budget, color="tab:red", ls="--", lw=1,
+                   label="target budget" if i == 0 else None)
+
+
+def plot_law(fit, budgets=None, *, prob: float = 0.9, ax=None):
+    """Runs (loss against compute) with the fitted law and its credible band, extrapolated.
+
+    For the chinchilla law the curve is the loss at the compute-optimal allocation,
+    L(N*(C), D*(C)); for laws in compute it is mu(C). The darker band is the mean curve's
+    ``prob`` interval, the lighter one a new run's.
+    """
+    budgets = list(budgets) if budgets is not None else []
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 5))
+    runs = fit.runs
+    grid = _grid(fit, budgets)
+    if fit.law.name == "chinchilla":
+        points = fit.optimal(grid)
+        mean = points["loss_opt"].values
+        new = fit.predict({"params": points["params_opt"].median(("chain", "draw")).values,
+                           "tokens": points["tokens_opt"].median(("chain", "draw")).values},
+                          kind="new_run", random_seed=0)["loss"].values
+        label = "loss at compute-optimal N*, D*"
+    else:
+        mean = fit.predict({"flops": grid})["loss"].values
+        new = fit.predict({"flops": grid}, kind="new_run", random_seed=0)["loss"].values
+        label = f"law {fit.law.name}: {fit.law.formula}"
+    _mark(ax, fit, budgets)
+    lo, mid, hi = _quantiles(new, prob)
+    ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.15, lw=0,
+                    label=f"{prob:.0%} interval, new run")
+    lo, mid, hi = _quantiles(mean, prob)
+    ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.35, lw=0,
+                    label=f"{prob:.0%} interval, mean")
+    ax.plot(grid, mid, color="tab:blue", lw=1.5, label=label)
+    if "params" in runs:
+        sc = ax.scatter(runs["flops"], runs["loss"], c=runs["params"], norm=LogNorm(), s=12,
+                        cmap="viridis", edgecolor="none", zorder=3)
+        plt.colorbar(sc, ax=ax, label="parameters N")
+    else:
+        ax.scatter(runs["flops"], runs["loss"], s=12, color="k", zorder=3, label="runs")
+    if budgets:
+        at = np.searchsorted(grid, budgets)
+        ax.errorbar(grid[at], mid[at], yerr=[mid[at] - lo[at], hi[at] - mid[at]], fmt="o",
+                    color="tab:red", ms=4, capsize=3, zorder=4,
+                    label=f"mean loss at target, {prob:.0%} interval")
+    ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)",
+           ylabel="final loss (nats/token)", title="Runs and the fitted law, extrapolated")
+    for axis in (ax.yaxis,):
+        axis.set_major_formatter(FormatStrFormatter("%.3g"))
+        axis.set_minor_formatter(FormatStrFormatter("%.3g"))
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
+def plot_optimal(fit, budgets=None, *, prob: float = 0.9, ax=None):
+    """Compute-optimal N*(C) and D*(C) with credible bands, beside the runs' N and D."""
+    budgets = list(budgets) if budgets is not None else []
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 5))
+    grid = _grid(fit, budgets)
+    opt = fit.optimal(grid)
+    _mark(ax, fit, budgets)
+    for var, color, name in (("params_opt", "tab:purple", "N* (parameters)"),
+                             ("tokens_opt", "tab:green", "D* (tokens)")):
+        lo, mid, hi = _quantiles(opt[var].values, prob)
+        ax.fill_between(grid, lo, hi, color=color, alpha=0.3, lw=0)
+        ax.plot(grid, mid, color=color, label=f"{name}, median and {prob:.0%} interval")
+    runs = fit.runs
+    ax.scatter(runs["flops"], runs["params"], s=8, color="tab:purple", alpha=0.4, label="runs: N")
+    ax.scatter(runs["flops"], runs["tokens"], s=8, color="tab:green", alpha=0.4, label="runs: D")
+    ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)",
+           ylabel="parameters / tokens", title="Compute-optimal allocation")
+    ax.legend(fontsize=8, loc="upper left")
+    return ax
+
+
+def plot_ranks(fit, var_names=None):
+    """Rank plots of the chains for the law's parameters (ArviZ): flat when chains agree."""
+    import arviz as az
+
+    names = var_names or [*fit.law.params, "sigma"]
+    axes = az.plot_rank(fit.idata, var_names=names, kind="vlines")
+    return np.ravel(axes)[0].figure

@@ -1,0 +1,184 @@
+"""Recipes: a model as data (TOML) — the runs, the law, the priors, the fit and the targets.
+
+A recipe is a TOML file with these tables (every key optional unless marked)::
+
+    [data]
+    dataset = "chinchilla"        # a bundled data set (bayescale.datasets.list()), or
+    path = "runs.csv"             # a CSV / JSON / JSONL / Parquet file, relative to the recipe
+    columns = { params = "N", tokens = "D", flops = "C", loss = "val_loss" }   # with path
+    flops_per_param_token = 6.0   # with path
+    query = "loss < 10"           # keep the runs matching a pandas query
+
+    [model]
+    law = "chinchilla"            # chinchilla | flops | flops_pure
+    noise = "student_t"           # student_t | normal
+    offsets = []                  # categorical hyperparameter columns
+
+    [priors]                      # overrides by name, e.g.
+    alpha = { dist = "LogNormal", mu = -1.2, sigma = 0.5 }
+
+    [fit]
+    draws = 1000
+    tune = 1000
+    chains = 4
+    random_seed = 0
+    sampler = "nutpie"            # nutpie | pymc | numpyro
+    target_accept = 0.9
+
+    [targets]
+    budgets = [5.88e23, 1e24]     # FLOPs at which to report the answer
+    prob = 0.9                    # interval probability
+
+Unknown tables or keys and values of the wrong type are rejected with a ValueError/TypeError
+that names the key and lists the allowed ones.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from bayescale import datasets
+from bayescale.points import check_budgets
+from bayescale.runs import prepare
+
+__all__ = ["Recipe", "read_table"]
+
+_SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
+    "data": {"dataset": (str,), "path": (str,), "columns": (dict,),
+             "flops_per_param_token": (int, float), "query": (str,)},
+    "model": {"law": (str,), "noise": (str,), "offsets": (list,)},
+    "priors": {},
+    "fit": {"draws": (int,), "tune": (int,), "chains": (int,), "random_seed": (int,),
+            "sampler": (str,), "target_accept": (float,)},
+    "targets": {"budgets": (list, int, float), "prob": (float,)},
+}
+_COLUMN_KEYS = ("params", "tokens", "flops", "loss")
+_FIT_DEFAULTS = {"draws": 1000, "tune": 1000, "chains": 4, "random_seed": None,
+                 "sampler": "nutpie", "target_accept": 0.9}
+
+
+@dataclass
+class Recipe:
+    """A parsed, validated recipe. Build one with :meth:`Recipe.read` or from a dict."""
+
+    data: dict
+    model: dict = field(default_factory=dict)
+    priors: dict = field(default_factory=dict)
+    fit: dict = field(default_factory=dict)
+    targets: dict = field(default_factory=dict)
+    source: Path | None = None
+
+    @classmethod
+    def read(cls, path) -> Recipe:
+        """Read and validate the TOML recipe at ``path``."""
+        path = Path(path)
+        if not path.is_file():
+            raise FileNotFoundError(f"no recipe file at {path}")
+        try:
+            raw = tomllib.loads(path.read_text())
+        except tomllib.TOMLDecodeError as err:
+            raise ValueError(f"recipe {path} is not valid TOML: {err}") from None
+        return cls.from_dict(raw, source=path)
+
+    @classmethod
+    def from_dict(cls, raw: dict, *, source: Path | None = None) -> Recipe:
+        """Validate a recipe given as nested dicts (the TOML's tables)."""
+        where = f"recipe {source}" if source else "recipe"
+        for section, table in raw.items():
+            if section not in _SCHEMA:
+                raise ValueError(f"{where}: unknown table [{section}]; allowed tables are "
+                                 f"{list(_SCHEMA)}")
+            if not isinstance(table, dict):
+                raise TypeError(f"{where}: [{section}] must be a table, got {table!r}")
+            if section != "priors":
+                _check_keys(where, section, table)
+        data = raw.get("data", {})
+        if ("dataset" in data) == ("path" in data):
+            raise ValueError(f"{where}: [data] needs exactly one of 'dataset' or 'path'")
+        if "dataset" in data and ({"columns", "flops_per_param_token"} & set(data)):
+            raise ValueError(f"{where}: [data] 'columns'/'flops_per_param_token' go with 'path', "
+                             "not with a bundled 'dataset'")
+        unknown = sorted(set(data.get("columns", {})) - set(_COLUMN_KEYS))
+        if unknown:
+            raise ValueError(f"{where}: [data.columns] has unknown key(s) {unknown}; allowed "
+                             f"keys are {list(_COLUMN_KEYS)}")
+        targets = dict(raw.get("targets", {}))
+        if "budgets" in targets:
+            targets["budgets"] = check_budgets(targets["budgets"], argument="[targets] budgets").tolist()
+        return cls(data=data, model=raw.get("model", {}), priors=raw.get("priors", {}),
+                   fit=raw.get("fit", {}), targets=targets, source=source)
+
+    # -- what the recipe makes -------------------------------------------------------------
+    def runs(self) -> pd.DataFrame:
+        """The run table the recipe names, filtered by ``query``."""
+        if "dataset" in self.data:
+            runs = datasets.load(self.data["dataset"])
+        else:
+            path = Path(self.data["path"])
+            if not path.is_absolute() and self.source is not None:
+                path = self.source.parent / path
+            columns = self.data.get("columns", {})
+            runs = prepare(read_table(path), **{k: columns.get(k) for k in _COLUMN_KEYS[:3]},
+                           loss=columns.get("loss", "loss"),
+                           flops_per_param_token=self.data.get("flops_per_param_token", 6.0))
+        if "query" in self.data:
+            attrs = dict(runs.attrs)
+            try:
+                runs = runs.query(self.data["query"])
+            except Exception as err:  # noqa: BLE001 - pandas raises many kinds for a bad query
+                raise ValueError(f"[data] query {self.data['query']!r} failed: {err}") from None
+            runs.attrs.update(attrs)
+        return runs
+
+    def scaling_law(self, runs: pd.DataFrame | None = None):
+        """The :class:`bayescale.ScalingLaw` of the recipe."""
+        from bayescale.model import ScalingLaw
+
+        runs = self.runs() if runs is None else runs
+        return ScalingLaw(runs, law=self.model.get("law", "chinchilla"),
+                          offsets=self.model.get("offsets"), priors=self.priors or None,
+                          noise=self.model.get("noise", "student_t"))
+
+    def fit_kwargs(self, **overrides) -> dict:
+        """Sampler settings: defaults, then the recipe's [fit], then non-None ``overrides``."""
+        return _FIT_DEFAULTS | self.fit | {k: v for k, v in overrides.items() if v is not None}
+
+    @property
+    def budgets(self) -> list[float]:
+        return list(self.targets.get("budgets", []))
+
+    @property
+    def prob(self) -> float:
+        return float(self.targets.get("prob", 0.9))
+
+
+def _check_keys(where: str, section: str, table: dict) -> None:
+    allowed = _SCHEMA[section]
+    for key, value in table.items():
+        if key not in allowed:
+            raise ValueError(f"{where}: unknown key {key!r} in [{section}]; allowed keys are "
+                             f"{list(allowed)}")
+        types = allowed[key]
+        if isinstance(value, bool) or not isinstance(value, types):
+            names = " or ".join(t.__name__ for t in types)
+            raise TypeError(f"{where}: [{section}] {key} must be {names}, got {value!r}")
+
+
+def read_table(path) -> pd.DataFrame:
+    """Read a run table from CSV, JSON (records), JSONL or Parquet, chosen by the extension."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no data file at {path}")
+    readers = {".csv": pd.read_csv, ".json": pd.read_json,
+               ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}
+    suffix = path.suffix.lower()
+    if suffix not in readers:
+        raise ValueError(f"data file {path} has extension {suffix!r}; readable: {list(readers)}")
+    try:
+        return readers[suffix](path)
+    except Exception as err:  # noqa: BLE001 - the readers raise many kinds for a bad file
+        raise ValueError(f"could not read {path} as {suffix[1:]}: {err}") from None

@@ -1,0 +1,117 @@
+"""The answer at target budgets as tables, and the results folder a fit writes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import pandas as pd
+
+from bayescale.intervals import interval
+from bayescale.points import check_budgets
+
+__all__ = ["targets_table", "format_targets", "write_results"]
+
+
+def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
+    """Median and ``prob`` interval of the answer at each budget, one row per budget.
+
+    Chinchilla law: the loss at the compute-optimal allocation and N*, D*, D*/N*.
+    Laws in compute: the mean loss mu(C) and a new run's loss at C.
+    Columns are ``budget`` then ``<quantity>``, ``<quantity>_lower``, ``<quantity>_upper``.
+    """
+    budgets = check_budgets(budgets)
+    if fit.law.name == "chinchilla":
+        ds = fit.optimal(budgets)
+    else:
+        ds = fit.predict({"flops": budgets})[["loss"]].rename(loss="loss_mean")
+        ds["loss_new_run"] = fit.predict({"flops": budgets}, kind="new_run",
+                                         random_seed=0)["loss"]
+        ds = ds.rename(point="budget").assign_coords(budget=budgets).drop_vars("flops")
+    tidy = interval(ds, prob=prob)
+    wide = tidy.pivot(index="budget", columns="variable", values=["median", "lower", "upper"])
+    out = pd.DataFrame({"budget": budgets})
+    for var in ds.data_vars:
+        out[var] = wide[("median", var)].to_numpy()
+        out[f"{var}_lower"] = wide[("lower", var)].to_numpy()
+        out[f"{var}_upper"] = wide[("upper", var)].to_numpy()
+    out.attrs["prob"] = prob
+    return out
+
+
+def format_targets(table: pd.DataFrame) -> str:
+    """Human-readable lines: ``quantity  median [lower, upper]`` per budget."""
+    names = {"loss_opt": "loss at optimum", "params_opt": "N* (params)",
+             "tokens_opt": "D* (tokens)", "tokens_per_param": "D*/N*",
+             "loss_mean": "loss (mean law)", "loss_new_run": "loss (new run)"}
+    lines = []
+    for _, row in table.iterrows():
+        lines.append(f"C = {row['budget']:.3g} FLOPs")
+        for var, label in names.items():
+            if var in table:
+                lines.append(f"  {label:<18} {row[var]:>10.4g}  "
+                             f"[{row[var + '_lower']:.4g}, {row[var + '_upper']:.4g}]")
+    return "\n".join(lines)
+
+
+def _markdown(table: pd.DataFrame) -> str:
+    cols = [str(c) for c in table.columns]
+    rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+    for _, row in table.iterrows():
+        rows.append("| " + " | ".join(_cell(v) for v in row) + " |")
+    return "\n".join(rows)
+
+
+def _cell(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+
+
+def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayescale fit",
+                  overwrite: bool = False) -> dict[str, Path]:
+    """Write posterior.nc, summary.csv, targets.csv, report.md and PNG figures into ``out``."""
+    from bayescale import plots
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    paths = {name: out / name for name in ("posterior.nc", "summary.csv", "targets.csv",
+                                           "report.md", "law.png", "ranks.png")}
+    fit.save(paths["posterior.nc"], overwrite=overwrite)
+    summary = fit.summary(prob=prob)
+    summary.to_csv(paths["summary.csv"])
+    targets = targets_table(fit, budgets, prob=prob) if budgets else None
+    if targets is not None:
+        targets.to_csv(paths["targets.csv"], index=False)
+    figures = {"law.png": plots.plot_law(fit, budgets, prob=prob).figure,
+               "ranks.png": plots.plot_ranks(fit)}
+    if fit.law.name == "chinchilla":
+        paths["optimal.png"] = out / "optimal.png"
+        figures["optimal.png"] = plots.plot_optimal(fit, budgets, prob=prob).figure
+    for name, figure in figures.items():
+        figure.savefig(paths[name], dpi=120, bbox_inches="tight")
+        plt.close(figure)
+    paths["report.md"].write_text(_report(fit, summary, targets, prob, title, figures))
+    return {k: v for k, v in paths.items() if v.exists()}
+
+
+def _report(fit, summary, targets, prob, title, figures) -> str:
+    diag = summary.attrs["diagnostics"]
+    problems = fit.diagnostic_problems()
+    parts = [
+        f"# {title}", "",
+        f"Law `{fit.law.name}`: {fit.law.formula}; noise `{fit.spec['noise']}` on log loss; "
+        f"offsets {fit.spec['offsets'] or 'none'}; "
+        f"{fit.idata.observed_data.sizes['run']} runs; "
+        f"{diag['draws']} posterior draws ({fit.posterior.attrs.get('sampler')}).", "",
+        f"## Parameters (median and {prob:.0%} equal-tailed interval)", "",
+        _markdown(summary.reset_index()), "",
+    ]
+    if targets is not None:
+        parts += [f"## At the target budgets ({prob:.0%} intervals)", "",
+                  _markdown(targets), ""]
+    parts += ["## Sampler diagnostics", "",
+              f"divergences {diag['divergences']}, max R-hat {diag['max_r_hat']:.4f}, "
+              f"min bulk ESS {diag['min_ess_bulk']:.0f}, min tail ESS {diag['min_ess_tail']:.0f}",
+              ""]
+    parts += [f"- WARNING: {p}" for p in problems] or ["No problems found."]
+    parts += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
+    return "\n".join(parts) + "\n"
