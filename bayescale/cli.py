@@ -91,13 +91,18 @@ def _fit(args) -> int:
 
 
 def _print_diagnostics(fit, caught) -> None:
+    import bayescale as bs
+
     d = fit.diagnostics()
     print(f"\nSampler diagnostics: divergences {d['divergences']}, max R-hat "
           f"{d['max_r_hat']:.4f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
           f"min tail ESS {d['min_ess_tail']:.0f} ({d['draws']} draws)")
     for problem in fit.diagnostic_problems():
         print(f"WARNING: {problem}")
-    if not caught and not fit.diagnostic_problems():
+    for w in caught:
+        if not issubclass(w.category, bs.SamplerWarning):
+            print(f"warning ({w.category.__name__}): {w.message}", file=sys.stderr)
+    if not fit.diagnostic_problems():
         print("no problems found")
 
 

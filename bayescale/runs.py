@@ -97,7 +97,8 @@ def check_positive_column(df: pd.DataFrame, column: str, *, argument: str) -> np
     """Return ``df[column]`` as float64, raising if it is not numeric, finite and positive."""
     series = df[column]
     if not (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)):
-        bad = next((v for v in series if not _is_number(v)), series.iloc[0])
+        unparsable = pd.to_numeric(series, errors="coerce").isna() & series.notna()
+        bad = series[unparsable].iloc[0] if unparsable.any() else series.iloc[0]
         raise TypeError(
             f"column {column!r} ({argument}) must be numeric; it holds {bad!r} "
             f"(dtype {series.dtype})"

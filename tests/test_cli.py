@@ -1,0 +1,110 @@
+"""The `bayescale` command: every recipe runs; bad recipes and paths exit 2 with one line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+import bayescale as bs
+from bayescale.cli import main
+
+MODELS = Path(__file__).resolve().parents[1] / "models"
+TINY = ["--draws", "100", "--tune", "100", "--chains", "2", "--seed", "3", "--no-progress"]
+
+
+@pytest.mark.parametrize("recipe", sorted(MODELS.glob("*.toml")), ids=lambda p: p.stem)
+def test_every_recipe_runs(recipe, tmp_path, capsys):
+    out = tmp_path / "out"
+    assert main(["fit", str(recipe), "--out", str(out), *TINY]) == 0
+    printed = capsys.readouterr().out
+    assert "Parameters" in printed and "Sampler diagnostics" in printed
+    for name in ("posterior.nc", "summary.csv", "report.md", "law.png", "ranks.png"):
+        assert (out / name).stat().st_size > 0, name
+    fit = bs.load(out / "posterior.nc")
+    assert fit.posterior.sizes == {"chain": 2, "draw": 100}
+    report = (out / "report.md").read_text()
+    assert "law.png" in report and "Sampler diagnostics" in report
+    # tiny fits cannot reach ESS 400: the CLI must say so, not hide it
+    assert "WARNING: bulk ESS" in printed
+
+
+def test_fit_refuses_to_overwrite_without_force(tmp_path, capsys):
+    recipe = MODELS / "chinchilla.toml"
+    (tmp_path / "posterior.nc").write_text("previous results")
+    assert main(["fit", str(recipe), "--out", str(tmp_path), *TINY]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "--force" in err
+    assert (tmp_path / "posterior.nc").read_text() == "previous results"
+
+
+def _one_line_error(argv, capsys) -> str:
+    assert main(argv) == 2
+    captured = capsys.readouterr()
+    lines = captured.err.strip().splitlines()
+    assert len(lines) == 1, captured.err
+    assert "Traceback" not in captured.err
+    return lines[0]
+
+
+def test_missing_recipe_exits_2(tmp_path, capsys):
+    line = _one_line_error(["fit", "no-such.toml", "--out", str(tmp_path)], capsys)
+    assert "no-such.toml" in line
+
+
+@pytest.mark.parametrize(
+    ("text", "named"),
+    [
+        ('[data]\ndataset = "chinchilla"\nbogus = 1\n', "'bogus'"),
+        ('[data]\ndataset = "chinchilla"\n[modle]\nlaw = "flops"\n', "[modle]"),
+        ('[data]\ndataset = "no_such_set"\n', "'no_such_set'"),
+        ('[data]\ndataset = "chinchilla"\n[model]\nlaw = "kaplan"\n', "'kaplan'"),
+        ('[data]\ndataset = "chinchilla"\n[model]\noffsets = ["lr"]\n', "'lr'"),
+        ('[data]\ndataset = "chinchilla"\n[targets]\nbudgets = [1e24, -5.0]\n', "-5.0"),
+        ('[data]\ndataset = "chinchilla"\n[fit]\ndraws = "many"\n', "'many'"),
+        ('[data]\ndataset = "chinchilla"\n[priors]\ngamma = { dist = "Normal" }\n', "'gamma'"),
+        ('[data]\ndataset = "chinchilla"\n[data\n', "not valid TOML"),
+        ('[data]\npath = "missing.csv"\n', "missing.csv"),
+    ],
+    ids=["unknown-key", "unknown-table", "unknown-dataset", "unknown-law", "unknown-offset",
+         "negative-budget", "wrong-type", "unknown-prior", "bad-toml", "missing-data-file"],
+)
+def test_bad_recipe_exits_2_with_one_line(text, named, tmp_path, capsys):
+    recipe = tmp_path / "bad.toml"
+    recipe.write_text(text)
+    line = _one_line_error(["fit", str(recipe), "--out", str(tmp_path / "out"), *TINY], capsys)
+    assert named in line
+
+
+def test_csv_recipe_with_column_map_and_bad_values(tmp_path, capsys):
+    (tmp_path / "runs.csv").write_text("N,C,val\n1e8,1e18,3.0\n2e8,4e18,abc\n4e8,1e19,2.6\n")
+    recipe = tmp_path / "r.toml"
+    recipe.write_text('[data]\npath = "runs.csv"\ncolumns = { params = "N", flops = "C", '
+                      'loss = "val" }\n')
+    line = _one_line_error(["fit", str(recipe), "--out", str(tmp_path / "o"), *TINY], capsys)
+    assert "'val'" in line and "abc" in line
+
+
+def test_predict_from_saved_posterior(tmp_path, capsys, chinchilla_fit):
+    path = tmp_path / "fit.nc"
+    chinchilla_fit.save(path)
+    assert main(["predict", str(path), "--budgets", "1e24"]) == 0
+    printed = capsys.readouterr().out
+    assert "C = 1e+24" in printed and "D*/N*" in printed
+    line = _one_line_error(["predict", str(path), "--budgets", "0"], capsys)
+    assert "budgets" in line and "0.0" in line
+    (tmp_path / "junk.nc").write_text("not netcdf")
+    line = _one_line_error(["predict", str(tmp_path / "junk.nc"), "--budgets", "1e24"], capsys)
+    assert "junk.nc" in line
+
+
+def test_datasets_lists_attribution(capsys):
+    assert main(["datasets"]) == 0
+    printed = capsys.readouterr().out
+    for name in ("chinchilla", "cs336_isoflops", "cs336_api_2024", "olmo_ladder"):
+        assert name in printed
+    assert main(["datasets", "olmo_ladder"]) == 0
+    printed = capsys.readouterr().out
+    assert "Apache-2.0" in printed and "c4_en_CE" in printed
+    line = _one_line_error(["datasets", "nope"], capsys)
+    assert "'nope'" in line
