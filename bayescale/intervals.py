@@ -37,9 +37,9 @@ def interval(x: xr.Dataset | xr.DataArray, prob: float = 0.9, *,
     --------
     >>> import numpy as np, xarray as xr, bayescale as bs
     >>> draws = xr.DataArray(np.arange(1000.0).reshape(2, 500), dims=("chain", "draw"), name="x")
-    >>> bs.interval(draws, prob=0.9)[["variable", "median", "lower", "upper"]]
-      variable  median   lower   upper
-    0        x   499.5  49.95  949.05
+    >>> table = bs.interval(draws, prob=0.9)
+    >>> table.loc[0, "variable"], round(float(table.loc[0, "median"]), 2), round(float(table.loc[0, "lower"]), 2)
+    ('x', 499.5, 49.95)
     """
     if isinstance(prob, bool) or not isinstance(prob, (float, int)) or not 0 < prob < 1:
         raise ValueError(f"prob must be a number strictly between 0 and 1, got {prob!r}")

@@ -2,7 +2,7 @@
 
 >>> import bayescale as bs
 >>> runs = bs.datasets.load("chinchilla")
->>> len(runs), list(runs.columns[:4])
+>>> runs.shape[0], runs.columns[:4].tolist()
 (245, ['params', 'tokens', 'flops', 'loss'])
 """
 
