@@ -14,16 +14,22 @@ from bayescale.fit import Fit, SamplerWarning  # noqa: E402
 from bayescale.intervals import interval  # noqa: E402
 from bayescale.io import load  # noqa: E402
 from bayescale.model import ScalingLaw  # noqa: E402
-from bayescale.runs import prepare  # noqa: E402
+from bayescale.recommend import Recommendation  # noqa: E402
+from bayescale.runs import add_shape_columns, prepare  # noqa: E402
+from bayescale.simulate import Truth, simulate  # noqa: E402
 
 __all__ = [
     "__version__",
     "Fit",
+    "Recommendation",
     "SamplerWarning",
     "ScalingLaw",
+    "Truth",
+    "add_shape_columns",
     "datasets",
     "interval",
     "laws",
     "load",
     "prepare",
+    "simulate",
 ]

@@ -55,7 +55,7 @@ def main(argv: list[str] | None = None) -> int:
 def _fit(args) -> int:
     import bayescale as bs
     from bayescale.recipe import Recipe
-    from bayescale.report import format_targets, write_results
+    from bayescale.report import format_answer, write_results
 
     recipe = Recipe.read(args.recipe)
     out = Path(args.out)
@@ -70,6 +70,8 @@ def _fit(args) -> int:
           f"{kwargs['draws']} draws ({kwargs['sampler']})", flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", bs.SamplerWarning)
+        # PyTensor's C backend is not what samples here (nutpie compiles with numba)
+        warnings.filterwarnings("ignore", message=".*could not link to a BLAS", category=UserWarning)
         fit = model.fit(progressbar=not args.no_progress, **kwargs)
     prob = recipe.prob
     import pandas as pd
@@ -81,10 +83,8 @@ def _fit(args) -> int:
     paths = write_results(fit, out, budgets=recipe.budgets, prob=prob,
                           title=f"bayescale fit {args.recipe}", overwrite=args.force)
     if recipe.budgets:
-        from bayescale.report import targets_table
-
         print(f"\nAt the target budgets (median [{prob:.0%} interval]):")
-        print(format_targets(targets_table(fit, recipe.budgets, prob=prob)))
+        print(format_answer(fit, recipe.budgets, prob=prob))
     _print_diagnostics(fit, caught)
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
@@ -108,11 +108,11 @@ def _print_diagnostics(fit, caught) -> None:
 
 def _predict(args) -> int:
     import bayescale as bs
-    from bayescale.report import format_targets, targets_table
+    from bayescale.report import format_answer
 
     fit = bs.load(args.posterior)
     print(f"{fit!r}\nmedian [{args.prob:.0%} interval]:")
-    print(format_targets(targets_table(fit, args.budgets, prob=args.prob)))
+    print(format_answer(fit, args.budgets, prob=args.prob))
     return 0
 
 

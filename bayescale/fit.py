@@ -21,6 +21,7 @@ from bayescale import __version__
 from bayescale.intervals import interval
 from bayescale.laws import compute_optimal, get_law, log_mean
 from bayescale.points import check_budgets, points_table
+from bayescale.runs import check_positive_column
 
 __all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION"]
 
@@ -88,12 +89,16 @@ class Fit:
         """Posterior table: mean, sd, median, equal-tailed ``prob`` interval, R-hat and ESS.
 
         Rows are the law's parameters in natural units (E, A, B, alpha, beta), the noise
-        (sigma, nu), and for each offset column its scale ``<col>_tau`` and one row per level.
+        (sigma, nu), for each offset column its scale ``<col>_tau`` and one row per level, and
+        for each continuous hyperparameter its curvature ``<col>_kappa`` and the optimum's law
+        ``log x*(C) = <col>_opt_ref + <col>_opt_slope (log C - log C0)``.
         ``attrs["diagnostics"]`` holds the divergence count and the worst R-hat and ESS.
         """
         names = [*self.law.params, "sigma", *(["nu"] if "nu" in self.posterior else [])]
         for col in self.spec["offsets"]:
             names += [f"{col}_tau", f"{col}_offset"]
+        for col in self.spec.get("continuous", []):
+            names += [f"{col}_kappa", f"{col}_opt_ref", f"{col}_opt_slope"]
         post = self.posterior[names]
         table = interval(post, prob=prob)
         table["name"] = [_row_name(r, self.spec["offsets"]) for _, r in table.iterrows()]
@@ -129,11 +134,13 @@ class Fit:
             raise ValueError(f"kind must be 'mean' or 'new_run', got {kind!r}")
         table = points_table(points, self.law, self.spec["flops_per_param_token"])
         rng = np.random.default_rng(random_seed)
-        log_loss = self._log_mu(table) + self._offsets(table, rng)
+        log_loss = self._log_loss_mean(table, rng)
         if kind == "new_run":
             log_loss = log_loss + self._noise(log_loss.shape, rng)
         coords = {c: ("point", table[c].to_numpy()) for c in table.columns}
-        da = xr.DataArray(np.exp(log_loss), dims=("chain", "draw", "point"),
+        with np.errstate(over="ignore"):  # heavy-tailed new runs (nu < 1) may reach +inf
+            loss = np.exp(log_loss)
+        da = xr.DataArray(loss, dims=("chain", "draw", "point"),
                           coords={"chain": self.posterior.chain, "draw": self.posterior.draw,
                                   "point": np.arange(len(table)), **coords})
         return xr.Dataset({"loss": da}, attrs={"kind": kind, "law": self.law.name})
@@ -154,6 +161,26 @@ class Fit:
         coords = {"chain": self.posterior.chain, "draw": self.posterior.draw, "budget": budgets}
         return xr.Dataset({k: (("chain", "draw", "budget"), v) for k, v in out.items()},
                           coords=coords)
+
+    def optimal_hyperparameters(self, budgets) -> xr.Dataset:
+        """The loss-optimal value of each continuous hyperparameter at each budget, per draw.
+
+        Returns an ``xarray.Dataset`` over (chain, draw, budget), one variable per column
+        named in ``continuous=`` (in the column's own units, e.g. the learning rate).
+        """
+        if not self.spec.get("continuous"):
+            raise ValueError("this fit has no continuous hyperparameters (continuous=[...])")
+        budgets = check_budgets(budgets)
+        coords = {"chain": self.posterior.chain, "draw": self.posterior.draw, "budget": budgets}
+        return xr.Dataset({col: (("chain", "draw", "budget"),
+                                 np.exp(self._log_optimum(col, np.log(budgets))))
+                           for col in self.spec["continuous"]}, coords=coords)
+
+    def recommend(self, budget, *, prob: float = 0.9, top: int = 5):
+        """What to train at ``budget``: see :func:`bayescale.recommend.recommend`."""
+        from bayescale.recommend import recommend
+
+        return recommend(self, budget, prob=prob, top=top)
 
     # -- diagnostics --------------------------------------------------------------------------
     def diagnostics(self) -> dict:
@@ -208,6 +235,26 @@ class Fit:
         inputs = {x: table[x].to_numpy()[None, None, :] for x in self.law.inputs}
         return log_mean(self.law, theta, inputs)
 
+    def _log_loss_mean(self, table: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
+        """log mu + offsets + continuous penalties, per draw and point."""
+        return self._log_mu(table) + self._offsets(table, rng) + self._penalties(table)
+
+    def _log_optimum(self, col: str, log_flops: np.ndarray) -> np.ndarray:
+        """log x*(C) of continuous hyperparameter ``col`` per draw: shape (chain, draw, n)."""
+        ref = self.posterior[f"{col}_opt_ref"].values[..., None]
+        slope = self.posterior[f"{col}_opt_slope"].values[..., None]
+        return ref + slope * (log_flops - self.spec["log_reference"]["flops"])
+
+    def _penalties(self, table: pd.DataFrame) -> np.ndarray | float:
+        total = 0.0
+        for col in self.spec.get("continuous", []):
+            if col not in table.columns:
+                continue  # absent column: the hyperparameter sits at its optimum
+            log_x = np.log(check_positive_column(table, col, argument="points"))
+            log_opt = self._log_optimum(col, np.log(table["flops"].to_numpy()))
+            total = total + self.posterior[f"{col}_kappa"].values[..., None] * (log_x - log_opt) ** 2
+        return total
+
     def _offsets(self, table: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
         total = np.zeros((self.posterior.sizes["chain"], self.posterior.sizes["draw"], len(table)))
         for col in self.spec["offsets"]:
@@ -229,7 +276,7 @@ class Fit:
 
     def _log_likelihood(self) -> xr.DataArray:
         runs = self.runs
-        log_mu = self._log_mu(runs) + self._offsets(runs, np.random.default_rng(0))
+        log_mu = self._log_loss_mean(runs, np.random.default_rng(0))
         y = self.idata.observed_data["log_loss"].values
         sigma = self.posterior["sigma"].values[..., None]
         if self.spec["noise"] == "student_t":

@@ -2,9 +2,15 @@
 
 For run i with hyperparameter levels h(i)::
 
-    log L_i = log mu(N_i, D_i, C_i; theta) + sum_k u_k[h_k(i)] + eps_i
+    log L_i = log mu(N_i, D_i, C_i; theta) + sum_k u_k[h_k(i)]
+              + sum_h kappa_h (log x_h(i) - log x_h*(C_i))^2 + eps_i
     u_k[j]  = tau_k * z_k[j],  z_k[j] ~ Normal(0, 1)      (non-centred partial pooling)
+    log x_h*(C) = m_h + g_h (log C - log C0)              (the optimum moves with compute)
     eps_i   ~ StudentT(nu, 0, sigma)  (or Normal(0, sigma) with noise="normal")
+
+``u_k`` are the latent offsets of categorical hyperparameters (``offsets=``); the quadratic
+penalty is for continuous ones whose best value moves with scale (``continuous=``, e.g. the
+learning rate), with the optimum's scaling law learned jointly with the loss law.
 
 Each power-law term ``A * X^-alpha`` is sampled as ``log_A_ref - alpha * (log X - log X0)``,
 where ``X0`` is the geometric mean of X over the runs: centring makes the amplitude and the
@@ -47,6 +53,11 @@ class ScalingLaw:
     offsets
         Columns of categorical hyperparameters (batch size, learning rate, ...) that get a
         latent offset on log loss per level, pooled with scale ``<column>_tau``.
+    continuous
+        Columns of positive continuous hyperparameters (learning rate, batch size, aspect
+        ratio) whose best value may move with compute: each adds
+        ``<col>_kappa * (log x - <col>_opt_ref - <col>_opt_slope * (log C - log C0))^2`` to the
+        log loss, so the posterior holds the optimum's scaling law ``x*(C)``.
     priors
         Overrides of the default priors by name, each ``{"dist": <PyMC name>, **parameters}``.
         :meth:`default_priors` lists the names and the data-scaled defaults.
@@ -68,7 +79,8 @@ class ScalingLaw:
     """
 
     def __init__(self, runs: pd.DataFrame, *, law: str = "chinchilla",
-                 offsets: Sequence[str] | None = None, priors: dict | None = None,
+                 offsets: Sequence[str] | None = None,
+                 continuous: Sequence[str] | None = None, priors: dict | None = None,
                  noise: str = "student_t") -> None:
         self.law: Law = get_law(law)
         if noise not in NOISES:
@@ -77,7 +89,9 @@ class ScalingLaw:
         self.runs = _check_runs(runs, self.law)
         self.offsets = _check_offsets(self.runs, offsets)
         self.levels = {col: _levels(self.runs[col]) for col in self.offsets}
-        self.log_reference = {x: float(np.mean(np.log(self.runs[x]))) for x in self.law.inputs}
+        self.continuous = _check_continuous(self.runs, continuous, self.offsets)
+        used = {*self.law.inputs, *self.continuous} | ({"flops"} if self.continuous else set())
+        self.log_reference = {x: float(np.mean(np.log(self.runs[x]))) for x in sorted(used)}
         self.priors = _priors.check_priors(priors, self.default_priors(), self._positive())
         self.user_priors = dict(priors or {})
         self.model = self._build()
@@ -92,6 +106,11 @@ class ScalingLaw:
         - exponents ``~ LogNormal(log 0.3, 0.75)``: 90% prior mass in 0.09-1.0.
         - ``sigma ~ HalfNormal(sd of log loss)``; ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010).
         - ``<offset>_tau ~ HalfNormal(0.1)``: offsets of a few percent of the loss are typical.
+        - ``<col>_kappa ~ HalfNormal(0.1)``: a factor e off the optimum costs ~10% in loss.
+        - ``<col>_opt_ref ~ Normal(mean log x, 2 sd log x + 0.5)``: the optimum at C0, on the
+          log scale, near the swept values but free to sit outside them.
+        - ``<col>_opt_slope ~ Normal(0, 0.5)``: how fast log x* moves per e-fold of compute;
+          without evidence its interval stays wide.
         """
         log_loss = np.log(self.runs["loss"].to_numpy())
         n_terms = len(self.law.terms) + int(self.law.irreducible)
@@ -108,11 +127,18 @@ class ScalingLaw:
             out["nu"] = {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}
         for col in self.offsets:
             out[f"{col}_tau"] = {"dist": "HalfNormal", "sigma": 0.1}
+        for col in self.continuous:
+            log_x = np.log(self.runs[col].to_numpy(dtype=float))
+            out[f"{col}_kappa"] = {"dist": "HalfNormal", "sigma": 0.1}
+            out[f"{col}_opt_ref"] = {"dist": "Normal", "mu": float(log_x.mean()),
+                                     "sigma": float(2 * log_x.std() + 0.5)}
+            out[f"{col}_opt_slope"] = {"dist": "Normal", "mu": 0.0, "sigma": 0.5}
         return out
 
     def _positive(self) -> frozenset[str]:
         return frozenset({exp for _, exp, _ in self.law.terms} | {"sigma", "nu"}
-                         | {f"{col}_tau" for col in self.offsets})
+                         | {f"{col}_tau" for col in self.offsets}
+                         | {f"{col}_kappa" for col in self.continuous})
 
     @property
     def spec(self) -> dict:
@@ -121,6 +147,7 @@ class ScalingLaw:
             "law": self.law.name,
             "noise": self.noise,
             "offsets": list(self.offsets),
+            "continuous": list(self.continuous),
             "levels": {col: [_plain(v) for v in lv] for col, lv in self.levels.items()},
             "priors": self.priors,
             "user_priors": self.user_priors,
@@ -146,6 +173,8 @@ class ScalingLaw:
             log_mu = pt.logsumexp(pt.stack(parts), axis=0) if len(parts) > 1 else parts[0]
             for col in self.offsets:
                 log_mu = log_mu + self._offset(col)
+            for col in self.continuous:
+                log_mu = log_mu + self._penalty(col)
             sigma = _priors.create("sigma", self.priors["sigma"])
             observed = np.log(runs["loss"].to_numpy())
             if self.noise == "student_t":
@@ -161,6 +190,14 @@ class ScalingLaw:
         offset = pm.Deterministic(f"{col}_offset", tau * z, dims=col)
         index = pd.Index(self.levels[col]).get_indexer(self.runs[col])
         return offset[index]
+
+    def _penalty(self, col: str):
+        kappa = _priors.create(f"{col}_kappa", self.priors[f"{col}_kappa"])
+        ref = _priors.create(f"{col}_opt_ref", self.priors[f"{col}_opt_ref"])
+        slope = _priors.create(f"{col}_opt_slope", self.priors[f"{col}_opt_slope"])
+        log_c = np.log(self.runs["flops"].to_numpy()) - self.log_reference["flops"]
+        log_x = np.log(self.runs[col].to_numpy(dtype=float))
+        return kappa * (log_x - ref - slope * log_c) ** 2
 
     # -- inference ---------------------------------------------------------------------------
     def fit(self, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
@@ -285,6 +322,30 @@ def _check_offsets(runs: pd.DataFrame, offsets: object) -> tuple[str, ...]:
     if len(set(offsets)) != len(offsets):
         raise ValueError(f"offsets lists a column twice: {list(offsets)}")
     return tuple(offsets)
+
+
+def _check_continuous(runs: pd.DataFrame, continuous: object,
+                      offsets: tuple[str, ...]) -> tuple[str, ...]:
+    if continuous is None:
+        return ()
+    if isinstance(continuous, str) or not isinstance(continuous, Sequence):
+        raise TypeError(f"continuous must be a list of column names, got {continuous!r}")
+    for col in continuous:
+        if col not in runs.columns:
+            raise ValueError(f"continuous names column {col!r}, which the run table lacks; "
+                             f"it has {list(runs.columns)}")
+        if col in ("params", "tokens", "flops", "loss") or col in offsets:
+            raise ValueError(f"continuous cannot include {col!r}: it is a law input or an offset")
+        check_positive_column(runs, col, argument="continuous")
+        if runs[col].nunique() < 2:
+            raise ValueError(f"continuous column {col!r} takes a single value "
+                             f"({runs[col].iloc[0]!r}); its optimum needs at least 2 values")
+    if len(set(continuous)) != len(continuous):
+        raise ValueError(f"continuous lists a column twice: {list(continuous)}")
+    if "flops" not in runs.columns:
+        raise ValueError("continuous hyperparameters need a flops column (their optimum moves "
+                         "with compute)")
+    return tuple(continuous)
 
 
 def _levels(series: pd.Series) -> list:

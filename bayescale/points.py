@@ -21,7 +21,11 @@ def check_budgets(budgets, *, argument: str = "budgets") -> np.ndarray:
     for value in values:
         if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, float, np.number)):
             raise TypeError(f"{argument} must hold numbers (FLOPs), got {value!r}")
-        if not np.isfinite(value) or value <= 0:
+        try:
+            number = float(value)  # Python ints beyond int64 (10**23) defeat np.isfinite
+        except OverflowError:
+            number = float("inf")
+        if not np.isfinite(number) or number <= 0:
             raise ValueError(f"{argument} must hold finite positive FLOPs, got {value!r}")
     return values.astype(float)
 
@@ -36,11 +40,8 @@ def points_table(points, law: Law, flops_per_param_token: float) -> pd.DataFrame
         raise ValueError("points is empty")
     known = {c: check_positive_column(points, c, argument="points")
              for c in ("params", "tokens", "flops") if c in points.columns}
-    if not all(x in known for x in law.inputs):
-        try:
-            _derive(known, flops_per_param_token)
-        except ValueError:
-            pass
+    if len(known) == 2:
+        _derive(known, flops_per_param_token)
     missing = [x for x in law.inputs if x not in known]
     if missing:
         raise ValueError(f"points need column(s) {missing} for law {law.name!r}; "

@@ -12,7 +12,8 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     [model]
     law = "chinchilla"            # chinchilla | flops | flops_pure
     noise = "student_t"           # student_t | normal
-    offsets = []                  # categorical hyperparameter columns
+    offsets = []                  # categorical hyperparameter columns (latent offsets)
+    continuous = []               # continuous hyperparameters whose optimum moves with compute
 
     [priors]                      # overrides by name, e.g.
     alpha = { dist = "LogNormal", mu = -1.2, sigma = 0.5 }
@@ -50,7 +51,7 @@ __all__ = ["Recipe", "read_table"]
 _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "data": {"dataset": (str,), "path": (str,), "columns": (dict,),
              "flops_per_param_token": (int, float), "query": (str,)},
-    "model": {"law": (str,), "noise": (str,), "offsets": (list,)},
+    "model": {"law": (str,), "noise": (str,), "offsets": (list,), "continuous": (list,)},
     "priors": {},
     "fit": {"draws": (int,), "tune": (int,), "chains": (int,), "random_seed": (int,),
             "sampler": (str,), "target_accept": (float,)},
@@ -140,7 +141,8 @@ class Recipe:
 
         runs = self.runs() if runs is None else runs
         return ScalingLaw(runs, law=self.model.get("law", "chinchilla"),
-                          offsets=self.model.get("offsets"), priors=self.priors or None,
+                          offsets=self.model.get("offsets"),
+                          continuous=self.model.get("continuous"), priors=self.priors or None,
                           noise=self.model.get("noise", "student_t"))
 
     def fit_kwargs(self, **overrides) -> dict:

@@ -10,14 +10,15 @@ import pandas as pd
 from bayescale.intervals import interval
 from bayescale.points import check_budgets
 
-__all__ = ["targets_table", "format_targets", "write_results"]
+__all__ = ["targets_table", "format_targets", "format_answer", "write_results"]
 
 
 def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
     """Median and ``prob`` interval of the answer at each budget, one row per budget.
 
     Chinchilla law: the loss at the compute-optimal allocation and N*, D*, D*/N*.
-    Laws in compute: the mean loss mu(C) and a new run's loss at C.
+    Laws in compute: the mean loss mu(C) and a new run's loss at C. With continuous
+    hyperparameters, also their optimum ``<col>_opt`` at each budget.
     Columns are ``budget`` then ``<quantity>``, ``<quantity>_lower``, ``<quantity>_upper``.
     """
     budgets = check_budgets(budgets)
@@ -28,6 +29,9 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
         ds["loss_new_run"] = fit.predict({"flops": budgets}, kind="new_run",
                                          random_seed=0)["loss"]
         ds = ds.rename(point="budget").assign_coords(budget=budgets).drop_vars("flops")
+    if fit.spec.get("continuous"):
+        hyper = fit.optimal_hyperparameters(budgets)
+        ds = ds.assign({f"{c}_opt": hyper[c] for c in hyper.data_vars})
     tidy = interval(ds, prob=prob)
     wide = tidy.pivot(index="budget", columns="variable", values=["median", "lower", "upper"])
     out = pd.DataFrame({"budget": budgets})
@@ -52,6 +56,14 @@ def format_targets(table: pd.DataFrame) -> str:
                 lines.append(f"  {label:<18} {row[var]:>10.4g}  "
                              f"[{row[var + '_lower']:.4g}, {row[var + '_upper']:.4g}]")
     return "\n".join(lines)
+
+
+def format_answer(fit, budgets, *, prob: float = 0.9) -> str:
+    """The answer at ``budgets`` as text: the targets table, or with hyperparameters in the
+    model (offsets or continuous), the full :meth:`bayescale.Fit.recommend` per budget."""
+    if fit.spec["offsets"] or fit.spec.get("continuous"):
+        return "\n".join(str(fit.recommend(b, prob=prob)) for b in check_budgets(budgets))
+    return format_targets(targets_table(fit, budgets, prob=prob))
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -108,6 +120,8 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
     if targets is not None:
         parts += [f"## At the target budgets ({prob:.0%} intervals)", "",
                   _markdown(targets), ""]
+        if fit.spec["offsets"] or fit.spec.get("continuous"):
+            parts += ["```", format_answer(fit, targets["budget"].tolist(), prob=prob), "```", ""]
     parts += ["## Sampler diagnostics", "",
               f"divergences {diag['divergences']}, max R-hat {diag['max_r_hat']:.4f}, "
               f"min bulk ESS {diag['min_ess_bulk']:.0f}, min tail ESS {diag['min_ess_tail']:.0f}",

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["CANONICAL", "prepare", "check_positive_column"]
+__all__ = ["CANONICAL", "prepare", "check_positive_column", "add_shape_columns"]
 
 #: The canonical column names of a run table, in order.
 CANONICAL: tuple[str, ...] = ("params", "tokens", "flops", "loss")
@@ -110,7 +110,7 @@ def check_positive_column(df: pd.DataFrame, column: str, *, argument: str) -> np
             row = series.index[hit[0]]
             raise ValueError(
                 f"column {column!r} ({argument}) has {hit.size} {what} value(s), first at row "
-                f"{row!r}: {values[hit[0]]!r}; every value must be a finite positive number"
+                f"{row!r}: {float(values[hit[0]])!r}; every value must be a finite positive number"
             )
     return values
 
@@ -176,3 +176,22 @@ def require_columns(runs: pd.DataFrame, columns: Sequence[str], *, why: str) -> 
                 f"{why} needs column {column!r}, which the run table lacks; "
                 f"it has {list(runs.columns)}"
             )
+
+
+def add_shape_columns(table: pd.DataFrame) -> pd.DataFrame:
+    """Add Transformer shape columns derived from ``d_model``, ``num_layers``, ``num_heads``.
+
+    ``aspect_ratio = d_model / num_layers`` (width per layer) and ``head_dim = d_model /
+    num_heads``, where the source columns are present. Returns a new table.
+
+    >>> import pandas as pd
+    >>> add_shape_columns(pd.DataFrame({"d_model": [512], "num_layers": [8], "num_heads": [8]}))
+       d_model  num_layers  num_heads  aspect_ratio  head_dim
+    0      512           8          8          64.0      64.0
+    """
+    out = table.copy()
+    if {"d_model", "num_layers"} <= set(out.columns):
+        out["aspect_ratio"] = out["d_model"] / out["num_layers"]
+    if {"d_model", "num_heads"} <= set(out.columns):
+        out["head_dim"] = out["d_model"] / out["num_heads"]
+    return out

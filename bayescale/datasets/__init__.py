@@ -15,7 +15,7 @@ from importlib import resources
 
 import pandas as pd
 
-from bayescale.runs import prepare
+from bayescale.runs import add_shape_columns, prepare
 
 __all__ = ["Dataset", "REGISTRY", "load", "list", "info"]
 
@@ -56,7 +56,7 @@ def _cs336_isoflops(file: str) -> pd.DataFrame:
 def _cs336_api(file: str) -> pd.DataFrame:
     raw = _read_csv(file)
     raw.insert(0, "params", 12.0 * raw["num_layers"] * raw["d_model"].astype(float) ** 2)
-    return prepare(raw, params="params", flops="train_flops", loss="loss")
+    return add_shape_columns(prepare(raw, params="params", flops="train_flops", loss="loss"))
 
 
 def _olmo(file: str) -> pd.DataFrame:
@@ -95,8 +95,9 @@ REGISTRY: dict[str, Dataset] = {
             "Answers of the CS336 (spring 2024) training API: a Transformer LM on SlimPajama "
             "(32K BPE vocabulary, context 512) trained for train_flops FLOPs with the given "
             "d_model, num_layers, num_heads, batch_size, learning_rate. params = 12 num_layers "
-            "d_model^2 (non-embedding), tokens = flops / (6 params). Losses near ln(32000) ~ 10.4 "
-            "mean the model barely trained.",
+            "d_model^2 (non-embedding), tokens = flops / (6 params); aspect_ratio = d_model / "
+            "num_layers and head_dim = d_model / num_heads are added. Losses near ln(32000) ~ "
+            "10.4 mean the model barely trained.",
             "loss (final training loss)",
             "ZitongYang/cs336-assignment3-scaling @ 37e2e7ac : data/scaling.csv",
             "none stated; query results of a course API", _cs336_api,

@@ -1,0 +1,144 @@
+"""A synthetic training API with a known truth, for tests, docs and calibration.
+
+:func:`simulate` answers like the CS336 training API: for each compute budget it "trains"
+Transformer configurations (d_model, num_layers, num_heads, batch_size, learning_rate) and
+returns their final losses, drawn from a known Chinchilla law with latent per-level offsets of
+the number of heads and a learning-rate optimum that moves with compute::
+
+    log L = log(E + A N^-alpha + B D^-beta) + u_heads[num_heads]
+            + kappa (log lr - log lr*(C))^2 + eps,   log lr*(C) = m + g (log C - log C0)
+
+with ``N = 12 num_layers d_model^2`` and ``D = C / (6 N)``. The truth travels with the runs
+(``runs.attrs["truth"]``) and :class:`Truth` answers what a fit should recover.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+import pandas as pd
+
+from bayescale.laws import compute_optimal, log_mean
+from bayescale.points import check_budgets
+from bayescale.runs import add_shape_columns, prepare
+
+__all__ = ["Truth", "simulate"]
+
+
+@dataclass(frozen=True)
+class Truth:
+    """The parameters of a simulated training API."""
+
+    law: dict = field(default_factory=lambda: {"E": 1.8, "A": 400.0, "B": 2000.0,
+                                               "alpha": 0.34, "beta": 0.36})
+    sigma: float = 0.01
+    #: scale of the latent num_heads offsets on log loss; the offsets themselves are drawn
+    #: from Normal(0, heads_tau) by :func:`simulate` unless given here ({level: offset})
+    heads_tau: float = 0.03
+    heads_offset: dict | None = None
+    #: learning-rate optimum: log lr*(C) = lr_opt_ref + lr_opt_slope (log C - log lr_flops_ref)
+    lr_kappa: float = 0.02
+    lr_opt_ref: float = float(np.log(1e-3))
+    lr_opt_slope: float = -0.1
+    lr_flops_ref: float = 1e17
+
+    def learning_rate_opt(self, budgets) -> np.ndarray:
+        """The true loss-optimal learning rate at each budget."""
+        log_c = np.log(check_budgets(budgets)) - np.log(self.lr_flops_ref)
+        return np.exp(self.lr_opt_ref + self.lr_opt_slope * log_c)
+
+    def optimal(self, budgets) -> dict[str, np.ndarray]:
+        """True compute-optimal N*, D*, D*/N* and loss (optimal lr, typical heads: offset 0)."""
+        return compute_optimal(self.law, check_budgets(budgets))
+
+    def as_dict(self) -> dict:
+        return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
+
+    def with_heads(self, rng: np.random.Generator) -> Truth:
+        """This truth with its num_heads offsets drawn from Normal(0, heads_tau) if unset."""
+        if self.heads_offset is not None:
+            return self
+        drawn = dict(zip(_HEADS, (self.heads_tau * rng.standard_normal(len(_HEADS))).tolist()))
+        return replace(self, heads_offset=drawn)
+
+
+_D_MODEL = (128, 256, 512, 768, 1024, 1536, 2048)
+_LAYERS = (2, 4, 8, 12, 16, 24, 32, 48)
+_HEADS = (2, 4, 8, 16)
+_BATCH = (128, 256)
+_LR = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+
+
+def simulate(truth: Truth | None = None, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e18),
+             runs_per_budget: int = 30, random_seed: int | None = None) -> pd.DataFrame:
+    """Draw a sweep of training runs from a known truth.
+
+    Parameters
+    ----------
+    truth
+        The simulated API's parameters; :class:`Truth` defaults if None.
+    budgets
+        Compute budgets (FLOPs) at which configurations are trained.
+    runs_per_budget
+        Random configurations per budget (d_model, num_layers, num_heads, batch_size and
+        learning_rate drawn uniformly from CS336-like grids; duplicates are redrawn).
+    random_seed
+        Seed of the configurations and the noise.
+
+    Returns
+    -------
+    pandas.DataFrame
+        A run table (canonical columns, then d_model, num_layers, num_heads, batch_size,
+        learning_rate, aspect_ratio, head_dim); ``attrs["truth"]`` holds the :class:`Truth`
+        used, with its drawn num_heads offsets.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> runs = bs.simulate(runs_per_budget=10, random_seed=0)
+    >>> len(runs), runs["flops"].nunique()
+    (50, 5)
+    """
+    truth = Truth() if truth is None else truth
+    if not isinstance(truth, Truth):
+        raise TypeError(f"truth must be a bayescale.simulate.Truth, got {type(truth).__name__}")
+    budgets = check_budgets(budgets)
+    if isinstance(runs_per_budget, bool) or not isinstance(runs_per_budget, int) \
+            or runs_per_budget < 1:
+        raise ValueError(f"runs_per_budget must be a positive integer, got {runs_per_budget!r}")
+    rng = np.random.default_rng(random_seed)
+    truth = truth.with_heads(rng)
+    table = pd.concat([_configs(rng, budget, runs_per_budget) for budget in budgets],
+                      ignore_index=True)
+    params = 12.0 * table["num_layers"] * table["d_model"].astype(float) ** 2
+    tokens = table["flops"] / (6.0 * params)
+    log_loss = log_mean("chinchilla", truth.law, {"params": params, "tokens": tokens})
+    log_loss += table["num_heads"].map(truth.heads_offset).to_numpy()
+    log_lr_opt = np.log(truth.learning_rate_opt(table["flops"].to_numpy()))
+    log_loss += truth.lr_kappa * (np.log(table["learning_rate"]) - log_lr_opt) ** 2
+    log_loss += truth.sigma * rng.standard_normal(len(table))
+    table.insert(0, "params", params)
+    table["loss"] = np.exp(log_loss)
+    runs = add_shape_columns(prepare(table, params="params", flops="flops", loss="loss"))
+    runs.attrs["truth"] = truth
+    return runs
+
+
+def _configs(rng: np.random.Generator, budget: float, n: int) -> pd.DataFrame:
+    grids = (_D_MODEL, _LAYERS, _HEADS, _BATCH, _LR)
+    total = int(np.prod([len(g) for g in grids]))
+    if n > total:
+        raise ValueError(f"runs_per_budget={n} exceeds the {total} distinct configurations")
+    picks = rng.choice(total, size=n, replace=False)
+    rows = []
+    for pick in picks:
+        row = []
+        for grid in grids:
+            pick, i = divmod(int(pick), len(grid))
+            row.append(grid[i])
+        rows.append(row)
+    table = pd.DataFrame(rows, columns=["d_model", "num_layers", "num_heads", "batch_size",
+                                        "learning_rate"])
+    table["flops"] = float(budget)
+    return table
