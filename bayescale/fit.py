@@ -103,7 +103,7 @@ class Fit:
         table = interval(post, prob=prob)
         table["name"] = [_row_name(r, self.spec["offsets"]) for _, r in table.iterrows()]
         table = table.set_index("name")[["mean", "sd", "median", "lower", "upper"]]
-        diag = az.summary(post, kind="diagnostics")
+        diag = az.summary(post, kind="diagnostics", round_to="none")
         table = table.join(diag[["r_hat", "ess_bulk", "ess_tail"]])
         table.attrs["prob"] = prob
         table.attrs["diagnostics"] = self.diagnostics()

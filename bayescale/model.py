@@ -31,7 +31,7 @@ import pytensor.tensor as pt
 
 from bayescale import priors as _priors
 from bayescale.laws import Law, get_law
-from bayescale.runs import check_positive_column, require_columns
+from bayescale.runs import check_duplicates, check_positive_column, require_columns
 
 __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
 
@@ -290,10 +290,13 @@ def _check_runs(runs: object, law: Law) -> pd.DataFrame:
         raise ValueError(f"{why} needs params and tokens (N and D), but the run table has only "
                          "flops; use law='flops' or give params/tokens to bayescale.prepare")
     require_columns(runs, [*law.inputs, "loss"], why=why)
-    for col in (*law.inputs, "loss"):
-        check_positive_column(runs, col, argument=col)
-    budgets = np.unique(runs["flops"]) if "flops" in runs.columns else None
-    if budgets is not None and budgets.size < 2:
+    present = [c for c in ("params", "tokens", "flops", "loss") if c in runs.columns]
+    values = {col: check_positive_column(runs, col, argument=col) for col in present}
+    check_duplicates(runs)
+    k = float(runs.attrs.get("flops_per_param_token", 6.0))
+    budgets = np.unique(values["flops"] if "flops" in values
+                        else k * values["params"] * values["tokens"])
+    if budgets.size < 2:
         raise ValueError(f"runs span a single compute budget (flops={budgets[0]:.3g}); "
                          "extrapolating in compute needs runs at 2 or more budgets")
     for x in law.inputs:
@@ -318,7 +321,7 @@ def _check_offsets(runs: pd.DataFrame, offsets: object) -> tuple[str, ...]:
             raise ValueError(f"offset column {col!r} has missing values")
         if runs[col].nunique() < 2:
             raise ValueError(f"offset column {col!r} has a single level "
-                             f"({runs[col].iloc[0]!r}); an offset needs at least 2 levels")
+                             f"({_plain(runs[col].iloc[0])!r}); an offset needs at least 2 levels")
     if len(set(offsets)) != len(offsets):
         raise ValueError(f"offsets lists a column twice: {list(offsets)}")
     return tuple(offsets)
@@ -339,7 +342,7 @@ def _check_continuous(runs: pd.DataFrame, continuous: object,
         check_positive_column(runs, col, argument="continuous")
         if runs[col].nunique() < 2:
             raise ValueError(f"continuous column {col!r} takes a single value "
-                             f"({runs[col].iloc[0]!r}); its optimum needs at least 2 values")
+                             f"({_plain(runs[col].iloc[0])!r}); its optimum needs at least 2 values")
     if len(set(continuous)) != len(continuous):
         raise ValueError(f"continuous lists a column twice: {list(continuous)}")
     if "flops" not in runs.columns:

@@ -87,7 +87,7 @@ def prepare(
     rest = df.drop(columns=[c for c in mapping.values() if c is not None])
     rest = rest.drop(columns=[c for c in rest.columns if c in out.columns])
     out = pd.concat([out, rest], axis=1)
-    _check_duplicates(out)
+    check_duplicates(out)
     out.attrs["derived"] = derived
     out.attrs["flops_per_param_token"] = k
     return out
@@ -158,7 +158,8 @@ def _derive(values: dict[str, np.ndarray], k: float) -> str | None:
     )
 
 
-def _check_duplicates(runs: pd.DataFrame) -> None:
+def check_duplicates(runs: pd.DataFrame) -> None:
+    """Raise a ValueError if a row repeats an earlier row in every column."""
     dup = runs.duplicated(keep="first")
     if dup.any():
         first = runs.index[np.flatnonzero(dup.to_numpy())[0]]

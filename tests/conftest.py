@@ -29,6 +29,18 @@ def tiny_fit(runs: pd.DataFrame, **model_kwargs) -> bs.Fit:
 
 
 @pytest.fixture(scope="session")
+def tiny() -> dict:
+    """The settings of the shared tiny fit (a copy: tests may not change the shared one)."""
+    return dict(TINY)
+
+
+@pytest.fixture(scope="session")
+def make_tiny_fit():
+    """:func:`tiny_fit`, for tests that need one more fit (count them: each costs ~15 s)."""
+    return tiny_fit
+
+
+@pytest.fixture(scope="session")
 def chinchilla_runs() -> pd.DataFrame:
     return bs.datasets.load("chinchilla")
 
@@ -46,7 +58,8 @@ def fake_posterior(n_chain: int = 2, n_draw: int = 50, seed: int = 0) -> dict[st
     """Draws scattered around Epoch's Chinchilla estimates, shaped (chain, draw); no sampler."""
     rng = np.random.default_rng(seed)
     shape = (n_chain, n_draw)
-    draws = {name: value * np.exp(0.02 * rng.standard_normal(shape)) for name, value in EPOCH.items()}
+    draws = {name: value * np.exp(0.02 * rng.standard_normal(shape))
+             for name, value in EPOCH.items()}
     draws["sigma"] = 0.004 * np.exp(0.1 * rng.standard_normal(shape))
     draws["nu"] = 2.0 * np.exp(0.1 * rng.standard_normal(shape))
     return draws

@@ -1,0 +1,124 @@
+"""The NumPy laws against direct formulas and against numerical minimisation (no sampler)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy import optimize
+
+from bayescale import laws
+
+EPOCH = {"E": 1.817, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
+HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}
+
+
+def chinchilla(theta, n, d):
+    return theta["E"] + theta["A"] / n ** theta["alpha"] + theta["B"] / d ** theta["beta"]
+
+
+def test_registry():
+    assert set(laws.LAWS) == {"chinchilla", "flops", "flops_pure"}
+    assert laws.get_law("chinchilla").inputs == ("params", "tokens")
+    assert laws.get_law("flops").inputs == ("flops",)
+    assert laws.get_law("flops_pure").params == ("A", "alpha")
+    with pytest.raises(ValueError, match=r"unknown law 'kaplan'"):
+        laws.get_law("kaplan")
+
+
+@pytest.mark.parametrize("theta", [EPOCH, HOFFMANN])
+def test_chinchilla_log_mean_is_the_formula(theta):
+    n = np.array([1e7, 3e8, 7e10, 1e12])
+    d = np.array([1e8, 6e9, 1.4e12, 3e13])
+    expected = np.log(chinchilla(theta, n, d))
+    np.testing.assert_allclose(laws.log_mean("chinchilla", theta, {"params": n, "tokens": d}),
+                               expected, rtol=1e-13)
+    np.testing.assert_allclose(laws.mean("chinchilla", theta, {"params": n, "tokens": d}),
+                               chinchilla(theta, n, d), rtol=1e-13)
+
+
+def test_flops_laws_are_the_formula():
+    c = np.array([1e15, 1e19, 1e23])
+    theta = {"E": 1.7, "A": 30.0, "alpha": 0.05}
+    np.testing.assert_allclose(laws.mean("flops", theta, {"flops": c}), 1.7 + 30.0 * c ** -0.05,
+                               rtol=1e-13)
+    np.testing.assert_allclose(laws.mean(laws.get_law("flops_pure"), theta, {"flops": c}),
+                               30.0 * c ** -0.05, rtol=1e-13)
+
+
+def test_log_mean_broadcasts_draws_against_points():
+    rng = np.random.default_rng(0)
+    theta = {k: v * np.exp(0.05 * rng.standard_normal((2, 3, 1))) for k, v in EPOCH.items()}
+    n = np.array([1e8, 1e9, 1e10, 1e11])
+    d = 20 * n
+    out = laws.log_mean("chinchilla", theta, {"params": n, "tokens": d})
+    assert out.shape == (2, 3, 4)
+    one = {k: float(v[1, 2, 0]) for k, v in theta.items()}
+    np.testing.assert_allclose(out[1, 2], np.log(chinchilla(one, n, d)), rtol=1e-13)
+
+
+def test_huge_inputs_do_not_overflow():
+    with np.errstate(all="raise"):  # any overflow, underflow to inf or invalid op fails
+        n, d = np.array([1e15, 1e200]), np.array([1e16, 1e250])
+        out = laws.log_mean("chinchilla", EPOCH, {"params": n, "tokens": d})
+        np.testing.assert_allclose(out[0], np.log(chinchilla(EPOCH, 1e15, 1e16)), rtol=1e-14)
+        np.testing.assert_allclose(out[1], np.log(EPOCH["E"]), rtol=1e-15)  # terms vanish
+        theta = {"A": 1e3, "alpha": 2.5}  # C^alpha alone would overflow float64 at C = 1e300
+        pure = laws.log_mean("flops_pure", theta, {"flops": np.array([1e300])})
+        np.testing.assert_allclose(pure, np.log(1e3) - 2.5 * np.log(1e300), rtol=1e-14)
+        opt = laws.compute_optimal(EPOCH, [1e40])
+        assert all(np.all(np.isfinite(v)) for v in opt.values())
+        np.testing.assert_allclose(6 * opt["params_opt"] * opt["tokens_opt"], 1e40, rtol=1e-12)
+
+
+def numerical_optimum(theta, c, k=6.0):
+    """argmin over N of E + A N^-a + B (C / (k N))^-b, by bounded scalar minimisation in log N."""
+    def loss(log_n):
+        n = np.exp(log_n)
+        return chinchilla(theta, n, c / (k * n))
+    res = optimize.minimize_scalar(loss, bounds=(np.log(1e3), np.log(c / k) - np.log(1e3)),
+                                   method="bounded", options={"xatol": 1e-10})
+    assert res.success
+    n = np.exp(res.x)
+    return n, c / (k * n), res.fun
+
+
+@pytest.mark.parametrize("theta", [EPOCH, HOFFMANN])
+@pytest.mark.parametrize("budget", [1e18, 1e21, 5.88e23, 1e26])
+def test_compute_optimal_matches_numerical_minimisation(theta, budget):
+    n, d, best = numerical_optimum(theta, budget)
+    opt = laws.compute_optimal(theta, budget)
+    # the loss is flat at the optimum, so the argmin is found only to ~sqrt(machine eps)
+    np.testing.assert_allclose(opt["params_opt"], n, rtol=1e-4)
+    np.testing.assert_allclose(opt["tokens_opt"], d, rtol=1e-4)
+    np.testing.assert_allclose(opt["loss_opt"], best, rtol=1e-10)
+    assert opt["loss_opt"] <= best * (1 + 1e-12)
+    np.testing.assert_allclose(opt["tokens_per_param"], opt["tokens_opt"] / opt["params_opt"],
+                               rtol=1e-12)
+    np.testing.assert_allclose(6 * opt["params_opt"] * opt["tokens_opt"], budget, rtol=1e-12)
+
+
+@pytest.mark.parametrize("k", [2.0, 8.0])
+def test_compute_optimal_with_custom_flops_per_param_token(k):
+    n, d, best = numerical_optimum(EPOCH, 1e22, k=k)
+    opt = laws.compute_optimal(EPOCH, 1e22, flops_per_param_token=k)
+    np.testing.assert_allclose(opt["params_opt"], n, rtol=1e-4)
+    np.testing.assert_allclose(k * opt["params_opt"] * opt["tokens_opt"], 1e22, rtol=1e-12)
+
+
+def test_epoch_fit_gives_about_20_tokens_per_param_at_chinchilla_budget():
+    """A published number: Epoch's point estimate implies ~20 tokens/param at C = 5.88e23."""
+    n, d, _ = numerical_optimum(EPOCH, 5.88e23)
+    ratio = laws.compute_optimal(EPOCH, 5.88e23)["tokens_per_param"]
+    np.testing.assert_allclose(ratio, d / n, rtol=2e-4)
+    assert 15 < float(ratio) < 30
+
+
+def test_compute_optimal_broadcasts_draws_against_budgets():
+    theta = {k: np.full((3, 1), v) for k, v in EPOCH.items()}
+    theta["alpha"] = np.array([[0.30], [0.348], [0.40]])
+    budgets = np.array([1e20, 1e22])
+    opt = laws.compute_optimal(theta, budgets)
+    assert all(v.shape == (3, 2) for v in opt.values())
+    one = {k: float(v[2, 0]) for k, v in theta.items()}
+    n, _, _ = numerical_optimum(one, 1e22)
+    np.testing.assert_allclose(opt["params_opt"][2, 1], n, rtol=1e-4)
