@@ -16,7 +16,7 @@ import numpy as np  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter  # noqa: E402
 
-__all__ = ["plot_law", "plot_optimal", "plot_ranks"]
+__all__ = ["plot_law", "plot_optimal", "plot_ranks", "plot_offsets", "plot_checks"]
 
 
 def _grid(fit, budgets, n: int = 120) -> np.ndarray:
@@ -32,6 +32,12 @@ def _quantiles(draws: np.ndarray, prob: float) -> tuple[np.ndarray, np.ndarray, 
     flat = draws.reshape(-1, draws.shape[-1])
     lo, mid, hi = np.quantile(flat, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
     return lo, mid, hi
+
+
+def _plain_ticks(axis) -> None:
+    """Loss axes span less than a decade: label log ticks as 2.5, 3, 4 rather than 4x10^0."""
+    axis.set_major_formatter(FormatStrFormatter("%.3g"))
+    axis.set_minor_formatter(FormatStrFormatter("%.3g"))
 
 
 def _mark(ax, fit, budgets) -> None:
@@ -86,9 +92,7 @@ def plot_law(fit, budgets=None, *, prob: float = 0.9, ax=None):
                     label=f"mean loss at target, {prob:.0%} interval")
     ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)",
            ylabel="final loss (nats/token)", title="Runs and the fitted law, extrapolated")
-    for axis in (ax.yaxis,):
-        axis.set_major_formatter(FormatStrFormatter("%.3g"))
-        axis.set_minor_formatter(FormatStrFormatter("%.3g"))
+    _plain_ticks(ax.yaxis)
     ax.legend(fontsize=8, loc="upper right")
     return ax
 
@@ -122,3 +126,59 @@ def plot_ranks(fit, var_names=None):
     names = var_names or [*fit.law.params, "sigma"]
     axes = az.plot_rank(fit.idata, var_names=names, kind="vlines")
     return np.ravel(axes)[0].figure
+
+
+def plot_offsets(fit, *, prob: float = 0.9):
+    """Forest plot of the hyperparameter offsets on log loss (one panel per offset column).
+
+    Each level's posterior median and ``prob`` interval; levels left of 0 beat the typical level.
+    """
+    columns = fit.spec["offsets"]
+    if not columns:
+        raise ValueError("this fit has no hyperparameter offsets (offsets=[...])")
+    fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3.5), squeeze=False)
+    for ax, col in zip(axes[0], columns):
+        offset = fit.posterior[f"{col}_offset"]
+        draws = offset.values.reshape(-1, offset.sizes[col])
+        lo, mid, hi = np.quantile(draws, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
+        y = np.arange(draws.shape[1])
+        ax.hlines(y, lo, hi, color="tab:blue", lw=2)
+        ax.plot(mid, y, "o", color="tab:blue")
+        ax.axvline(0, color="0.5", lw=1, ls=":")
+        ax.set_yticks(y, [str(v) for v in offset[col].values])
+        ax.set(xlabel="offset on log loss (0.01 = 1% higher loss)", ylabel=col,
+               title=f"{col}: median and {prob:.0%} interval")
+    fig.tight_layout()
+    return fig
+
+
+def plot_checks(fit, *, prob: float = 0.9):
+    """Posterior predictive check (observed vs predicted loss of each run) and LOO-PIT (ArviZ)."""
+    import arviz as az
+    import xarray as xr
+
+    runs = fit.runs
+    new = fit.predict(runs, kind="new_run", random_seed=0)["loss"]
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4.5))
+    lo, mid, hi = _quantiles(new.values, prob)
+    observed = runs["loss"].to_numpy()
+    inside = (observed >= lo) & (observed <= hi)
+    left.errorbar(mid, observed, xerr=[mid - lo, hi - mid], fmt="none", ecolor="0.75", lw=0.8)
+    left.scatter(mid[inside], observed[inside], s=8, color="tab:blue",
+                 label=f"inside the {prob:.0%} interval ({inside.mean():.0%} of runs)")
+    left.scatter(mid[~inside], observed[~inside], s=10, color="tab:red", label="outside")
+    span = [min(observed.min(), mid.min()), max(observed.max(), mid.max())]
+    left.plot(span, span, color="k", lw=0.8)
+    left.set(xscale="log", yscale="log", xlabel="predicted loss of the run (median, new run)",
+             ylabel="observed loss", title="Posterior predictive check")
+    _plain_ticks(left.xaxis)
+    _plain_ticks(left.yaxis)
+    left.legend(fontsize=8)
+    pp = xr.Dataset({"log_loss": (("chain", "draw", "run"), np.log(new.values))},
+                     coords={"run": fit.idata.observed_data["run"].values})
+    checked = az.InferenceData(posterior=fit.posterior, observed_data=fit.idata.observed_data,
+                               log_likelihood=fit.idata.log_likelihood, posterior_predictive=pp)
+    az.plot_loo_pit(checked, y="log_loss", ax=right)
+    right.set(title="LOO-PIT (uniform when calibrated)", xlabel="LOO probability integral transform")
+    fig.tight_layout()
+    return fig

@@ -94,11 +94,14 @@ def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayesca
     if targets is not None:
         targets.to_csv(paths["targets.csv"], index=False)
     figures = {"law.png": plots.plot_law(fit, budgets, prob=prob).figure,
+               "checks.png": plots.plot_checks(fit, prob=prob),
                "ranks.png": plots.plot_ranks(fit)}
+    if fit.spec["offsets"]:
+        figures["offsets.png"] = plots.plot_offsets(fit, prob=prob)
     if fit.law.name == "chinchilla":
-        paths["optimal.png"] = out / "optimal.png"
         figures["optimal.png"] = plots.plot_optimal(fit, budgets, prob=prob).figure
     for name, figure in figures.items():
+        paths[name] = out / name
         figure.savefig(paths[name], dpi=120, bbox_inches="tight")
         plt.close(figure)
     paths["report.md"].write_text(_report(fit, summary, targets, prob, title, figures))
