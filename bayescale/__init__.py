@@ -9,7 +9,7 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from bayescale import datasets, laws  # noqa: E402
+from bayescale import baselines, datasets, laws  # noqa: E402
 from bayescale.fit import Fit, SamplerWarning  # noqa: E402
 from bayescale.intervals import interval  # noqa: E402
 from bayescale.io import load  # noqa: E402
@@ -23,6 +23,7 @@ __all__ = [
     "Fit",
     "Recommendation",
     "SamplerWarning",
+    "baselines",
     "ScalingLaw",
     "Truth",
     "add_shape_columns",
