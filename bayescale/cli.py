@@ -31,10 +31,31 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--force", action="store_true", help="overwrite an existing results folder")
     fit.add_argument("--no-progress", action="store_true", help="hide the sampling progress bar")
 
-    pred = sub.add_parser("predict", help="intervals at budgets from a saved posterior.nc")
+    pred = sub.add_parser("predict", help="intervals at budgets or configurations from a "
+                          "saved posterior.nc",
+                          description="Answer at target budgets (--budgets) or predict the loss "
+                          "of the configurations in a CSV (--points: columns params/tokens/flops "
+                          "and any hyperparameter columns of the fit).")
     pred.add_argument("posterior", help="a posterior.nc written by `bayescale fit`")
-    pred.add_argument("--budgets", type=float, nargs="+", required=True, help="FLOPs")
+    what = pred.add_mutually_exclusive_group(required=True)
+    what.add_argument("--budgets", type=float, nargs="+", help="compute budgets in FLOPs")
+    what.add_argument("--points", help="CSV of configurations to predict")
+    pred.add_argument("--kind", choices=("mean", "new_run"), default="new_run",
+                      help="with --points: the law's mean or a new run's loss (default)")
     pred.add_argument("--prob", type=float, default=0.9, help="interval probability")
+    pred.add_argument("--out", help="with --points: write the intervals to this CSV")
+
+    comp = sub.add_parser("compare", help="rank saved fits by LOO or leave-future-out",
+                          description="Compare fits of the same runs: PSIS-LOO (interpolation) "
+                          "or leave-future-out refits scored on the largest budgets "
+                          "(extrapolation). Each fit is named after its folder or file.")
+    comp.add_argument("posteriors", nargs="+", help="posterior.nc files or results folders")
+    comp.add_argument("--method", choices=("loo", "lfo"), default="loo")
+    comp.add_argument("--holdout", type=float, help="lfo: fraction of the largest budgets "
+                      "(0-1) or a FLOPs threshold (>= 1) to hold out")
+    comp.add_argument("--draws", type=int, help="lfo: draws per chain of the refits")
+    comp.add_argument("--chains", type=int, help="lfo: chains of the refits")
+    comp.add_argument("--seed", type=int, help="lfo: random seed of the refits")
 
     data = sub.add_parser("datasets", help="list the bundled data sets, or show one")
     data.add_argument("name", nargs="?", help="a data set to describe")
@@ -45,7 +66,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayescale`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        return {"fit": _fit, "predict": _predict, "datasets": _datasets}[args.verb](args)
+        verbs = {"fit": _fit, "predict": _predict, "compare": _compare, "datasets": _datasets}
+        return verbs[args.verb](args)
     except _USER_ERRORS as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"bayescale {args.verb}: error: {message}", file=sys.stderr)
@@ -111,8 +133,54 @@ def _predict(args) -> int:
     from bayescale.report import format_answer
 
     fit = bs.load(args.posterior)
-    print(f"{fit!r}\nmedian [{args.prob:.0%} interval]:")
-    print(format_answer(fit, args.budgets, prob=args.prob))
+    if args.budgets is not None:
+        print(f"{fit!r}\nmedian [{args.prob:.0%} interval]:")
+        print(format_answer(fit, args.budgets, prob=args.prob))
+        return 0
+    from bayescale.recipe import read_table
+
+    points = read_table(args.points)
+    draws = fit.predict(points, kind=args.kind, random_seed=0)["loss"]
+    stats = bs.interval(draws, prob=args.prob)
+    table = points.reset_index(drop=True).assign(loss=stats["median"].to_numpy(),
+                                                 loss_lower=stats["lower"].to_numpy(),
+                                                 loss_upper=stats["upper"].to_numpy())
+    import pandas as pd
+
+    with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160,
+                           "display.max_columns", 30):
+        print(f"{fit!r}\nloss of a {args.kind.replace('_', ' ')}: median "
+              f"[{args.prob:.0%} interval]\n{table.to_string(index=False)}")
+    if args.out:
+        table.to_csv(args.out, index=False)
+        print(f"wrote {args.out}")
+    return 0
+
+
+def _compare(args) -> int:
+    import pandas as pd
+
+    import bayescale as bs
+
+    fits = {}
+    for given in args.posteriors:
+        path = Path(given)
+        path = path / "posterior.nc" if path.is_dir() else path
+        name = path.parent.name if path.name == "posterior.nc" else path.stem
+        if name in fits:
+            raise ValueError(f"two fits are named {name!r}; give files in distinct folders")
+        fits[name] = bs.load(path)
+    kwargs = {} if args.method == "loo" else {
+        "holdout": args.holdout, "draws": args.draws, "chains": args.chains,
+        "random_seed": args.seed, "progressbar": False}
+    if args.method == "loo" and args.holdout is not None:
+        raise ValueError("--holdout applies to --method lfo only")
+    table = bs.compare(fits, method=args.method,
+                       **{k: v for k, v in kwargs.items() if v is not None})
+    with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160,
+                           "display.max_columns", 30):
+        print(f"{args.method.upper()} comparison (best first; elpd: higher is better)")
+        print(table.to_string())
     return 0
 
 

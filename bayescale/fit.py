@@ -306,8 +306,10 @@ def _run_coords(runs: pd.DataFrame) -> np.ndarray:
 
 
 def _var_name(column: str) -> str:
-    """netCDF variable names cannot hold '/'; everything else is kept."""
-    return str(column).replace("/", "\N{DIVISION SLASH}")
+    """The constant_data variable of a run-table column: netCDF names cannot hold '/', and
+    a column called ``run`` would collide with the ``run`` coordinate."""
+    name = str(column).replace("/", "\N{DIVISION SLASH}")
+    return "run_" if name == "run" else name
 
 
 def _storable(series: pd.Series) -> np.ndarray:

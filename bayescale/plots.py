@@ -174,7 +174,9 @@ def plot_checks(fit, *, prob: float = 0.9):
     _plain_ticks(left.xaxis)
     _plain_ticks(left.yaxis)
     left.legend(fontsize=8)
-    pp = xr.Dataset({"log_loss": (("chain", "draw", "run"), np.log(new.values))},
+    with np.errstate(divide="ignore"):  # Cauchy-like new runs (nu ~ 1) can underflow to 0
+        log_new = np.log(new.values)
+    pp = xr.Dataset({"log_loss": (("chain", "draw", "run"), log_new)},
                      coords={"run": fit.idata.observed_data["run"].values})
     checked = az.InferenceData(posterior=fit.posterior, observed_data=fit.idata.observed_data,
                                log_likelihood=fit.idata.log_likelihood, posterior_predictive=pp)

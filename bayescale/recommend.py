@@ -32,8 +32,9 @@ class Recommendation:
         Per offset column and level: the posterior probability that the level is the best
         (lowest offset), and the offset's median and interval.
     shapes
-        Concrete shapes (d_model, num_layers[, num_heads]) with 12 num_layers d_model^2 near the
-        median N*, ranked by the median predicted loss, with intervals; None when the runs have
+        Concrete shapes (d_model, num_layers[, num_heads]) with 12 num_layers d_model^2 within
+        a factor 1.5 of the median N* and d_model / num_layers inside the range the runs
+        covered, ranked by the median predicted loss, with intervals; None when the runs have
         no d_model/num_layers columns or the law has no N.
     """
 
@@ -118,7 +119,13 @@ def _shapes(fit, budget, draws, best, prob, top) -> pd.DataFrame | None:
             candidates.append({"d_model": width, "num_layers": layers, "params": params})
     if not candidates:
         return None
-    shapes = pd.DataFrame(candidates).drop_duplicates(subset=["d_model", "num_layers"])
+    shapes = add_shape_columns(pd.DataFrame(candidates).drop_duplicates(
+        subset=["d_model", "num_layers"]))
+    # stay inside the widths-per-layer the sweep tried: outside them the shape term extrapolates
+    seen = runs["d_model"] / runs["num_layers"]
+    shapes = shapes[shapes["aspect_ratio"].between(seen.min(), seen.max())]
+    if shapes.empty:
+        return None
     if "num_heads" in runs.columns:
         shapes["num_heads"] = best.get("num_heads", None) or (shapes["d_model"] // 64).clip(lower=1)
     for col, level in best.items():

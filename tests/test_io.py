@@ -1,0 +1,44 @@
+"""Safe results files: atomic writes, no silent overwrite, clear refusals on load."""
+
+from __future__ import annotations
+
+import arviz as az
+import numpy as np
+import pytest
+
+import bayescale as bs
+
+
+def test_interrupted_save_leaves_the_previous_file_intact(fake_fit, tmp_path, monkeypatch):
+    path = tmp_path / "fit.nc"
+    fake_fit.save(path)
+    before = path.read_bytes()
+
+    def dies_midway(self, filename, *args, **kwargs):
+        with open(filename, "wb") as fh:  # a partial write, then the process is interrupted
+            fh.write(b"\x89HDF half a file")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(az.InferenceData, "to_netcdf", dies_midway)
+    with pytest.raises(KeyboardInterrupt):
+        fake_fit.save(path, overwrite=True)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["fit.nc"]  # no temporary left over
+    monkeypatch.undo()
+    again = bs.load(path)
+    assert np.array_equal(again.posterior["alpha"].values, fake_fit.posterior["alpha"].values)
+
+
+def test_save_into_a_missing_folder_says_which(fake_fit, tmp_path):
+    with pytest.raises(FileNotFoundError, match="nowhere"):
+        fake_fit.save(tmp_path / "nowhere" / "fit.nc")
+
+
+def test_newer_format_is_refused_with_the_version(fake_fit, tmp_path):
+    path = tmp_path / "fit.nc"
+    fake_fit.save(path)
+    idata = az.from_netcdf(path)
+    idata.posterior.attrs["bayescale_format"] = 99
+    idata.to_netcdf(tmp_path / "newer.nc")
+    with pytest.raises(ValueError, match="format 99"):
+        bs.load(tmp_path / "newer.nc")
