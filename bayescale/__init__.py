@@ -10,20 +10,29 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from bayescale import baselines, datasets, laws  # noqa: E402
-from bayescale.fit import Fit, SamplerWarning  # noqa: E402
+from bayescale.compare import ParetoKWarning, compare, fit_many, refit  # noqa: E402
+from bayescale.fit import Fit  # noqa: E402
+from bayescale.isoflop import IsoFlop, IsoFlopFit, plot_isoflop  # noqa: E402
 from bayescale.intervals import interval  # noqa: E402
 from bayescale.io import load  # noqa: E402
 from bayescale.model import ScalingLaw  # noqa: E402
 from bayescale.recommend import Recommendation  # noqa: E402
 from bayescale.runs import add_shape_columns, prepare  # noqa: E402
+from bayescale.sampling import SamplerWarning  # noqa: E402
 from bayescale.simulate import Truth, simulate  # noqa: E402
 
 __all__ = [
     "__version__",
     "Fit",
+    "IsoFlop",
+    "IsoFlopFit",
+    "ParetoKWarning",
     "Recommendation",
     "SamplerWarning",
     "baselines",
+    "compare",
+    "fit_many",
+    "refit",
     "ScalingLaw",
     "Truth",
     "add_shape_columns",
@@ -31,6 +40,7 @@ __all__ = [
     "interval",
     "laws",
     "load",
+    "plot_isoflop",
     "prepare",
     "simulate",
 ]

@@ -87,9 +87,9 @@ def _fit(args) -> int:
     model = recipe.scaling_law(runs)
     kwargs = recipe.fit_kwargs(draws=args.draws, tune=args.tune, chains=args.chains,
                                random_seed=args.seed, sampler=args.sampler)
-    print(f"bayescale {bs.__version__}: recipe {args.recipe}: law {model.law.name!r} "
-          f"({model.law.formula}) on {len(runs)} runs; {kwargs['chains']} chains x "
-          f"{kwargs['draws']} draws ({kwargs['sampler']})", flush=True)
+    print(f"bayescale {bs.__version__}: recipe {args.recipe}: {_describe(model)} on "
+          f"{len(runs)} runs; {kwargs['chains']} chains x {kwargs['draws']} draws "
+          f"({kwargs['sampler']})", flush=True)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", bs.SamplerWarning)
         # PyTensor's C backend is not what samples here (nutpie compiles with numba)
@@ -110,6 +110,11 @@ def _fit(args) -> int:
     _print_diagnostics(fit, caught)
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
+
+
+def _describe(model) -> str:
+    law = getattr(model, "law", None)
+    return f"law {law.name!r} ({law.formula})" if law is not None else "the IsoFLOP model"
 
 
 def _print_diagnostics(fit, caught) -> None:

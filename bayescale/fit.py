@@ -8,34 +8,27 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Mapping
 
 import arviz as az
 import numpy as np
 import pandas as pd
 import xarray as xr
-from scipy import stats
 
 from bayescale import __version__
 from bayescale.intervals import interval
 from bayescale.laws import compute_optimal, get_law, log_mean
 from bayescale.points import check_budgets, points_table
 from bayescale.runs import check_positive_column
+from bayescale.sampling import PosteriorResult, SamplerWarning, noise_logpdf
 
 __all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION"]
 
 #: Version of the results-file layout written by :meth:`Fit.save`.
 FORMAT_VERSION = 1
-#: Thresholds behind :class:`SamplerWarning`.
-RHAT_MAX, ESS_MIN = 1.01, 400
 
 
-class SamplerWarning(UserWarning):
-    """The sampler's diagnostics say the draws may not represent the posterior."""
-
-
-class Fit:
+class Fit(PosteriorResult):
     """A fitted scaling law: the posterior (:attr:`idata`) plus the model spec.
 
     Create one with :meth:`bayescale.ScalingLaw.fit` or :func:`bayescale.load`.
@@ -70,10 +63,6 @@ class Fit:
 
     # -- the answer ---------------------------------------------------------------------------
     @property
-    def posterior(self) -> xr.Dataset:
-        return self.idata.posterior
-
-    @property
     def runs(self) -> pd.DataFrame:
         """The run table the law was fitted to (from ``constant_data``)."""
         const = self.idata.constant_data
@@ -101,13 +90,21 @@ class Fit:
             names += [f"{col}_kappa", f"{col}_opt_ref", f"{col}_opt_slope"]
         post = self.posterior[names]
         table = interval(post, prob=prob)
-        table["name"] = [_row_name(r, self.spec["offsets"]) for _, r in table.iterrows()]
+        table["name"] = self._row_names(names)
         table = table.set_index("name")[["mean", "sd", "median", "lower", "upper"]]
         diag = az.summary(post, kind="diagnostics", round_to="none")
         table = table.join(diag[["r_hat", "ess_bulk", "ess_tail"]])
         table.attrs["prob"] = prob
         table.attrs["diagnostics"] = self.diagnostics()
         return table
+
+    def _row_names(self, names: list[str]) -> list[str]:
+        """Row labels as ArviZ writes them: ``x``, or ``x[level]`` along an offset's levels."""
+        out = []
+        for name in names:
+            dims = [d for d in self.posterior[name].dims if d not in ("chain", "draw")]
+            out += [f"{name}[{v}]" for v in self.posterior[dims[0]].values] if dims else [name]
+        return out
 
     def predict(self, points, *, kind: str = "mean", random_seed: int | None = None) -> xr.Dataset:
         """Posterior of the loss at new points.
@@ -182,53 +179,6 @@ class Fit:
 
         return recommend(self, budget, prob=prob, top=top)
 
-    # -- diagnostics --------------------------------------------------------------------------
-    def diagnostics(self) -> dict:
-        """Divergences and the worst R-hat / bulk and tail ESS over the top-level parameters."""
-        names = [v for v in self.posterior.data_vars if self.posterior[v].ndim == 2]
-        post = self.posterior[names]
-        rhat, ess_bulk = az.rhat(post), az.ess(post, method="bulk")
-        ess_tail = az.ess(post, method="tail")
-        diverging = self.idata.sample_stats.get("diverging")
-        return {
-            "divergences": int(diverging.sum()) if diverging is not None else 0,
-            "max_r_hat": float(max(rhat[v].max() for v in names)),
-            "min_ess_bulk": float(min(ess_bulk[v].min() for v in names)),
-            "min_ess_tail": float(min(ess_tail[v].min() for v in names)),
-            "draws": int(post.sizes["chain"] * post.sizes["draw"]),
-        }
-
-    def diagnostic_problems(self) -> list[str]:
-        """Human-readable problems with the draws, each with what to try; empty when fine."""
-        d = self.diagnostics()
-        out = []
-        if d["divergences"]:
-            out.append(f"{d['divergences']} divergent transitions: raise target_accept "
-                       "(e.g. 0.95-0.99) or tighten the priors")
-        if not d["max_r_hat"] <= RHAT_MAX:
-            out.append(f"R-hat {d['max_r_hat']:.3f} > {RHAT_MAX}: chains disagree; run more "
-                       "tune/draws or check for multiple modes")
-        if not d["min_ess_bulk"] >= ESS_MIN:
-            out.append(f"bulk ESS {d['min_ess_bulk']:.0f} < {ESS_MIN}: run more draws or chains")
-        return out
-
-    def warn_diagnostics(self) -> None:
-        """Issue a :class:`SamplerWarning` listing every diagnostic problem."""
-        problems = self.diagnostic_problems()
-        if problems:
-            warnings.warn("sampler diagnostics: " + "; ".join(problems), SamplerWarning,
-                          stacklevel=3)
-
-    # -- persistence --------------------------------------------------------------------------
-    def save(self, path, *, overwrite: bool = False) -> None:
-        """Write the fit to a netCDF file (atomically: a temporary file, then a rename).
-
-        Raises ``FileExistsError`` if ``path`` exists and ``overwrite`` is False.
-        """
-        from bayescale.io import save_idata
-
-        save_idata(self.idata, path, overwrite=overwrite)
-
     # -- internals ----------------------------------------------------------------------------
     def _log_mu(self, table: pd.DataFrame) -> np.ndarray:
         theta = {k: v.values[..., None] for k, v in self.theta().items()}
@@ -278,14 +228,17 @@ class Fit:
         runs = self.runs
         log_mu = self._log_loss_mean(runs, np.random.default_rng(0))
         y = self.idata.observed_data["log_loss"].values
-        sigma = self.posterior["sigma"].values[..., None]
-        if self.spec["noise"] == "student_t":
-            ll = stats.t.logpdf(y, df=self.posterior["nu"].values[..., None], loc=log_mu, scale=sigma)
-        else:
-            ll = stats.norm.logpdf(y, loc=log_mu, scale=sigma)
+        nu = self.posterior["nu"].values[..., None] if self.spec["noise"] == "student_t" else None
+        ll = noise_logpdf(y, log_mu, self.posterior["sigma"].values[..., None], nu)
         return xr.DataArray(ll, dims=("chain", "draw", "run"),
                             coords={"chain": self.posterior.chain, "draw": self.posterior.draw,
                                     "run": self.idata.observed_data["run"].values})
+
+    def describe(self) -> str:
+        """One line: the law, the noise and the hyperparameter terms."""
+        hyper = [*self.spec["offsets"], *self.spec.get("continuous", [])]
+        return (f"law `{self.law.name}`: {self.law.formula}; noise `{self.spec['noise']}` on "
+                f"log loss; hyperparameters {hyper or 'none'}")
 
     def __repr__(self) -> str:
         post = self.posterior
@@ -316,11 +269,3 @@ def _storable(series: pd.Series) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return series.to_numpy()
     return series.astype(str).to_numpy(dtype=str)
-
-
-def _row_name(row: pd.Series, offsets: list[str]) -> str:
-    name = row["variable"]
-    for col in offsets:
-        if name == f"{col}_offset":
-            return f"{name}[{row[col]}]"
-    return name

@@ -32,7 +32,7 @@ def save_idata(idata: az.InferenceData, path, *, overwrite: bool = False) -> Pat
 
 
 def load(path):
-    """Load a fit saved by :meth:`bayescale.Fit.save`.
+    """Load a fit saved by :meth:`bayescale.Fit.save` (or :meth:`bayescale.IsoFlopFit.save`).
 
     Raises
     ------
@@ -68,4 +68,8 @@ def load(path):
     missing = [g for g in ("posterior", "observed_data", "constant_data") if g not in idata.groups()]
     if missing:
         raise ValueError(f"{path} lacks group(s) {missing}")
+    if attrs.get("model") == "isoflop":
+        from bayescale.isoflop import IsoFlopFit
+
+        return IsoFlopFit(idata, json.loads(text))
     return Fit(idata, json.loads(text))

@@ -21,7 +21,6 @@ a deterministic, ``A = exp(log_A_ref + alpha * log X0)``.
 from __future__ import annotations
 
 import math
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -32,11 +31,11 @@ import pytensor.tensor as pt
 from bayescale import priors as _priors
 from bayescale.laws import Law, get_law
 from bayescale.runs import check_duplicates, check_positive_column, require_columns
+from bayescale.sampling import SAMPLERS, sample
 
 __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
 
 NOISES = ("student_t", "normal")
-SAMPLERS = ("nutpie", "pymc", "numpyro")
 
 
 class ScalingLaw:
@@ -228,53 +227,13 @@ class ScalingLaw:
         """
         from bayescale.fit import Fit
 
-        for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
-            if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-        if sampler not in SAMPLERS:
-            raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
-        if not (isinstance(target_accept, float) and 0.5 <= target_accept < 1):
-            raise ValueError(f"target_accept must be a float in [0.5, 1), got {target_accept!r}")
-        seed = _seed(random_seed)
-        idata = _SAMPLE[sampler](self.model, draws=int(draws), tune=int(tune), chains=int(chains),
-                                 seed=seed, target_accept=target_accept, progressbar=progressbar)
-        keep = [v for v in idata.posterior.data_vars if not str(v).endswith("__")]
-        idata.posterior = idata.posterior[keep]
+        idata, seed = sample(self.model, draws=draws, tune=tune, chains=chains,
+                             random_seed=random_seed, sampler=sampler,
+                             target_accept=target_accept, progressbar=progressbar)
         fit = Fit.from_sampler(idata, spec=self.spec, runs=self.runs,
                                sampler=sampler, seed=seed)
         fit.warn_diagnostics()
         return fit
-
-
-# -- samplers --------------------------------------------------------------------------------
-def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressbar):
-    import nutpie
-
-    compiled = nutpie.compile_pymc_model(model)
-    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                         target_accept=target_accept, progress_bar=progressbar,
-                         save_warmup=False, cores=min(chains, os.cpu_count() or 1))
-
-
-def _sample_pymc(model, *, draws, tune, chains, seed, target_accept, progressbar,
-                 nuts_sampler="pymc"):
-    with model:
-        return pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
-                         target_accept=target_accept, progressbar=progressbar,
-                         cores=min(chains, os.cpu_count() or 1), nuts_sampler=nuts_sampler,
-                         compute_convergence_checks=False)
-
-
-def _sample_numpyro(model, **kwargs):
-    try:
-        import numpyro  # noqa: F401
-    except ImportError:
-        raise ImportError("sampler='numpyro' needs JAX and NumPyro: "
-                          "pip install 'bayescale[jax]'") from None
-    return _sample_pymc(model, nuts_sampler="numpyro", **kwargs)
-
-
-_SAMPLE = {"nutpie": _sample_nutpie, "pymc": _sample_pymc, "numpyro": _sample_numpyro}
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -362,10 +321,3 @@ def _run_coords(index: pd.Index) -> list:
 def _plain(value):
     return value.item() if isinstance(value, np.generic) else value
 
-
-def _seed(random_seed: int | None) -> int:
-    if random_seed is not None and (isinstance(random_seed, bool)
-                                    or not isinstance(random_seed, (int, np.integer))
-                                    or random_seed < 0):
-        raise ValueError(f"random_seed must be a non-negative integer or None, got {random_seed!r}")
-    return int(np.random.SeedSequence(random_seed).generate_state(1)[0])

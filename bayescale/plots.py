@@ -123,7 +123,7 @@ def plot_ranks(fit, var_names=None):
     """Rank plots of the chains for the law's parameters (ArviZ): flat when chains agree."""
     import arviz as az
 
-    names = var_names or [*fit.law.params, "sigma"]
+    names = list(var_names or [*fit.law.params, "sigma"])
     axes = az.plot_rank(fit.idata, var_names=names, kind="vlines")
     return np.ravel(axes)[0].figure
 

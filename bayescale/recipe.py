@@ -10,7 +10,7 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     query = "loss < 10"           # keep the runs matching a pandas query
 
     [model]
-    law = "chinchilla"            # chinchilla | flops | flops_pure
+    law = "chinchilla"            # chinchilla | flops | flops_pure | isoflop (approach 2)
     noise = "student_t"           # student_t | normal
     offsets = []                  # categorical hyperparameter columns (latent offsets)
     continuous = []               # continuous hyperparameters whose optimum moves with compute
@@ -136,10 +136,19 @@ class Recipe:
         return runs
 
     def scaling_law(self, runs: pd.DataFrame | None = None):
-        """The :class:`bayescale.ScalingLaw` of the recipe."""
+        """The model of the recipe: a :class:`bayescale.ScalingLaw`, or with
+        ``law = "isoflop"`` a :class:`bayescale.IsoFlop`."""
         from bayescale.model import ScalingLaw
 
         runs = self.runs() if runs is None else runs
+        if self.model.get("law") == "isoflop":
+            from bayescale.isoflop import IsoFlop
+
+            extra = sorted({"offsets", "continuous"} & set(self.model))
+            if extra:
+                raise ValueError(f"[model] law = 'isoflop' takes no {extra}")
+            return IsoFlop(runs, priors=self.priors or None,
+                           noise=self.model.get("noise", "student_t"))
         return ScalingLaw(runs, law=self.model.get("law", "chinchilla"),
                           offsets=self.model.get("offsets"),
                           continuous=self.model.get("continuous"), priors=self.priors or None,
@@ -151,10 +160,12 @@ class Recipe:
 
     @property
     def budgets(self) -> list[float]:
+        """The target compute budgets of ``[targets] budgets`` (FLOPs); empty if none."""
         return list(self.targets.get("budgets", []))
 
     @property
     def prob(self) -> float:
+        """The interval probability of ``[targets] prob`` (default 0.9)."""
         return float(self.targets.get("prob", 0.9))
 
 

@@ -22,7 +22,9 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
     Columns are ``budget`` then ``<quantity>``, ``<quantity>_lower``, ``<quantity>_upper``.
     """
     budgets = check_budgets(budgets)
-    if fit.law.name == "chinchilla":
+    if _is_isoflop(fit):
+        ds = fit.optimal(budgets, random_seed=0)
+    elif fit.law.name == "chinchilla":
         ds = fit.optimal(budgets)
     else:
         ds = fit.predict({"flops": budgets})[["loss"]].rename(loss="loss_mean")
@@ -61,9 +63,31 @@ def format_targets(table: pd.DataFrame) -> str:
 def format_answer(fit, budgets, *, prob: float = 0.9) -> str:
     """The answer at ``budgets`` as text: the targets table, or with hyperparameters in the
     model (offsets or continuous), the full :meth:`bayescale.Fit.recommend` per budget."""
-    if fit.spec["offsets"] or fit.spec.get("continuous"):
+    if fit.spec.get("offsets") or fit.spec.get("continuous"):
         return "\n".join(str(fit.recommend(b, prob=prob)) for b in check_budgets(budgets))
     return format_targets(targets_table(fit, budgets, prob=prob))
+
+
+def _is_isoflop(fit) -> bool:
+    return fit.spec.get("model") == "isoflop" or fit.posterior.attrs.get("model") == "isoflop"
+
+
+def _figures(fit, budgets, prob) -> dict:
+    from bayescale import plots
+
+    if _is_isoflop(fit):
+        from bayescale.isoflop import plot_isoflop
+
+        return {"isoflop.png": plot_isoflop(fit, budgets or None, prob=prob),
+                "ranks.png": plots.plot_ranks(fit, var_names=["a", "params_opt_ref", "sigma"])}
+    figures = {"law.png": plots.plot_law(fit, budgets, prob=prob).figure,
+               "checks.png": plots.plot_checks(fit, prob=prob),
+               "ranks.png": plots.plot_ranks(fit)}
+    if fit.spec["offsets"]:
+        figures["offsets.png"] = plots.plot_offsets(fit, prob=prob)
+    if fit.law.name == "chinchilla":
+        figures["optimal.png"] = plots.plot_optimal(fit, budgets, prob=prob).figure
+    return figures
 
 
 def _markdown(table: pd.DataFrame) -> str:
@@ -81,8 +105,6 @@ def _cell(value) -> str:
 def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayescale fit",
                   overwrite: bool = False) -> dict[str, Path]:
     """Write posterior.nc, summary.csv, targets.csv, report.md and PNG figures into ``out``."""
-    from bayescale import plots
-
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     paths = {name: out / name for name in ("posterior.nc", "summary.csv", "targets.csv",
@@ -93,13 +115,7 @@ def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayesca
     targets = targets_table(fit, budgets, prob=prob) if budgets else None
     if targets is not None:
         targets.to_csv(paths["targets.csv"], index=False)
-    figures = {"law.png": plots.plot_law(fit, budgets, prob=prob).figure,
-               "checks.png": plots.plot_checks(fit, prob=prob),
-               "ranks.png": plots.plot_ranks(fit)}
-    if fit.spec["offsets"]:
-        figures["offsets.png"] = plots.plot_offsets(fit, prob=prob)
-    if fit.law.name == "chinchilla":
-        figures["optimal.png"] = plots.plot_optimal(fit, budgets, prob=prob).figure
+    figures = _figures(fit, budgets, prob)
     for name, figure in figures.items():
         paths[name] = out / name
         figure.savefig(paths[name], dpi=120, bbox_inches="tight")
@@ -113,9 +129,7 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
     problems = fit.diagnostic_problems()
     parts = [
         f"# {title}", "",
-        f"Law `{fit.law.name}`: {fit.law.formula}; noise `{fit.spec['noise']}` on log loss; "
-        f"offsets {fit.spec['offsets'] or 'none'}; "
-        f"{fit.idata.observed_data.sizes['run']} runs; "
+        f"{fit.describe()}; {fit.idata.observed_data.sizes['run']} runs; "
         f"{diag['draws']} posterior draws ({fit.posterior.attrs.get('sampler')}).", "",
         f"## Parameters (median and {prob:.0%} equal-tailed interval)", "",
         _markdown(summary.reset_index()), "",
@@ -123,7 +137,7 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
     if targets is not None:
         parts += [f"## At the target budgets ({prob:.0%} intervals)", "",
                   _markdown(targets), ""]
-        if fit.spec["offsets"] or fit.spec.get("continuous"):
+        if fit.spec.get("offsets") or fit.spec.get("continuous"):
             parts += ["```", format_answer(fit, targets["budget"].tolist(), prob=prob), "```", ""]
     parts += ["## Sampler diagnostics", "",
               f"divergences {diag['divergences']}, max R-hat {diag['max_r_hat']:.4f}, "

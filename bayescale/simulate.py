@@ -53,6 +53,7 @@ class Truth:
         return compute_optimal(self.law, check_budgets(budgets))
 
     def as_dict(self) -> dict:
+        """The truth as plain dicts and numbers (e.g. to save beside simulated runs)."""
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
 
     def with_heads(self, rng: np.random.Generator) -> Truth:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
+import pandas as pd
 import pytest
 
 import bayescale as bs
@@ -19,12 +21,17 @@ def test_every_recipe_runs(recipe, tmp_path, capsys):
     assert main(["fit", str(recipe), "--out", str(out), *TINY]) == 0
     printed = capsys.readouterr().out
     assert "Parameters" in printed and "Sampler diagnostics" in printed
-    for name in ("posterior.nc", "summary.csv", "report.md", "law.png", "ranks.png"):
+    for name in ("posterior.nc", "summary.csv", "targets.csv", "report.md", "ranks.png"):
         assert (out / name).stat().st_size > 0, name
     fit = bs.load(out / "posterior.nc")
-    assert fit.posterior.sizes == {"chain": 2, "draw": 100}
+    assert (fit.posterior.sizes["chain"], fit.posterior.sizes["draw"]) == (2, 100)
     report = (out / "report.md").read_text()
-    assert "law.png" in report and "Sampler diagnostics" in report
+    assert "Sampler diagnostics" in report
+    figures = re.findall(r"!\[[^]]*\]\(([^)]+\.png)\)", report)
+    main_figure = "isoflop.png" if "isoflop" in recipe.read_text() else "law.png"
+    assert main_figure in figures and "ranks.png" in figures
+    for name in figures:  # every figure the report links exists and is a PNG
+        assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     # tiny fits cannot reach ESS 400: the CLI must say so, not hide it
     assert "WARNING: bulk ESS" in printed
 
@@ -108,3 +115,37 @@ def test_datasets_lists_attribution(capsys):
     assert "Apache-2.0" in printed and "c4_en_CE" in printed
     line = _one_line_error(["datasets", "nope"], capsys)
     assert "'nope'" in line
+
+
+def test_predict_points_csv(tmp_path, capsys, chinchilla_fit):
+    path = tmp_path / "fit.nc"
+    chinchilla_fit.save(path)
+    (tmp_path / "configs.csv").write_text("params,tokens\n7e10,1.4e12\n1e9,2e10\n")
+    out = tmp_path / "pred.csv"
+    assert main(["predict", str(path), "--points", str(tmp_path / "configs.csv"),
+                 "--kind", "mean", "--out", str(out)]) == 0
+    assert "loss_lower" in capsys.readouterr().out
+    table = pd.read_csv(out)
+    assert list(table.columns) == ["params", "tokens", "loss", "loss_lower", "loss_upper"]
+    assert (table["loss_lower"] < table["loss"]).all() and (table["loss"] < table["loss_upper"]).all()
+    # the mean law at 70B x 1.4T, computed from the posterior by hand
+    post = chinchilla_fit.posterior
+    by_hand = (post["E"] + post["A"] * 7e10 ** -post["alpha"]
+               + post["B"] * 1.4e12 ** -post["beta"]).median()
+    assert table.loc[0, "loss"] == pytest.approx(float(by_hand), rel=1e-9)
+    (tmp_path / "bad.csv").write_text("params,tokens\n7e10,-1\n")
+    line = _one_line_error(["predict", str(path), "--points", str(tmp_path / "bad.csv")], capsys)
+    assert "'tokens'" in line and "-1" in line
+
+
+def test_compare_loo_of_saved_fits(tmp_path, capsys, chinchilla_fit):
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        chinchilla_fit.save(tmp_path / name / "posterior.nc")
+    assert main(["compare", str(tmp_path / "first"), str(tmp_path / "second")]) == 0
+    printed = capsys.readouterr().out
+    assert "LOO comparison" in printed and "first" in printed and "second" in printed
+    rows = [line.split() for line in printed.splitlines() if line.startswith(("first", "second"))]
+    assert rows[0][2] == rows[1][2]  # the same posterior twice: equal elpd
+    line = _one_line_error(["compare", str(tmp_path / "first"), "--holdout", "0.5"], capsys)
+    assert "--holdout" in line

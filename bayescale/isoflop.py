@@ -1,0 +1,557 @@
+"""The IsoFLOP model (Hoffmann et al. 2022, approach 2), Bayesian and pooled across budgets.
+
+Runs are grouped by compute budget ``c`` (equal ``flops``); within a budget, log loss is a
+parabola in log model size around the budget's optimum ``N*_c``, and the optima lie near a line
+in log compute::
+
+    log L_i   = m_c + k_c (log N_i - log N*_c)^2 + eps_i,     eps_i ~ StudentT(nu, 0, sigma)
+    log N*_c  = log N0 + n0 + a (log C_c - log C0) + delta_c,  delta_c ~ Normal(0, tau_delta)
+    m_c       = log(E + A (C_c / C0)^-gamma) + eta_c,          eta_c ~ Normal(0, tau_loss)
+    k_c > 0
+
+``C0`` is the geometric mean budget and ``N0`` the geometric mean model size, so that ``n0``
+and ``a`` are nearly uncorrelated. ``a`` is the exponent of ``N* ~ C^a`` and ``b = 1 - a``
+that of ``D* = C / (6 N*) ~ C^b``. The minimum loss per budget follows a saturating power law
+in compute (the form the Chinchilla law implies at its optimum). Both budget-level effects
+(``delta_c``, ``eta_c``) are pooled, and a *new* budget gets a fresh draw of each, so that
+extrapolated intervals include the scatter of budgets around the lines.
+
+Both budget-level effects are non-centred (``log N*_c = line + tau_delta * delta_z_c``,
+``m_c = curve + tau_loss * eta_z_c``, standard normal ``*_z``): with ~1% noise on the losses
+(a simulated sweep of 5 budgets x 7 sizes) this samples without divergences, where a centred
+``m_c`` gave hundreds. On noise-free synthetic profiles (the CS336 set) both scales shrink
+towards zero and the minimum-loss curve (E, A, gamma) can mix slowly (R-hat up to ~1.2 in one
+run of 4 x 1000 draws); N*, D* and the exponents still mix well there.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+from collections.abc import Sequence
+
+import arviz as az
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+
+from bayescale import __version__
+from bayescale import priors as _priors
+from bayescale.fit import FORMAT_VERSION
+from bayescale.intervals import interval
+from bayescale.model import NOISES
+from bayescale.sampling import PosteriorResult, noise_logpdf, sample
+from bayescale.points import check_budgets
+from bayescale.runs import check_positive_column, require_columns
+
+__all__ = ["IsoFlop", "IsoFlopFit", "plot_isoflop", "MIN_BUDGETS", "MIN_SIZES"]
+
+#: Fewest distinct compute budgets, and model sizes per budget, that the model accepts.
+#: Fewest compute budgets the IsoFLOP model accepts (a line in log C needs a third to check it).
+MIN_BUDGETS = 3
+#: Fewest model sizes per budget (a parabola needs three points).
+MIN_SIZES = 3
+_POSITIVE = frozenset({"tau_delta", "k", "gamma", "tau_loss", "sigma", "nu"})
+_SUMMARY = ("a", "b", "params_opt_ref", "tau_delta", "E", "gamma", "tau_loss", "sigma", "nu")
+
+
+class IsoFlop:
+    """The Bayesian IsoFLOP model for runs grouped by compute budget.
+
+    Parameters
+    ----------
+    runs
+        A run table (see :func:`bayescale.prepare`) with ``params``, ``flops`` and ``loss``.
+        Runs with equal ``flops`` form a budget; round jittered budgets before passing them.
+        At least 3 budgets, each with at least 3 distinct model sizes.
+    priors
+        Overrides of the default priors by name (see :meth:`default_priors`), each
+        ``{"dist": <PyMC name>, **parameters}``.
+    noise
+        ``"student_t"`` (robust, default) or ``"normal"``: the noise on log loss.
+
+    Raises
+    ------
+    TypeError, ValueError
+        For a run table that lacks columns or holds bad values, too few budgets or sizes per
+        budget, unknown or invalid priors, or an unknown noise.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> from bayescale.isoflop import IsoFlop
+    >>> model = IsoFlop(bs.datasets.load("cs336_isoflops"))
+    >>> len(model.budgets), sorted(model.priors)[:3]
+    (9, ['a', 'gamma', 'k'])
+    """
+
+    def __init__(self, runs: pd.DataFrame, *, priors: dict | None = None,
+                 noise: str = "student_t") -> None:
+        if noise not in NOISES:
+            raise ValueError(f"noise must be one of {list(NOISES)}, got {noise!r}")
+        self.noise = noise
+        self.runs = _check_runs(runs)
+        self.budgets = np.unique(self.runs["flops"].to_numpy())
+        self.budget_index = np.searchsorted(self.budgets, self.runs["flops"].to_numpy())
+        self.log_flops_reference = float(np.mean(np.log(self.budgets)))
+        self.log_params_reference = float(np.mean(np.log(self.runs["params"])))
+        self.priors = _priors.check_priors(priors, self.default_priors(), _POSITIVE)
+        self.user_priors = dict(priors or {})
+        self.model = self._build()
+
+    def default_priors(self) -> dict[str, dict]:
+        """The default priors, scaled to this run table (natural-log units throughout).
+
+        - ``n0 ~ Normal(u_min, 2)``: log N* at the reference budget C0 relative to N0, centred
+          on the mean over budgets of the best run's log size ``u_min``, within a factor ~e^4.
+        - ``a ~ Normal(0.5, 0.25)``: the N* exponent; 95% prior mass in 0-1 (Chinchilla ~0.5).
+        - ``tau_delta ~ HalfNormal(0.3)``: scatter of budgets' log N* about the line.
+        - ``k ~ LogNormal(log k0, 1)`` per budget: curvature of each parabola; ``k0`` is the
+          median over budgets of (range of log loss) / (half range of log N)^2.
+        - ``log_E ~ Normal(log(min loss / 2), 1)``, ``log_A_ref ~ Normal(log(median loss / 2), 2)``:
+          irreducible loss and the reducible part at C0 of the minimum-loss curve.
+        - ``gamma ~ LogNormal(log 0.15, 0.75)``: its compute exponent, 90% mass in 0.04-0.5.
+        - ``tau_loss ~ HalfNormal(0.1)``: scatter of budgets' minimum log loss about the curve.
+        - ``sigma ~ HalfNormal(s)``, ``s`` the sd of log loss about each budget's mean;
+          ``nu ~ Gamma(2, 0.1)`` (Student-t noise only).
+        """
+        log_loss = np.log(self.runs["loss"].to_numpy())
+        u = np.log(self.runs["params"].to_numpy()) - self.log_params_reference
+        groups = pd.DataFrame({"b": self.budget_index, "u": u, "y": log_loss}).groupby("b")
+        u_min = groups.apply(lambda g: g["u"].iloc[int(np.argmin(g["y"]))], include_groups=False)
+        curv = groups.apply(lambda g: np.ptp(g["y"]) / (np.ptp(g["u"]) / 2) ** 2,
+                            include_groups=False)
+        spread = log_loss - groups["y"].transform("mean").to_numpy()
+        out = {
+            "n0": {"dist": "Normal", "mu": float(u_min.mean()), "sigma": 2.0},
+            "a": {"dist": "Normal", "mu": 0.5, "sigma": 0.25},
+            "tau_delta": {"dist": "HalfNormal", "sigma": 0.3},
+            "k": {"dist": "LogNormal", "mu": float(np.log(max(np.median(curv), 1e-6))),
+                  "sigma": 1.0},
+            "log_E": {"dist": "Normal", "mu": float(log_loss.min() - math.log(2)), "sigma": 1.0},
+            "log_A_ref": {"dist": "Normal", "mu": float(np.median(log_loss) - math.log(2)),
+                          "sigma": 2.0},
+            "gamma": {"dist": "LogNormal", "mu": math.log(0.15), "sigma": 0.75},
+            "tau_loss": {"dist": "HalfNormal", "sigma": 0.1},
+            "sigma": {"dist": "HalfNormal", "sigma": float(max(np.std(spread), 0.01))},
+        }
+        if self.noise == "student_t":
+            out["nu"] = {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}
+        return out
+
+    @property
+    def spec(self) -> dict:
+        """The model's full specification (JSON-serialisable): travels with every fit."""
+        return {
+            "model": "isoflop",
+            "noise": self.noise,
+            "budgets": [float(c) for c in self.budgets],
+            "priors": self.priors,
+            "user_priors": self.user_priors,
+            "log_flops_reference": self.log_flops_reference,
+            "log_params_reference": self.log_params_reference,
+            "flops_per_param_token": float(self.runs.attrs.get("flops_per_param_token", 6.0)),
+        }
+
+    def _build(self) -> pm.Model:
+        x = np.log(self.budgets) - self.log_flops_reference
+        u = np.log(self.runs["params"].to_numpy()) - self.log_params_reference
+        run = self.runs.index.tolist() if self.runs.index.is_unique else list(range(len(self.runs)))
+        with pm.Model(coords={"budget": self.budgets.tolist(), "run": run}) as model:
+            n0 = self._prior("n0")
+            a = self._prior("a")
+            pm.Deterministic("b", 1 - a)
+            pm.Deterministic("params_opt_ref", pt.exp(self.log_params_reference + n0))
+            delta_z = pm.Normal("delta_z", 0.0, 1.0, dims="budget")
+            u_opt = pm.Deterministic("u_opt", n0 + a * x + self._prior("tau_delta") * delta_z,
+                                     dims="budget")
+            pm.Deterministic("params_opt", pt.exp(self.log_params_reference + u_opt), dims="budget")
+            log_e = self._prior("log_E")
+            pm.Deterministic("E", pt.exp(log_e))
+            curve = pt.logaddexp(log_e, self._prior("log_A_ref") - self._prior("gamma") * x)
+            eta_z = pm.Normal("eta_z", 0.0, 1.0, dims="budget")
+            m = pm.Deterministic("log_loss_opt", curve + self._prior("tau_loss") * eta_z,
+                                 dims="budget")
+            pm.Deterministic("loss_opt", pt.exp(m), dims="budget")
+            k = self._prior("k", dims="budget")
+            b = self.budget_index
+            mu = m[b] + k[b] * (u - u_opt[b]) ** 2
+            observed = np.log(self.runs["loss"].to_numpy())
+            sigma = self._prior("sigma")
+            if self.noise == "student_t":
+                pm.StudentT("log_loss", nu=self._prior("nu"), mu=mu, sigma=sigma,
+                            observed=observed, dims="run")
+            else:
+                pm.Normal("log_loss", mu=mu, sigma=sigma, observed=observed, dims="run")
+        return model
+
+    def _prior(self, name: str, **kwargs):
+        return _priors.create(name, self.priors[name], **kwargs)
+
+    def fit(self, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
+            random_seed: int | None = None, sampler: str = "nutpie",
+            target_accept: float = 0.9, progressbar: bool = True) -> IsoFlopFit:
+        """Sample the posterior by NUTS and return an :class:`IsoFlopFit`.
+
+        Parameters
+        ----------
+        draws, tune, chains
+            Kept draws per chain, tuning steps per chain, number of chains.
+        random_seed
+            Seed for reproducible draws; ``None`` takes fresh entropy (recorded in attrs).
+        sampler
+            ``"nutpie"`` (default), ``"pymc"`` or ``"numpyro"``.
+        target_accept
+            NUTS target acceptance rate, in [0.5, 1).
+        progressbar
+            Show the sampler's progress bar.
+
+        Returns
+        -------
+        IsoFlopFit
+            A :class:`bayescale.SamplerWarning` is issued for divergences, R-hat > 1.01 or
+            bulk ESS < 400.
+
+        Raises
+        ------
+        ValueError
+            For non-positive ``draws``/``chains``, negative ``tune``, an unknown sampler, a
+            ``target_accept`` outside [0.5, 1) or a bad seed.
+        """
+        idata, seed = sample(self.model, draws=draws, tune=tune, chains=chains,
+                             random_seed=random_seed, sampler=sampler,
+                             target_accept=target_accept, progressbar=progressbar)
+        idata.posterior = idata.posterior.assign_coords(budget=self.budgets)
+        fit = IsoFlopFit.from_sampler(idata, spec=self.spec, runs=self.runs,
+                                      sampler=sampler, seed=seed)
+        fit.warn_diagnostics()
+        return fit
+
+
+class IsoFlopFit(PosteriorResult):
+    """A fitted IsoFLOP model: the posterior (:attr:`idata`) plus the model spec.
+
+    Create one with :meth:`IsoFlop.fit`. Posterior variables carry a ``budget`` dim whose
+    coordinates are the budgets in FLOPs: ``params_opt`` (N* per budget), ``loss_opt``
+    (minimum loss per budget), ``k`` (curvature); scalars ``a``, ``b``, ``params_opt_ref``
+    (N* at the geometric-mean budget), ``tau_delta``, ``E``, ``gamma``, ``tau_loss``,
+    ``sigma``, ``nu``.
+    """
+
+    def __init__(self, idata: az.InferenceData, spec: dict) -> None:
+        self.idata = idata
+        self.spec = spec
+
+    @classmethod
+    def from_sampler(cls, idata: az.InferenceData, *, spec: dict, runs: pd.DataFrame,
+                     sampler: str, seed: int) -> IsoFlopFit:
+        """Complete a sampler's InferenceData: observed and constant data, log-likelihood, attrs."""
+        run = idata.posterior.coords["run"].values if "run" in idata.posterior.coords else (
+            runs.index.to_numpy() if runs.index.is_unique else np.arange(len(runs)))
+        for group in ("observed_data", "constant_data", "log_likelihood"):
+            if group in idata.groups():
+                del idata[group]
+        idata.add_groups(
+            observed_data=xr.Dataset({"log_loss": ("run", np.log(runs["loss"].to_numpy()))},
+                                     coords={"run": run}),
+            constant_data=xr.Dataset({c: ("run", runs[c].to_numpy(dtype=float))
+                                      for c in ("params", "flops", "loss")}, coords={"run": run}))
+        fit = cls(idata, spec)
+        idata.add_groups(log_likelihood=xr.Dataset({"log_loss": fit._log_likelihood()}))
+        text = json.dumps(spec, sort_keys=True)
+        idata.posterior.attrs.update(
+            bayescale_version=__version__, bayescale_format=FORMAT_VERSION, model="isoflop",
+            sampler=sampler, random_seed=seed,
+            noise=spec["noise"], spec=text, spec_hash=hashlib.sha256(text.encode()).hexdigest())
+        return fit
+
+    @property
+    def budgets(self) -> np.ndarray:
+        """The fitted compute budgets (FLOPs), ascending."""
+        return np.asarray(self.spec["budgets"], dtype=float)
+
+    @property
+    def runs(self) -> pd.DataFrame:
+        """The fitted runs: ``params``, ``flops``, ``loss``."""
+        const = self.idata.constant_data
+        return pd.DataFrame({c: const[c].values for c in ("params", "flops", "loss")},
+                            index=pd.Index(const["run"].values))
+
+    def summary(self, prob: float = 0.9) -> pd.DataFrame:
+        """Posterior table: mean, sd, median, equal-tailed ``prob`` interval, R-hat and ESS.
+
+        Rows: the exponents ``a`` (N* ~ C^a) and ``b = 1 - a`` (D* ~ C^b), ``params_opt_ref``
+        (N* at the geometric-mean budget), ``tau_delta``, the minimum-loss curve (``E``,
+        ``gamma``, ``tau_loss``), the noise (``sigma``, ``nu``), then per budget
+        ``params_opt[<C>]``, ``loss_opt[<C>]`` and ``k[<C>]``. ``attrs["diagnostics"]``
+        holds the divergence count and the worst R-hat and ESS.
+        """
+        names = [n for n in _SUMMARY if n in self.posterior] + ["params_opt", "loss_opt", "k"]
+        post = self.posterior[names]
+        table = interval(post, prob=prob)
+        table["name"] = [r["variable"] if pd.isna(r.get("budget", np.nan))
+                         else f"{r['variable']}[{r['budget']:.3g}]" for _, r in table.iterrows()]
+        table = table.set_index("name")[["mean", "sd", "median", "lower", "upper"]]
+        diag = az.summary(post, kind="diagnostics", round_to="none")
+        diag.index = table.index
+        table = table.join(diag[["r_hat", "ess_bulk", "ess_tail"]])
+        table.attrs.update(prob=prob, diagnostics=self.diagnostics())
+        return table
+
+    def optimal(self, budgets, *, random_seed: int | None = None) -> xr.Dataset:
+        """Compute-optimal model size and tokens at each budget, per posterior draw.
+
+        At a fitted budget the posterior of that budget's own optimum is used; at any other
+        budget the line in log compute plus a fresh budget-level draw
+        ``delta ~ Normal(0, tau_delta)`` (and ``eta ~ Normal(0, tau_loss)`` for the loss), so
+        that intervals at new budgets include the scatter of budgets about the lines.
+
+        Parameters
+        ----------
+        budgets
+            Compute budgets in FLOPs (a number or a list).
+        random_seed
+            Seed for the fresh budget-level draws.
+
+        Returns
+        -------
+        xarray.Dataset
+            Over (chain, draw, budget): ``params_opt`` (N*), ``tokens_opt`` (D* = C / (6 N*)),
+            ``tokens_per_param`` (D*/N*) and ``loss_opt`` (the mean loss at the optimum).
+        """
+        budgets = check_budgets(budgets)
+        log_n, log_loss = self._at(budgets, np.random.default_rng(random_seed), pooled=False)
+        log_d = np.log(budgets / self.spec["flops_per_param_token"]) - log_n
+        data = {"params_opt": np.exp(log_n), "tokens_opt": np.exp(log_d),
+                "tokens_per_param": np.exp(log_d - log_n), "loss_opt": np.exp(log_loss)}
+        coords = {"chain": self.posterior.chain, "draw": self.posterior.draw, "budget": budgets}
+        return xr.Dataset({k: (("chain", "draw", "budget"), v) for k, v in data.items()},
+                          coords=coords, attrs={"model": "isoflop"})
+
+    def _at(self, budgets: np.ndarray, rng: np.random.Generator, *,
+            pooled: bool) -> tuple[np.ndarray, np.ndarray]:
+        """log N* and log min-loss at ``budgets`` (chain, draw, budget); ``pooled``: lines only."""
+        post = {k: self.posterior[k].values[..., None] for k in
+                ("n0", "a", "tau_delta", "log_E", "log_A_ref", "gamma", "tau_loss")}
+        x = np.log(budgets) - self.spec["log_flops_reference"]
+        shape = post["a"].shape[:2] + (budgets.size,)
+        log_n = (self.spec["log_params_reference"] + post["n0"] + post["a"] * x
+                 + post["tau_delta"] * rng.standard_normal(shape))
+        log_loss = (np.logaddexp(post["log_E"], post["log_A_ref"] - post["gamma"] * x)
+                    + post["tau_loss"] * rng.standard_normal(shape))
+        if not pooled:
+            index = _match(self.budgets, budgets)
+            fitted = index >= 0
+            own_n = np.log(self.posterior["params_opt"].values)[..., np.maximum(index, 0)]
+            own_loss = self.posterior["log_loss_opt"].values[..., np.maximum(index, 0)]
+            log_n = np.where(fitted, own_n, log_n)
+            log_loss = np.where(fitted, own_loss, log_loss)
+        return log_n, log_loss
+
+    def profile(self, params, budget: float) -> xr.DataArray:
+        """Mean loss of the fitted parabola of ``budget`` at model sizes ``params``.
+
+        Returns a DataArray over (chain, draw, params). ``budget`` must be a fitted budget.
+        """
+        index = _match(self.budgets, np.array([float(budget)]))[0]
+        if index < 0:
+            raise ValueError(f"budget={budget!r} is not a fitted budget; fitted budgets are "
+                             f"{[float(c) for c in self.budgets]}")
+        params = np.atleast_1d(np.asarray(params, dtype=float))
+        post = self.posterior.isel(budget=index)
+        u = np.log(params) - self.spec["log_params_reference"]
+        u_opt = np.log(post["params_opt"].values[..., None]) - self.spec["log_params_reference"]
+        curvature = post["k"].values[..., None]
+        log_loss = post["log_loss_opt"].values[..., None] + curvature * (u - u_opt) ** 2
+        return xr.DataArray(np.exp(log_loss), dims=("chain", "draw", "params"),
+                            coords={"chain": post.chain, "draw": post.draw, "params": params})
+
+    # -- diagnostics --------------------------------------------------------------------------
+    def _diagnostic_vars(self) -> list[str]:
+        """Every sampled parameter but the derived per-budget optima."""
+        return [v for v in self.posterior.data_vars if v not in ("params_opt", "loss_opt")]
+
+    def _log_likelihood(self) -> xr.DataArray:
+        const = self.idata.constant_data
+        index = _match(self.budgets, const["flops"].values)
+        u = np.log(const["params"].values)
+        post = self.posterior
+        log_mu = (post["log_loss_opt"].values[..., index] + post["k"].values[..., index]
+                  * (u - np.log(post["params_opt"].values[..., index])) ** 2)
+        y = self.idata.observed_data["log_loss"].values
+        nu = post["nu"].values[..., None] if self.spec["noise"] == "student_t" else None
+        ll = noise_logpdf(y, log_mu, post["sigma"].values[..., None], nu)
+        return xr.DataArray(ll, dims=("chain", "draw", "run"),
+                            coords={"chain": post.chain, "draw": post.draw,
+                                    "run": self.idata.observed_data["run"].values})
+
+    def describe(self) -> str:
+        """One line: the model and what it was fitted to."""
+        return (f"IsoFLOP model (Hoffmann approach 2): per budget a parabola in log N, minima "
+                f"on a line in log C; {len(self.budgets)} budgets")
+
+    def __repr__(self) -> str:
+        return (f"<bayescale.IsoFlopFit budgets={len(self.budgets)} "
+                f"runs={self.idata.observed_data.sizes['run']} "
+                f"chains={self.posterior.sizes['chain']} draws={self.posterior.sizes['draw']}>")
+
+
+# -- plotting --------------------------------------------------------------------------------
+def plot_isoflop(fit: IsoFlopFit, budgets=None, prob: float = 0.9, ax=None, *,
+                 random_seed: int | None = 0):
+    """Plot IsoFLOP profiles and the compute-optimal allocation with credible bands.
+
+    Left: loss against model size for each budget (log x), the runs, the posterior-median
+    parabola and the fitted minimum with its ``prob`` interval on N*. Right: N*(C) and
+    D*(C) against compute, the per-budget optima, and the posterior median with a ``prob``
+    band for a new budget (including budget scatter), extrapolated to ``budgets``.
+
+    Parameters
+    ----------
+    fit
+        An :class:`IsoFlopFit`.
+    budgets
+        Target budgets in FLOPs to extrapolate to and mark; ``None`` extends the bands to
+        100x the largest fitted budget and marks nothing.
+    prob
+        Mass of the credible intervals and bands, in (0, 1).
+    ax
+        Two matplotlib Axes (left, right); ``None`` makes a new figure.
+    random_seed
+        Seed of the budget-level draws in the bands.
+
+    Returns
+    -------
+    matplotlib.figure.Figure
+
+    Raises
+    ------
+    TypeError
+        If ``fit`` is not an IsoFlopFit or ``ax`` is not a pair of Axes.
+    ValueError
+        For a ``prob`` outside (0, 1) or bad ``budgets``.
+    """
+    import matplotlib.pyplot as plt
+    from matplotlib.axes import Axes
+
+    if not isinstance(fit, IsoFlopFit):
+        raise TypeError(f"fit must be an IsoFlopFit, got {type(fit).__name__}")
+    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 < prob < 1:
+        raise ValueError(f"prob must be a number strictly between 0 and 1, got {prob!r}")
+    targets = None if budgets is None else check_budgets(budgets)
+    if ax is None:
+        fig, ax = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")
+    if not (isinstance(ax, (Sequence, np.ndarray)) and len(ax) == 2
+            and all(isinstance(a, Axes) for a in ax)):
+        raise TypeError(f"ax must be a pair of matplotlib Axes (left, right), got {ax!r}")
+    _plot_profiles(fit, ax[0], prob)
+    _plot_allocation(fit, ax[1], targets, prob, random_seed)
+    return ax[0].figure
+
+
+def _colours(n: int):
+    import matplotlib as mpl
+
+    return mpl.colormaps["viridis"](np.linspace(0.0, 0.9, n))
+
+
+def _plot_profiles(fit: IsoFlopFit, ax, prob: float) -> None:
+    runs = fit.runs
+    lo, hi = (1 - prob) / 2, (1 + prob) / 2
+    for colour, budget in zip(_colours(len(fit.budgets)), fit.budgets):
+        group = runs[np.isclose(runs["flops"], budget, rtol=1e-9)]
+        ax.scatter(group["params"], group["loss"], s=14, color=colour, zorder=3)
+        grid = np.geomspace(group["params"].min() / 1.3, group["params"].max() * 1.3, 100)
+        ax.plot(grid, fit.profile(grid, budget).median(("chain", "draw")), color=colour, lw=1.2,
+                label=f"{budget:.0e} FLOPs")
+        n_opt = fit.posterior["params_opt"].sel(budget=budget)
+        loss_opt = fit.posterior["loss_opt"].sel(budget=budget)
+        n_med, n_lo, n_hi = (float(n_opt.quantile(q)) for q in (0.5, lo, hi))
+        ax.errorbar(n_med, float(loss_opt.median()), xerr=[[n_med - n_lo], [n_hi - n_med]],
+                    fmt="D", ms=5, color=colour, mec="black", mew=0.6, capsize=2, zorder=4)
+    ax.set_xscale("log")
+    ax.set_xlabel("model size N (parameters)")
+    ax.set_ylabel("final loss")
+    ax.set_title(f"IsoFLOP profiles: fitted parabolas; ◆ = N* with {prob:.0%} interval")
+    ax.legend(fontsize=7, title="budget C", title_fontsize=7, ncols=2)
+
+
+def _plot_allocation(fit: IsoFlopFit, ax, targets, prob: float, random_seed) -> None:
+    k = fit.spec["flops_per_param_token"]
+    top = fit.budgets.max() * 100 if targets is None else max(fit.budgets.max(), targets.max()) * 3
+    grid = np.geomspace(fit.budgets.min() / 2, top, 120)
+    log_n, _ = fit._at(grid, np.random.default_rng(random_seed), pooled=True)
+    log_d = np.log(grid / k) - log_n
+    lo, hi = (1 - prob) / 2, (1 + prob) / 2
+    a = fit.posterior["a"]
+    own_n = fit.posterior["params_opt"]
+    own_d = fit.budgets / k / own_n
+    for label, draws, own, colour, slope in (
+            (f"N* (a = {float(a.median()):.3f})", np.exp(log_n), own_n, "tab:blue", a),
+            (f"D* (b = {float(1 - a.median()):.3f})", np.exp(log_d), own_d, "tab:orange", 1 - a)):
+        flat = draws.reshape(-1, grid.size)
+        q = np.quantile(flat, [lo, 0.5, hi], axis=0)
+        ax.fill_between(grid, q[0], q[2], color=colour, alpha=0.2, lw=0)
+        ax.plot(grid, q[1], color=colour, label=f"{label}, {prob:.0%} band for a new budget")
+        med = own.median(("chain", "draw")).values
+        err = np.abs(own.quantile([lo, hi], dim=("chain", "draw")).values - med)
+        ax.errorbar(fit.budgets, med, yerr=err, fmt="o", ms=4, color=colour, mec="black",
+                    mew=0.5, capsize=2)
+    if targets is not None:
+        opt = fit.optimal(targets, random_seed=random_seed)
+        text = [f"median [{prob:.0%} interval]"]
+        for c in targets:
+            ax.axvline(c, color="grey", ls="--", lw=0.8)
+            text.append(f"C = {c:.0e} FLOPs:")
+            for var, name, colour in (("params_opt", "N*", "tab:blue"),
+                                      ("tokens_opt", "D*", "tab:orange")):
+                draws = opt[var].sel(budget=c)
+                med, low, high = (float(draws.quantile(q)) for q in (0.5, lo, hi))
+                ax.errorbar(c, med, yerr=[[med - low], [high - med]], fmt="s", ms=5,
+                            color=colour, mec="black", mew=0.6, capsize=3, zorder=4)
+                text.append(f"  {name} = {med:.3g} [{low:.3g}, {high:.3g}]")
+        ax.text(0.98, 0.03, "\n".join(text), transform=ax.transAxes, fontsize=7, ha="right",
+                va="bottom", ma="left", family="monospace",
+                bbox={"fc": "white", "ec": "0.8", "alpha": 0.9})
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlabel("training compute C (FLOPs)")
+    ax.set_ylabel("compute-optimal N* (parameters), D* (tokens)")
+    ax.set_title("compute-optimal allocation; dashed = target budgets")
+    ax.legend(fontsize=7, loc="upper left")
+
+
+# -- validation ------------------------------------------------------------------------------
+def _check_runs(runs: object) -> pd.DataFrame:
+    if not isinstance(runs, pd.DataFrame):
+        raise TypeError(f"runs must be a pandas DataFrame (see bayescale.prepare), "
+                        f"got {type(runs).__name__}")
+    require_columns(runs, ["params", "flops", "loss"], why="the IsoFLOP model")
+    for col in ("params", "flops", "loss"):
+        check_positive_column(runs, col, argument=col)
+    sizes = runs.groupby("flops")["params"].nunique()
+    if sizes.size < MIN_BUDGETS:
+        raise ValueError(f"the IsoFLOP model needs runs at {MIN_BUDGETS} or more compute budgets "
+                         f"(distinct flops values); got {sizes.size}: "
+                         f"{[f'{c:.3g}' for c in sizes.index]}")
+    few = sizes[sizes < MIN_SIZES]
+    if few.size:
+        raise ValueError(
+            f"the IsoFLOP model needs at least {MIN_SIZES} distinct model sizes (params) per "
+            f"budget to fit a parabola; budget(s) {', '.join(f'{c:.3g}' for c in few.index)} "
+            f"FLOPs have {[int(v) for v in few]}. Drop those budgets, or round jittered flops "
+            "so that runs of one budget share a value")
+    return runs
+
+
+def _match(fitted: np.ndarray, budgets: np.ndarray) -> np.ndarray:
+    """Index of each of ``budgets`` among ``fitted`` (relative tolerance 1e-9), -1 if absent."""
+    index = np.full(budgets.shape, -1)
+    for i, c in enumerate(budgets):
+        hit = np.flatnonzero(np.isclose(fitted, c, rtol=1e-9, atol=0))
+        if hit.size:
+            index[i] = hit[0]
+    return index

@@ -1,0 +1,158 @@
+"""NUTS backends, sampler diagnostics and the noise density, shared by every model.
+
+One place that runs NUTS (nutpie, PyMC or NumPyro), checks the sampler arguments, judges the
+draws (divergences, R-hat, ESS) and evaluates the log-scale noise density from draws, so that
+:class:`bayescale.ScalingLaw` and :class:`bayescale.IsoFlop` behave the same way.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import warnings
+
+import arviz as az
+import numpy as np
+import pymc as pm
+import xarray as xr
+from scipy import stats
+
+__all__ = ["SAMPLERS", "SamplerWarning", "PosteriorResult", "sample", "noise_logpdf",
+           "RHAT_MAX", "ESS_MIN"]
+
+SAMPLERS = ("nutpie", "pymc", "numpyro")
+#: Thresholds behind :class:`SamplerWarning`.
+RHAT_MAX, ESS_MIN = 1.01, 400
+#: PyTensor's compilation is not safe to start from two threads at once (fit_many on threads).
+_COMPILE_LOCK = threading.Lock()
+
+
+class SamplerWarning(UserWarning):
+    """The sampler's diagnostics say the draws may not represent the posterior."""
+
+
+def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: int | None,
+           sampler: str, target_accept: float, progressbar: bool) -> tuple[az.InferenceData, int]:
+    """Check the arguments, run NUTS, drop the unconstrained copies; return (idata, seed)."""
+    for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+    if sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+    if not (isinstance(target_accept, float) and 0.5 <= target_accept < 1):
+        raise ValueError(f"target_accept must be a float in [0.5, 1), got {target_accept!r}")
+    seed = _seed(random_seed)
+    idata = _SAMPLE[sampler](model, draws=int(draws), tune=int(tune), chains=int(chains),
+                             seed=seed, target_accept=target_accept, progressbar=progressbar)
+    keep = [v for v in idata.posterior.data_vars if not str(v).endswith("__")]
+    idata.posterior = idata.posterior[keep]
+    idata.posterior.attrs.update(sampler=sampler, random_seed=seed, tune=int(tune),
+                                 target_accept=float(target_accept))
+    return idata, seed
+
+
+def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressbar):
+    import nutpie
+
+    with _COMPILE_LOCK:
+        compiled = nutpie.compile_pymc_model(model)
+    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+                         target_accept=target_accept, progress_bar=progressbar,
+                         save_warmup=False, cores=min(chains, os.cpu_count() or 1))
+
+
+def _sample_pymc(model, *, draws, tune, chains, seed, target_accept, progressbar,
+                 nuts_sampler="pymc"):
+    with model:
+        return pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
+                         target_accept=target_accept, progressbar=progressbar,
+                         cores=min(chains, os.cpu_count() or 1), nuts_sampler=nuts_sampler,
+                         compute_convergence_checks=False)
+
+
+def _sample_numpyro(model, **kwargs):
+    try:
+        import numpyro  # noqa: F401
+    except ImportError:
+        raise ImportError("sampler='numpyro' needs JAX and NumPyro: "
+                          "pip install 'bayescale[jax]'") from None
+    return _sample_pymc(model, nuts_sampler="numpyro", **kwargs)
+
+
+_SAMPLE = {"nutpie": _sample_nutpie, "pymc": _sample_pymc, "numpyro": _sample_numpyro}
+
+
+def _seed(random_seed: int | None) -> int:
+    if random_seed is not None and (isinstance(random_seed, bool)
+                                    or not isinstance(random_seed, (int, np.integer))
+                                    or random_seed < 0):
+        raise ValueError(f"random_seed must be a non-negative integer or None, got {random_seed!r}")
+    return int(np.random.SeedSequence(random_seed).generate_state(1)[0])
+
+
+def noise_logpdf(y: np.ndarray, loc: np.ndarray, sigma: np.ndarray,
+                 nu: np.ndarray | None = None) -> np.ndarray:
+    """Log density of log losses ``y`` under the model's noise: Student-t with ``nu`` degrees
+    of freedom, or Normal when ``nu`` is None; broadcasts over draws and points."""
+    if nu is None:
+        return stats.norm.logpdf(y, loc=loc, scale=sigma)
+    return stats.t.logpdf(y, df=nu, loc=loc, scale=sigma)
+
+
+class PosteriorResult:
+    """What every fitted model shares: its posterior, diagnostics and saving."""
+
+    idata: az.InferenceData
+
+    @property
+    def posterior(self) -> xr.Dataset:
+        return self.idata.posterior
+
+    def _diagnostic_vars(self) -> list[str]:
+        """The posterior variables the diagnostics judge (default: the scalar parameters)."""
+        return [v for v in self.posterior.data_vars if self.posterior[v].ndim == 2]
+
+    def diagnostics(self) -> dict:
+        """Divergences and the worst R-hat / bulk and tail ESS over the judged parameters."""
+        names = self._diagnostic_vars()
+        post = self.posterior[names]
+        rhat, ess_bulk = az.rhat(post), az.ess(post, method="bulk")
+        ess_tail = az.ess(post, method="tail")
+        diverging = self.idata.sample_stats.get("diverging")
+        return {
+            "divergences": int(diverging.sum()) if diverging is not None else 0,
+            "max_r_hat": float(max(rhat[v].max() for v in names)),
+            "min_ess_bulk": float(min(ess_bulk[v].min() for v in names)),
+            "min_ess_tail": float(min(ess_tail[v].min() for v in names)),
+            "draws": int(post.sizes["chain"] * post.sizes["draw"]),
+        }
+
+    def diagnostic_problems(self) -> list[str]:
+        """Human-readable problems with the draws, each with what to try; empty when fine."""
+        d = self.diagnostics()
+        out = []
+        if d["divergences"]:
+            out.append(f"{d['divergences']} divergent transitions: raise target_accept "
+                       "(e.g. 0.95-0.99) or tighten the priors")
+        if not d["max_r_hat"] <= RHAT_MAX:
+            out.append(f"R-hat {d['max_r_hat']:.3f} > {RHAT_MAX}: chains disagree; run more "
+                       "tune/draws or check for multiple modes")
+        if not d["min_ess_bulk"] >= ESS_MIN:
+            out.append(f"bulk ESS {d['min_ess_bulk']:.0f} < {ESS_MIN}: run more draws or chains")
+        return out
+
+    def warn_diagnostics(self) -> None:
+        """Issue a :class:`SamplerWarning` listing every diagnostic problem."""
+        problems = self.diagnostic_problems()
+        if problems:
+            warnings.warn("sampler diagnostics: " + "; ".join(problems), SamplerWarning,
+                          stacklevel=3)
+
+    def save(self, path, *, overwrite: bool = False) -> None:
+        """Write the fit to a netCDF file (atomically: a temporary file, then a rename).
+
+        Raises ``FileExistsError`` if ``path`` exists and ``overwrite`` is False.
+        """
+        from bayescale.io import save_idata
+
+        save_idata(self.idata, path, overwrite=overwrite)
