@@ -1,6 +1,6 @@
 """The classic point methods against published numbers and simulated truth.
 
-References come from /work/shared/data/SOURCES.md (published results on the bundled data) or
+References come from the data sources' notes (SOURCES.md beside the bundled data) (published results on the bundled data) or
 from data simulated here with known parameters; none is computed by the code under test.
 """
 

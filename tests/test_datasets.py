@@ -1,8 +1,8 @@
 """Bundled data sets: row counts, values against the raw files read here with pandas, the
 registry's attribution, and unknown names.
 
-The raw files are read from /work/shared/data (the curated copies the package bundles), or,
-where that folder is absent, from the package's own data folder as plain files.
+The raw files are read from ../shared/data beside the repository (the curated copies the
+package bundles), or, where that folder is absent, from the package's own data folder.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import pytest
 
 import bayescale as bs
 
-SHARED = Path("/work/shared/data")
+SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
 BUNDLED = Path(str(resources.files("bayescale.datasets").joinpath("data")))
 RAW = SHARED if SHARED.is_dir() else BUNDLED
 
