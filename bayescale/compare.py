@@ -73,9 +73,8 @@ def compare(fits: Mapping[str, Fit], *, method: str = "loo", holdout: float | No
     **fit_kwargs
         ``method="lfo"`` only. Sampler arguments of the refits (``draws``, ``tune``,
         ``chains``, ``random_seed``, ``sampler``, ``target_accept``, ``progressbar``). Each
-        refit defaults to its original fit's draws, chains, sampler and seed, with no
-        progress bar; ``tune`` defaults to that of :meth:`bayescale.ScalingLaw.fit`. The
-        seed also drives the predictive draws of held-out runs at unseen offset levels and
+        refit defaults to its original fit's draws, tune, chains, sampler, target_accept and
+        seed (as recorded in its posterior attrs), with no progress bar. The seed also drives the predictive draws of held-out runs at unseen offset levels and
         of new-run noise.
 
     Returns
@@ -226,6 +225,10 @@ def _fit_defaults(fit: Fit) -> dict:
         out["sampler"] = str(post.attrs["sampler"])
     if "random_seed" in post.attrs:
         out["random_seed"] = int(post.attrs["random_seed"])
+    if "tune" in post.attrs:
+        out["tune"] = int(post.attrs["tune"])
+    if "target_accept" in post.attrs:
+        out["target_accept"] = float(post.attrs["target_accept"])
     return out
 
 
@@ -236,22 +239,8 @@ def _run_jobs(jobs: Mapping[str, tuple], executor: Executor | None) -> dict[str,
     if not isinstance(executor, Executor):
         raise TypeError(f"executor must be a concurrent.futures.Executor or None, "
                         f"got {type(executor).__name__}")
-    _load_numba_dispatch()
     futures = {name: executor.submit(_fit_job, *job) for name, job in jobs.items()}
     return {name: _named(name, future.result) for name, future in futures.items()}
-
-
-def _load_numba_dispatch() -> None:
-    """Import PyTensor's Numba dispatch registry here before worker threads compile models.
-
-    Two threads that trigger its first import at once can see it half-registered, and PyTensor
-    then falls back to object mode for some Ops (with a UserWarning); importing it first in the
-    calling thread avoids that race.
-    """
-    try:
-        import pytensor.link.numba.dispatch  # noqa: F401
-    except ImportError:  # pragma: no cover - numba is a dependency of nutpie
-        pass
 
 
 def _named(name: str, call, *args):
@@ -267,6 +256,7 @@ def _fit_job(spec: Mapping, runs: pd.DataFrame, fit_kwargs: Mapping) -> Fit:
     runs = runs.copy()
     runs.attrs["flops_per_param_token"] = float(spec.get("flops_per_param_token", 6.0))
     model = ScalingLaw(runs, law=spec["law"], offsets=list(spec.get("offsets") or []) or None,
+                       continuous=list(spec.get("continuous") or []) or None,
                        priors=dict(spec.get("user_priors") or {}) or None,
                        noise=spec.get("noise", "student_t"))
     return model.fit(**fit_kwargs)

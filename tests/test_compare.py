@@ -8,6 +8,7 @@ conftest.py, one flops-law fit, and 3 refits (2 in a thread pool, 1 serial).
 from __future__ import annotations
 
 import math
+import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
 
@@ -208,3 +209,24 @@ def test_process_pool_refit_matches_serial(fits, runs):
         with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
             other = refit(fits["flops"], train, executor=pool, random_seed=3, **TINY)
     np.testing.assert_array_equal(serial.posterior["alpha"].values, other.posterior["alpha"].values)
+
+
+def test_refit_rebuilds_the_same_model_with_the_recorded_sampler_settings(monkeypatch,
+                                                                          chinchilla_fit):
+    """A refit keeps offsets and continuous terms, and the original tune and target_accept."""
+    module = sys.modules["bayescale.compare"]  # bayescale.compare is also the function's name
+    runs = bs.simulate(runs_per_budget=8, random_seed=3)
+    model = bs.ScalingLaw(runs, offsets=["num_heads"], continuous=["learning_rate"])
+    spec, _, _ = module._job("m", model, {})
+    built = {}
+
+    def record(self, **fit_kwargs):
+        built.update(offsets=self.offsets, continuous=self.continuous)
+        return "fitted"
+
+    monkeypatch.setattr(bs.ScalingLaw, "fit", record)
+    assert module._fit_job(spec, runs, {}) == "fitted"
+    assert built == {"offsets": ("num_heads",), "continuous": ("learning_rate",)}
+    defaults = module._fit_defaults(chinchilla_fit)
+    assert defaults["tune"] == chinchilla_fit.posterior.attrs["tune"] == 200
+    assert defaults["target_accept"] == chinchilla_fit.posterior.attrs["target_accept"] == 0.9
