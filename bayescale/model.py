@@ -265,49 +265,45 @@ def _check_runs(runs: object, law: Law) -> pd.DataFrame:
     return runs
 
 
-def _check_offsets(runs: pd.DataFrame, offsets: object) -> tuple[str, ...]:
-    if offsets is None:
+def _hyperparameter_columns(runs: pd.DataFrame, columns: object, argument: str,
+                            taken: tuple[str, ...] = ()) -> tuple[str, ...]:
+    """Checks shared by ``offsets=`` and ``continuous=``: a list of distinct columns of the
+    run table, none of them a law input (or already ``taken``), each taking 2+ values."""
+    if columns is None:
         return ()
-    if isinstance(offsets, str) or not isinstance(offsets, Sequence):
-        raise TypeError(f"offsets must be a list of column names, got {offsets!r}")
-    for col in offsets:
+    if isinstance(columns, str) or not isinstance(columns, Sequence):
+        raise TypeError(f"{argument} must be a list of column names, got {columns!r}")
+    if len(set(columns)) != len(columns):
+        raise ValueError(f"{argument} lists a column twice: {list(columns)}")
+    for col in columns:
         if col not in runs.columns:
-            raise ValueError(f"offsets names column {col!r}, which the run table lacks; "
+            raise ValueError(f"{argument} names column {col!r}, which the run table lacks; "
                              f"it has {list(runs.columns)}")
-        if col in ("params", "tokens", "flops", "loss"):
-            raise ValueError(f"offsets cannot include {col!r}: it is an input of the law")
+        if col in ("params", "tokens", "flops", "loss") or col in taken:
+            raise ValueError(f"{argument} cannot include {col!r}: it is a law input"
+                             + (" or an offset" if taken else ""))
+        kind = "offset column" if argument == "offsets" else "continuous column"
         if runs[col].isna().any():
-            raise ValueError(f"offset column {col!r} has missing values")
+            raise ValueError(f"{kind} {col!r} has missing values")
         if runs[col].nunique() < 2:
-            raise ValueError(f"offset column {col!r} has a single level "
-                             f"({_plain(runs[col].iloc[0])!r}); an offset needs at least 2 levels")
-    if len(set(offsets)) != len(offsets):
-        raise ValueError(f"offsets lists a column twice: {list(offsets)}")
-    return tuple(offsets)
+            raise ValueError(f"{kind} {col!r} has a single level "
+                             f"({_plain(runs[col].iloc[0])!r}); it needs at least 2 levels")
+    return tuple(columns)
+
+
+def _check_offsets(runs: pd.DataFrame, offsets: object) -> tuple[str, ...]:
+    return _hyperparameter_columns(runs, offsets, "offsets")
 
 
 def _check_continuous(runs: pd.DataFrame, continuous: object,
                       offsets: tuple[str, ...]) -> tuple[str, ...]:
-    if continuous is None:
-        return ()
-    if isinstance(continuous, str) or not isinstance(continuous, Sequence):
-        raise TypeError(f"continuous must be a list of column names, got {continuous!r}")
-    for col in continuous:
-        if col not in runs.columns:
-            raise ValueError(f"continuous names column {col!r}, which the run table lacks; "
-                             f"it has {list(runs.columns)}")
-        if col in ("params", "tokens", "flops", "loss") or col in offsets:
-            raise ValueError(f"continuous cannot include {col!r}: it is a law input or an offset")
+    columns = _hyperparameter_columns(runs, continuous, "continuous", taken=offsets)
+    for col in columns:
         check_positive_column(runs, col, argument="continuous")
-        if runs[col].nunique() < 2:
-            raise ValueError(f"continuous column {col!r} takes a single value "
-                             f"({_plain(runs[col].iloc[0])!r}); its optimum needs at least 2 values")
-    if len(set(continuous)) != len(continuous):
-        raise ValueError(f"continuous lists a column twice: {list(continuous)}")
-    if "flops" not in runs.columns:
+    if columns and "flops" not in runs.columns:
         raise ValueError("continuous hyperparameters need a flops column (their optimum moves "
                          "with compute)")
-    return tuple(continuous)
+    return columns
 
 
 def _levels(series: pd.Series) -> list:
