@@ -16,6 +16,7 @@ from bayescale.isoflop import IsoFlop, IsoFlopFit, plot_isoflop  # noqa: E402
 from bayescale.intervals import interval  # noqa: E402
 from bayescale.io import load  # noqa: E402
 from bayescale.model import ScalingLaw  # noqa: E402
+from bayescale.readers import read_opda, read_runs  # noqa: E402
 from bayescale.recommend import Recommendation  # noqa: E402
 from bayescale.runs import add_shape_columns, prepare  # noqa: E402
 from bayescale.sampling import SamplerWarning  # noqa: E402
@@ -42,5 +43,7 @@ __all__ = [
     "load",
     "plot_isoflop",
     "prepare",
+    "read_opda",
+    "read_runs",
     "simulate",
 ]
