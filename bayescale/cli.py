@@ -142,7 +142,7 @@ def _predict(args) -> int:
         print(f"{fit!r}\nmedian [{args.prob:.0%} interval]:")
         print(format_answer(fit, args.budgets, prob=args.prob))
         return 0
-    from bayescale.recipe import read_table
+    from bayescale.readers import read_table
 
     points = read_table(args.points)
     draws = fit.predict(points, kind=args.kind, random_seed=0)["loss"]

@@ -8,10 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayescale.recipe import read_table
 from bayescale.runs import prepare
 
-__all__ = ["read_runs", "read_opda", "OPDA_HYPERPARAMETERS"]
+__all__ = ["read_table", "read_runs", "read_opda", "OPDA_HYPERPARAMETERS"]
 
 #: The hyperparameters of an OPDA run record, in order.
 OPDA_HYPERPARAMETERS = ("n_embd", "n_layer", "n_head", "sequence_length", "total_steps",
@@ -136,3 +135,19 @@ def _checkpoints(record: dict, number: int, path: Path, loss: str) -> list[dict]
                      "step": point["step"], **{k: hyper[k] for k in OPDA_HYPERPARAMETERS},
                      **metrics})
     return rows
+
+
+def read_table(path) -> pd.DataFrame:
+    """Read a run table from CSV, JSON (records), JSONL or Parquet, chosen by the extension."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no data file at {path}")
+    readers = {".csv": pd.read_csv, ".json": pd.read_json,
+               ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}
+    suffix = path.suffix.lower()
+    if suffix not in readers:
+        raise ValueError(f"data file {path} has extension {suffix!r}; readable: {list(readers)}")
+    try:
+        return readers[suffix](path)
+    except Exception as err:  # noqa: BLE001 - the readers raise many kinds for a bad file
+        raise ValueError(f"could not read {path} as {suffix[1:]}: {err}") from None

@@ -44,9 +44,9 @@ import pandas as pd
 
 from bayescale import datasets
 from bayescale.points import check_budgets
-from bayescale.runs import prepare
+from bayescale.readers import read_runs
 
-__all__ = ["Recipe", "read_table"]
+__all__ = ["Recipe"]
 
 _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "data": {"dataset": (str,), "path": (str,), "columns": (dict,),
@@ -123,9 +123,9 @@ class Recipe:
             if not path.is_absolute() and self.source is not None:
                 path = self.source.parent / path
             columns = self.data.get("columns", {})
-            runs = prepare(read_table(path), **{k: columns.get(k) for k in _COLUMN_KEYS[:3]},
-                           loss=columns.get("loss", "loss"),
-                           flops_per_param_token=self.data.get("flops_per_param_token", 6.0))
+            runs = read_runs(path, **{k: columns.get(k) for k in _COLUMN_KEYS[:3]},
+                             loss=columns.get("loss", "loss"),
+                             flops_per_param_token=self.data.get("flops_per_param_token", 6.0))
         if "query" in self.data:
             attrs = dict(runs.attrs)
             try:
@@ -179,19 +179,3 @@ def _check_keys(where: str, section: str, table: dict) -> None:
         if isinstance(value, bool) or not isinstance(value, types):
             names = " or ".join(t.__name__ for t in types)
             raise TypeError(f"{where}: [{section}] {key} must be {names}, got {value!r}")
-
-
-def read_table(path) -> pd.DataFrame:
-    """Read a run table from CSV, JSON (records), JSONL or Parquet, chosen by the extension."""
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no data file at {path}")
-    readers = {".csv": pd.read_csv, ".json": pd.read_json,
-               ".jsonl": lambda p: pd.read_json(p, lines=True), ".parquet": pd.read_parquet}
-    suffix = path.suffix.lower()
-    if suffix not in readers:
-        raise ValueError(f"data file {path} has extension {suffix!r}; readable: {list(readers)}")
-    try:
-        return readers[suffix](path)
-    except Exception as err:  # noqa: BLE001 - the readers raise many kinds for a bad file
-        raise ValueError(f"could not read {path} as {suffix[1:]}: {err}") from None
