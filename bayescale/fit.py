@@ -248,10 +248,14 @@ class Fit(PosteriorResult):
 
 
 def spec_attrs(spec: Mapping) -> dict:
-    """The attrs that carry a spec: its JSON, a hash of it, and the law/noise/offsets."""
+    """The attrs that carry a spec: its JSON and a hash of it (what :func:`bayescale.load`
+    checks), plus its law, noise and offsets where the spec has them."""
     text = json.dumps(spec, sort_keys=True)
-    return {"spec": text, "spec_hash": hashlib.sha256(text.encode()).hexdigest(),
-            "law": spec["law"], "noise": spec["noise"], "offsets": json.dumps(spec["offsets"])}
+    out = {"spec": text, "spec_hash": hashlib.sha256(text.encode()).hexdigest()}
+    out.update({k: spec[k] for k in ("law", "noise") if k in spec})
+    if "offsets" in spec:
+        out["offsets"] = json.dumps(spec["offsets"])
+    return out
 
 
 def _run_coords(runs: pd.DataFrame) -> np.ndarray:

@@ -26,8 +26,6 @@ run of 4 x 1000 draws); N*, D* and the exponents still mix well there.
 
 from __future__ import annotations
 
-import hashlib
-import json
 import math
 from collections.abc import Sequence
 
@@ -40,7 +38,7 @@ import xarray as xr
 
 from bayescale import __version__
 from bayescale import priors as _priors
-from bayescale.fit import FORMAT_VERSION
+from bayescale.fit import FORMAT_VERSION, spec_attrs
 from bayescale.intervals import interval
 from bayescale.model import NOISES
 from bayescale.sampling import PosteriorResult, noise_logpdf, sample
@@ -261,11 +259,9 @@ class IsoFlopFit(PosteriorResult):
                                       for c in ("params", "flops", "loss")}, coords={"run": run}))
         fit = cls(idata, spec)
         idata.add_groups(log_likelihood=xr.Dataset({"log_loss": fit._log_likelihood()}))
-        text = json.dumps(spec, sort_keys=True)
         idata.posterior.attrs.update(
             bayescale_version=__version__, bayescale_format=FORMAT_VERSION, model="isoflop",
-            sampler=sampler, random_seed=seed,
-            noise=spec["noise"], spec=text, spec_hash=hashlib.sha256(text.encode()).hexdigest())
+            sampler=sampler, random_seed=seed, **spec_attrs(spec))
         return fit
 
     @property

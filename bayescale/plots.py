@@ -20,7 +20,7 @@ __all__ = ["plot_law", "plot_optimal", "plot_ranks", "plot_offsets", "plot_check
 
 
 def _grid(fit, budgets, n: int = 120) -> np.ndarray:
-    flops = fit.runs["flops"].to_numpy() if "flops" in fit.runs else None
+    flops = fit.runs["flops"].to_numpy()
     low, high = float(flops.min()), float(flops.max())
     if budgets is not None and len(budgets):
         high = max(high, float(np.max(budgets)))
