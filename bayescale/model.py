@@ -20,6 +20,8 @@ a deterministic, ``A = exp(log_A_ref + alpha * log X0)``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
 
@@ -36,6 +38,9 @@ from bayescale.sampling import SAMPLERS, sample
 __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
 
 NOISES = ("student_t", "normal")
+#: Name of the ``pm.Data`` holding the observed log losses: the one input a compiled model
+#: swaps when it is reused for another run table of the same design (see :meth:`compile_key`).
+OBSERVED = "log_loss_observed"
 
 
 class ScalingLaw:
@@ -154,6 +159,21 @@ class ScalingLaw:
             "flops_per_param_token": float(self.runs.attrs.get("flops_per_param_token", 6.0)),
         }
 
+    def compile_key(self) -> str:
+        """A hash of everything the compiled model holds except the observed losses.
+
+        Two models with equal keys (same law, noise, offsets, priors and the same runs up to
+        their losses, e.g. replicate datasets of one simulated design) share one nutpie
+        compilation within a process. The default priors are scaled to the losses, so a
+        different run table usually compiles anew unless every prior is given.
+        """
+        design = self.runs.drop(columns="loss")
+        graph = {k: v for k, v in self.spec.items() if k != "user_priors"}
+        digest = hashlib.sha256(json.dumps(graph, sort_keys=True, default=str).encode())
+        digest.update(pd.util.hash_pandas_object(design, index=True).to_numpy().tobytes())
+        digest.update(json.dumps([str(c) for c in design.columns]).encode())
+        return digest.hexdigest()
+
     def _build(self) -> pm.Model:
         runs, law = self.runs, self.law
         coords = {"run": _run_coords(runs.index)} | {c: lv for c, lv in self.levels.items()}
@@ -175,7 +195,7 @@ class ScalingLaw:
             for col in self.continuous:
                 log_mu = log_mu + self._penalty(col)
             sigma = _priors.create("sigma", self.priors["sigma"])
-            observed = np.log(runs["loss"].to_numpy())
+            observed = pm.Data(OBSERVED, np.log(runs["loss"].to_numpy()), dims="run")
             if self.noise == "student_t":
                 nu = _priors.create("nu", self.priors["nu"])
                 pm.StudentT("log_loss", nu=nu, mu=log_mu, sigma=sigma, observed=observed, dims="run")
@@ -229,7 +249,9 @@ class ScalingLaw:
 
         idata, seed = sample(self.model, draws=draws, tune=tune, chains=chains,
                              random_seed=random_seed, sampler=sampler,
-                             target_accept=target_accept, progressbar=progressbar)
+                             target_accept=target_accept, progressbar=progressbar,
+                             compile_key=self.compile_key(),
+                             data={OBSERVED: np.log(self.runs["loss"].to_numpy())})
         fit = Fit.from_sampler(idata, spec=self.spec, runs=self.runs,
                                sampler=sampler, seed=seed)
         fit.warn_diagnostics()

@@ -10,6 +10,8 @@ from __future__ import annotations
 import os
 import threading
 import warnings
+from collections import OrderedDict
+from collections.abc import Mapping
 
 import arviz as az
 import numpy as np
@@ -18,13 +20,17 @@ import xarray as xr
 from scipy import stats
 
 __all__ = ["SAMPLERS", "SamplerWarning", "PosteriorResult", "sample", "noise_logpdf",
-           "RHAT_MAX", "ESS_MIN"]
+           "RHAT_MAX", "ESS_MIN", "COMPILE_CACHE_SIZE", "clear_compile_cache"]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 #: Thresholds behind :class:`SamplerWarning`.
 RHAT_MAX, ESS_MIN = 1.01, 400
 #: PyTensor's compilation is not safe to start from two threads at once (fit_many on threads).
 _COMPILE_LOCK = threading.Lock()
+#: nutpie models compiled in this process, by structure key (see :func:`sample`), newest last.
+_COMPILED: OrderedDict[str, object] = OrderedDict()
+#: How many compiled nutpie models :data:`_COMPILED` keeps.
+COMPILE_CACHE_SIZE = 8
 
 
 class SamplerWarning(UserWarning):
@@ -32,8 +38,16 @@ class SamplerWarning(UserWarning):
 
 
 def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: int | None,
-           sampler: str, target_accept: float, progressbar: bool) -> tuple[az.InferenceData, int]:
-    """Check the arguments, run NUTS, drop the unconstrained copies; return (idata, seed)."""
+           sampler: str, target_accept: float, progressbar: bool, compile_key: str | None = None,
+           data: Mapping[str, np.ndarray] | None = None) -> tuple[az.InferenceData, int]:
+    """Check the arguments, run NUTS, drop the unconstrained copies; return (idata, seed).
+
+    With ``sampler="nutpie"`` and a ``compile_key``, the compiled model is kept in this process
+    and a later model with the same key is not compiled again: its ``data`` (the values of the
+    model's ``pm.Data`` variables, by name) are swapped into the compiled one. The key must
+    therefore fix everything else the graph holds (structure, priors, constants); the draws are
+    the same as from a fresh compilation.
+    """
     for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
         if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
             raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
@@ -42,8 +56,10 @@ def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: 
     if not (isinstance(target_accept, float) and 0.5 <= target_accept < 1):
         raise ValueError(f"target_accept must be a float in [0.5, 1), got {target_accept!r}")
     seed = _seed(random_seed)
+    kwargs = {"compile_key": compile_key, "data": data} if sampler == "nutpie" else {}
     idata = _SAMPLE[sampler](model, draws=int(draws), tune=int(tune), chains=int(chains),
-                             seed=seed, target_accept=target_accept, progressbar=progressbar)
+                             seed=seed, target_accept=target_accept, progressbar=progressbar,
+                             **kwargs)
     keep = [v for v in idata.posterior.data_vars if not str(v).endswith("__")]
     idata.posterior = idata.posterior[keep]
     idata.posterior.attrs.update(sampler=sampler, random_seed=seed, tune=int(tune),
@@ -51,11 +67,22 @@ def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: 
     return idata, seed
 
 
-def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressbar):
+def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressbar,
+                   compile_key=None, data=None):
     import nutpie
 
     with _COMPILE_LOCK:
-        compiled = nutpie.compile_pymc_model(model)
+        compiled = _COMPILED.get(compile_key) if compile_key is not None else None
+        if compiled is None:
+            compiled = nutpie.compile_pymc_model(model)
+            if compile_key is not None:
+                _COMPILED[compile_key] = compiled
+                while len(_COMPILED) > COMPILE_CACHE_SIZE:
+                    _COMPILED.popitem(last=False)
+        else:
+            _COMPILED.move_to_end(compile_key)
+    if data:
+        compiled = compiled.with_data(**data)
     return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
                          target_accept=target_accept, progress_bar=progressbar,
                          save_warmup=False, cores=min(chains, os.cpu_count() or 1))
@@ -80,6 +107,12 @@ def _sample_numpyro(model, **kwargs):
 
 
 _SAMPLE = {"nutpie": _sample_nutpie, "pymc": _sample_pymc, "numpyro": _sample_numpyro}
+
+
+def clear_compile_cache() -> None:
+    """Forget the nutpie models compiled in this process."""
+    with _COMPILE_LOCK:
+        _COMPILED.clear()
 
 
 def _seed(random_seed: int | None) -> int:

@@ -39,3 +39,35 @@ def test_backend_runs_and_is_reproducible(flops_runs, sampler):
     top = flops_runs["flops"].max()
     predicted = float(first.predict({"flops": [top]})["loss"].median())
     assert predicted == pytest.approx(TRUTH["E"] + TRUTH["A"] * top ** -TRUTH["alpha"], rel=0.02)
+
+
+def test_nutpie_reuses_a_compiled_model_for_new_losses_of_the_same_design(flops_runs,
+                                                                            monkeypatch):
+    """A second fit of the same design with other losses skips nutpie's compilation, and its
+    draws equal those of a fresh compilation (the swap of data is exact)."""
+    import nutpie
+
+    from bayescale import sampling
+
+    calls = []
+    compile_model = nutpie.compile_pymc_model
+    monkeypatch.setattr(nutpie, "compile_pymc_model",
+                        lambda model: calls.append(1) or compile_model(model))
+    priors = bs.ScalingLaw(flops_runs, law="flops", noise="normal").priors
+    other = flops_runs.assign(loss=flops_runs["loss"] * np.exp(
+        0.01 * np.random.default_rng(5).standard_normal(len(flops_runs))))
+    settings = {"draws": 100, "tune": 150, "chains": 2, "random_seed": 4, "progressbar": False}
+
+    def fit(runs):
+        with pytest.warns(bs.SamplerWarning):  # 200 draws cannot reach ESS 400
+            return bs.ScalingLaw(runs, law="flops", noise="normal", priors=priors).fit(**settings)
+
+    sampling.clear_compile_cache()
+    first, reused = fit(flops_runs), fit(other)
+    assert len(calls) == 1
+    sampling.clear_compile_cache()
+    fresh = fit(other)
+    assert len(calls) == 2
+    assert np.array_equal(reused.posterior["E"].values, fresh.posterior["E"].values)
+    assert not np.array_equal(first.posterior["E"].values, reused.posterior["E"].values)
+    assert np.array_equal(reused.idata.observed_data["log_loss"].values, np.log(other["loss"]))
