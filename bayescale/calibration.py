@@ -170,7 +170,7 @@ def calibrate(law: str = "chinchilla", *, datasets: int = 100, mode: str = "prio
         raise ValueError(f"priors must give every prior of the model so that the simulation and "
                          f"the fits share it; missing {missing}")
     params = [*law_.params, "sigma", *(["nu"] if noise == "student_t" else [])]
-    budget_top = float(np.max(_budgets(design, law_)))
+    budget_top = float(np.max(_budgets(design)))
     targets = budget_top * np.asarray(MULTIPLES, float)
     if mode == "fixed" and truth is None:
         truth = REFERENCE_TRUTHS[law_.name]
@@ -265,7 +265,7 @@ def plot_calibration(result: xr.Dataset, *, bins: int = 10, ncols: int = 4):
 RANK_DRAWS = 99
 
 
-def _budgets(design: pd.DataFrame, law) -> np.ndarray:
+def _budgets(design: pd.DataFrame) -> np.ndarray:
     if "flops" in design.columns:
         return design["flops"].to_numpy()
     k = float(design.attrs.get("flops_per_param_token", 6.0))

@@ -6,7 +6,7 @@ calibrate`, and prints the coverage tables (markdown) that go in ``benchmarks/RE
 Saves each result (netCDF) and its rank histograms (PNG) under ``--out``.
 
     python benchmarks/calibration.py [--datasets 200] [--fixed 100] [--laws chinchilla flops]
-        [--executor serial|threads|dask] [--out benchmarks/calibration]
+        [--seed 2026] [--executor serial|threads|dask] [--out benchmarks/calibration]
 """
 
 from __future__ import annotations
@@ -74,6 +74,7 @@ def main() -> None:
     parser.add_argument("--laws", nargs="+", default=["chinchilla", "flops"])
     parser.add_argument("--draws", type=int, default=500)
     parser.add_argument("--chains", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=2026)
     parser.add_argument("--executor", choices=["serial", "threads", "dask"], default="serial")
     parser.add_argument("--out", type=Path, default=Path("benchmarks/calibration"))
     args = parser.parse_args()
@@ -86,12 +87,13 @@ def main() -> None:
                 start = time.perf_counter()
                 result = calibration.calibrate(
                     law, datasets=n, mode=mode, draws=args.draws, tune=args.draws,
-                    chains=args.chains, executor=executor, random_seed=2026,
+                    chains=args.chains, executor=executor, random_seed=args.seed,
                     progress=lambda done, total: print(f"  {done}/{total}", flush=True))
                 seconds = time.perf_counter() - start
-                result.to_netcdf(args.out / f"{law}_{mode}.nc")
+                stem = f"{law}_{mode}" + ("" if args.seed == 2026 else f"_seed{args.seed}")
+                result.to_netcdf(args.out / f"{stem}.nc")
                 fig = calibration.plot_calibration(result)
-                fig.savefig(args.out / f"ranks_{law}_{mode}.png", dpi=110)
+                fig.savefig(args.out / f"ranks_{stem}.png", dpi=110)
                 print(report(result, seconds), "\n", flush=True)
 
 
