@@ -11,6 +11,7 @@ __version__ = "0.1.0"
 
 from bayescale import baselines, datasets, laws  # noqa: E402
 from bayescale.compare import ParetoKWarning, compare, fit_many, refit  # noqa: E402
+from bayescale.curves import checkpoints, replicates  # noqa: E402
 from bayescale.fit import Fit  # noqa: E402
 from bayescale.isoflop import IsoFlop, IsoFlopFit, plot_isoflop  # noqa: E402
 from bayescale.intervals import interval  # noqa: E402
@@ -37,6 +38,7 @@ __all__ = [
     "ScalingLaw",
     "Truth",
     "add_shape_columns",
+    "checkpoints",
     "datasets",
     "interval",
     "laws",
@@ -45,5 +47,6 @@ __all__ = [
     "prepare",
     "read_opda",
     "read_runs",
+    "replicates",
     "simulate",
 ]

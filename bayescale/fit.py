@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import warnings
 from collections.abc import Mapping
 
 import arviz as az
@@ -43,7 +44,12 @@ class Fit(PosteriorResult):
     @classmethod
     def from_sampler(cls, idata: az.InferenceData, *, spec: dict, runs: pd.DataFrame,
                      sampler: str, seed: int) -> Fit:
-        """Complete a sampler's InferenceData: observed and constant data, log-likelihood, attrs."""
+        """Complete a sampler's InferenceData: observed and constant data, log-likelihood, attrs.
+
+        A replicate column marked in ``runs.attrs["replicates"]`` (see
+        :func:`bayescale.replicates`) is recorded in the spec when it is an offset column.
+        """
+        spec = _with_replicates(spec, runs)
         run = idata.posterior["log_loss"].coords["run"] if "log_loss" in idata.posterior else None
         coords = {"run": run.values if run is not None else _run_coords(runs)}
         observed = xr.Dataset({"log_loss": ("run", np.log(runs["loss"].to_numpy()))}, coords=coords)
@@ -67,8 +73,11 @@ class Fit(PosteriorResult):
         """The run table the law was fitted to (from ``constant_data``)."""
         const = self.idata.constant_data
         columns = json.loads(const.attrs["columns"])
-        return pd.DataFrame({c: const[_var_name(c)].values for c in columns},
-                            index=pd.Index(const["run"].values, name=None))
+        table = pd.DataFrame({c: const[_var_name(c)].values for c in columns},
+                             index=pd.Index(const["run"].values, name=None))
+        if self.spec.get("replicates"):
+            table.attrs["replicates"] = self.spec["replicates"]
+        return table
 
     def theta(self) -> dict[str, xr.DataArray]:
         """The law's parameters in natural units, as DataArrays over (chain, draw)."""
@@ -81,6 +90,10 @@ class Fit(PosteriorResult):
         (sigma, nu), for each offset column its scale ``<col>_tau`` and one row per level, and
         for each continuous hyperparameter its curvature ``<col>_kappa`` and the optimum's law
         ``log x*(C) = <col>_opt_ref + <col>_opt_slope (log C - log C0)``.
+        When the spec marks a column as seed replicates (:func:`bayescale.replicates`), two
+        more rows name the variance components: ``sigma_seed`` (= ``sigma``, the scatter
+        between seeds of one configuration) and ``sigma_misfit`` (= ``<col>_tau``, the scale
+        of the configurations' offsets from the law).
         ``attrs["diagnostics"]`` holds the divergence count and the worst R-hat and ESS.
         """
         names = [*self.law.params, "sigma", *(["nu"] if "nu" in self.posterior else [])]
@@ -89,22 +102,19 @@ class Fit(PosteriorResult):
         for col in self.spec.get("continuous", []):
             names += [f"{col}_kappa", f"{col}_opt_ref", f"{col}_opt_slope"]
         post = self.posterior[names]
+        if self.spec.get("replicates"):
+            at = names.index("sigma") + 1 + int("nu" in names)
+            names[at:at] = ["sigma_seed", "sigma_misfit"]
+            post = post.assign(sigma_seed=post["sigma"],
+                               sigma_misfit=post[f"{self.spec['replicates']}_tau"])[names]
         table = interval(post, prob=prob)
-        table["name"] = self._row_names(names)
+        table["name"] = _row_names(post, names)
         table = table.set_index("name")[["mean", "sd", "median", "lower", "upper"]]
         diag = az.summary(post, kind="diagnostics", round_to="none")
         table = table.join(diag[["r_hat", "ess_bulk", "ess_tail"]])
         table.attrs["prob"] = prob
         table.attrs["diagnostics"] = self.diagnostics()
         return table
-
-    def _row_names(self, names: list[str]) -> list[str]:
-        """Row labels as ArviZ writes them: ``x``, or ``x[level]`` along an offset's levels."""
-        out = []
-        for name in names:
-            dims = [d for d in self.posterior[name].dims if d not in ("chain", "draw")]
-            out += [f"{name}[{v}]" for v in self.posterior[dims[0]].values] if dims else [name]
-        return out
 
     def predict(self, points, *, kind: str = "mean", random_seed: int | None = None) -> xr.Dataset:
         """Posterior of the loss at new points.
@@ -256,6 +266,29 @@ def spec_attrs(spec: Mapping) -> dict:
     if "offsets" in spec:
         out["offsets"] = json.dumps(spec["offsets"])
     return out
+
+
+def _row_names(post: xr.Dataset, names: list[str]) -> list[str]:
+    """Row labels as ArviZ writes them: ``x``, or ``x[level]`` along an offset's levels."""
+    out = []
+    for name in names:
+        dims = [d for d in post[name].dims if d not in ("chain", "draw")]
+        out += [f"{name}[{v}]" for v in post[dims[0]].values] if dims else [name]
+    return out
+
+
+def _with_replicates(spec: dict, runs: pd.DataFrame) -> dict:
+    """The spec with ``replicates`` set to the run table's marked replicate column, if that
+    column is an offset (else a warning: sigma then mixes seed noise and misfit)."""
+    column = runs.attrs.get("replicates")
+    if not column or spec.get("replicates") == column:
+        return spec
+    if column not in spec.get("offsets", []):
+        warnings.warn(f"the runs mark column {column!r} as seed replicates, but it is not an "
+                      f"offset: sigma mixes seed noise and misfit; fit with "
+                      f"offsets=[{column!r}, ...] to separate them", UserWarning, stacklevel=4)
+        return spec
+    return dict(spec) | {"replicates": column}
 
 
 def _run_coords(runs: pd.DataFrame) -> np.ndarray:

@@ -13,10 +13,17 @@ matplotlib.use("Agg", force=False)
 
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
 from matplotlib.colors import LogNorm  # noqa: E402
-from matplotlib.ticker import FormatStrFormatter  # noqa: E402
+from matplotlib.lines import Line2D  # noqa: E402
+from matplotlib.ticker import (  # noqa: E402
+    FormatStrFormatter,
+    LogFormatterSciNotation,
+    LogLocator,
+)
 
-__all__ = ["plot_law", "plot_optimal", "plot_ranks", "plot_offsets", "plot_checks"]
+__all__ = ["plot_law", "plot_optimal", "plot_ranks", "plot_offsets", "plot_checks",
+           "plot_params", "plot_curves"]
 
 
 def _grid(fit, budgets, n: int = 120) -> np.ndarray:
@@ -184,3 +191,153 @@ def plot_checks(fit, *, prob: float = 0.9):
     right.set(title="LOO-PIT (uniform when calibrated)", xlabel="LOO probability integral transform")
     fig.tight_layout()
     return fig
+
+
+# -- Kaplan's views ----------------------------------------------------------------------------
+def _check_view(fit, runs, prob: float, columns) -> pd.DataFrame:
+    from bayescale.fit import Fit
+
+    if not isinstance(fit, Fit):
+        raise TypeError(f"fit must be a bayescale.Fit, got {type(fit).__name__}")
+    if fit.law.name != "chinchilla":
+        raise ValueError(f"this view needs law 'chinchilla' (N and D); the fit's law is "
+                         f"{fit.law.name!r}")
+    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 < prob < 1:
+        raise ValueError(f"prob must be a number strictly between 0 and 1, got {prob!r}")
+    runs = fit.runs if runs is None else runs
+    if not isinstance(runs, pd.DataFrame):
+        raise TypeError(f"runs must be a pandas DataFrame, got {type(runs).__name__}")
+    missing = [c for c in columns if c not in runs.columns]
+    if missing:
+        raise ValueError(f"runs lack column(s) {missing}; they have {list(runs.columns)}")
+    return runs
+
+
+def _law_band(fit, params, tokens, prob: float):
+    """Median and ``prob`` interval of the law's mean loss (typical level of every offset)."""
+    loss = fit.predict({"params": params, "tokens": tokens}, kind="mean")["loss"].values
+    return _quantiles(loss, prob)
+
+
+def plot_params(fit, runs=None, *, prob: float = 0.9, levels: int = 5, ax=None):
+    """Kaplan's view in model size: loss against parameters N, coloured by training compute.
+
+    Each run is a dot coloured by its compute ``C = k N D`` (k = the fit's
+    ``flops_per_param_token``, 6 by default, so that dots and curves use the law's own
+    compute); over them, for ``levels`` compute budgets spanning the runs, the fitted law's
+    mean loss along N at that fixed compute (``D = C / (k N)``: the IsoFLOP curves), with its
+    ``prob`` band. N is what the run table counts (non-embedding parameters where it counts
+    those, as Kaplan et al. do).
+
+    Parameters
+    ----------
+    fit
+        A :class:`bayescale.Fit` of the chinchilla law.
+    runs
+        The runs to draw; the fitted runs (``fit.runs``) if None. Other runs (e.g. held-out
+        larger ones) show how the law extrapolates.
+    prob
+        Mass of the bands.
+    levels
+        Number of compute budgets drawn as curves (log-spaced over the runs' compute).
+    ax
+        A matplotlib Axes; a new figure if None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    runs = _check_view(fit, runs, prob, ("params", "tokens", "loss"))
+    if isinstance(levels, bool) or not isinstance(levels, int) or levels < 1:
+        raise ValueError(f"levels must be a positive integer, got {levels!r}")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 5))
+    k = fit.spec["flops_per_param_token"]
+    compute = k * runs["params"].to_numpy() * runs["tokens"].to_numpy()
+    norm = LogNorm(compute.min(), compute.max())
+    cmap = plt.get_cmap("plasma")
+    params = runs["params"].to_numpy()
+    grid = np.geomspace(params.min() / 1.5, params.max() * 1.5, 80)
+    budgets = (np.geomspace(compute.min(), compute.max(), levels) if levels > 1
+               else [float(np.median(compute))])
+    for budget in budgets:
+        lo, mid, hi = _law_band(fit, grid, budget / (k * grid), prob)
+        ax.fill_between(grid, lo, hi, color=cmap(norm(budget)), alpha=0.15, lw=0)
+        ax.plot(grid, mid, color=cmap(norm(budget)), lw=1.3)
+    sc = ax.scatter(params, runs["loss"], c=compute, cmap=cmap, norm=norm, s=22,
+                    edgecolor="k", linewidth=0.4, zorder=3)
+    plt.colorbar(sc, ax=ax, label=f"training compute C = {k:g} N D (FLOPs)")
+    handles = [Line2D([], [], marker="o", ls="", color="0.5", markeredgecolor="k", label="runs"),
+               Line2D([], [], color="0.3", lw=1.3,
+                      label=f"fitted law at fixed C: median, {prob:.0%} band")]
+    ax.legend(handles=handles, fontsize=8, loc="lower left")
+    ax.set(xscale="log", yscale="log", xlabel="parameters N",
+           ylabel="loss (nats/token)", title="Loss against model size, by compute")
+    ax.xaxis.set_minor_locator(LogLocator(subs=(2.0, 5.0)))  # label 2x and 5x, not all 8
+    ax.xaxis.set_minor_formatter(LogFormatterSciNotation(labelOnlyBase=False))
+    _plain_ticks(ax.yaxis)
+    return ax
+
+
+def _law_path(of_size: pd.DataFrame, x: str) -> pd.DataFrame:
+    """Where to draw the law for one model size: tokens (and ``x``) spanning its checkpoints."""
+    if x == "tokens":
+        tokens = of_size["tokens"].to_numpy(dtype=float)
+        return pd.DataFrame({"tokens": np.geomspace(tokens.min(), tokens.max(), 60)})
+    return of_size.sort_values(x).drop_duplicates(x)[[x, "tokens"]]
+
+
+def plot_curves(fit, curves, *, x: str = "tokens", run: str = "run", prob: float = 0.9,
+                ax=None):
+    """Kaplan's view along training: learning curves coloured by model size, with the law.
+
+    One line per training run (loss against ``x``: tokens seen, or a step column), coloured
+    by its parameters N; for each model size, the fitted law's mean loss over the tokens its
+    runs have seen (dashed, same colour, with its ``prob`` band) is drawn for a typical run
+    (offset 0). Against a step column the law follows the size's checkpoints, so the runs of
+    one size should share their tokens per step. Where the runs' learning rate has not yet
+    decayed the curves sit above the law: see :func:`bayescale.checkpoints`.
+
+    Parameters
+    ----------
+    fit
+        A :class:`bayescale.Fit` of the chinchilla law.
+    curves
+        One row per checkpoint: ``params``, ``tokens``, ``loss``, the ``run`` column and ``x``.
+    x
+        The column along the horizontal axis: ``"tokens"`` or a step count (e.g. ``"step"``).
+    run
+        The column that identifies each training run.
+    prob
+        Mass of the law's band.
+    ax
+        A matplotlib Axes; a new figure if None.
+
+    Returns
+    -------
+    matplotlib.axes.Axes
+    """
+    curves = _check_view(fit, curves, prob, ("params", "tokens", "loss", run, x))
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 5))
+    sizes = np.unique(curves["params"].to_numpy(dtype=float))
+    norm = LogNorm(sizes.min(), sizes.max() if sizes.size > 1 else sizes.min() * 10)
+    cmap = plt.get_cmap("viridis")
+    for _, one in curves.sort_values([run, x]).groupby(run, sort=False):
+        ax.plot(one[x], one["loss"], color=cmap(norm(one["params"].iloc[0])), lw=1, alpha=0.8)
+    for size in sizes:
+        along = _law_path(curves[curves["params"] == size], x)
+        tokens = along["tokens"].to_numpy(dtype=float)
+        lo, mid, hi = _law_band(fit, np.full(tokens.size, size), tokens, prob)
+        ax.fill_between(along[x], lo, hi, color=cmap(norm(size)), alpha=0.2, lw=0)
+        ax.plot(along[x], mid, color=cmap(norm(size)), ls="--", lw=1.5)
+    plt.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="parameters N")
+    handles = [Line2D([], [], color="0.4", lw=1, label="runs (one line each)"),
+               Line2D([], [], color="0.4", lw=1.5, ls="--",
+                      label=f"fitted law, typical run: median, {prob:.0%} band")]
+    ax.legend(handles=handles, fontsize=8, loc="upper right")
+    ax.set(xscale="log", yscale="log",
+           xlabel="tokens seen D" if x == "tokens" else f"{x} (training steps)",
+           ylabel="loss (nats/token)", title="Learning curves by model size, with the law")
+    _plain_ticks(ax.yaxis)
+    return ax

@@ -8,8 +8,11 @@ the number of heads and a learning-rate optimum that moves with compute::
     log L = log(E + A N^-alpha + B D^-beta) + u_heads[num_heads]
             + kappa (log lr - log lr*(C))^2 + eps,   log lr*(C) = m + g (log C - log C0)
 
-with ``N = 12 num_layers d_model^2`` and ``D = C / (6 N)``. The truth travels with the runs
-(``runs.attrs["truth"]``) and :class:`Truth` answers what a fit should recover.
+with ``N = 12 num_layers d_model^2`` and ``D = C / (6 N)``. ``eps`` is the misfit of a
+configuration (scale ``sigma``); with ``seeds=k`` each configuration is trained k times and every
+run adds its own seed noise (scale ``sigma_seed``), so that the two variance components can be
+told apart. The truth travels with the runs (``runs.attrs["truth"]``) and :class:`Truth` answers
+what a fit should recover.
 """
 
 from __future__ import annotations
@@ -32,7 +35,11 @@ class Truth:
 
     law: dict = field(default_factory=lambda: {"E": 1.8, "A": 400.0, "B": 2000.0,
                                                "alpha": 0.34, "beta": 0.36})
+    #: misfit: normal noise on log loss, drawn once per configuration (shared by its seeds)
     sigma: float = 0.01
+    #: seed noise: normal noise on log loss, drawn per run (0 keeps seeds of one configuration
+    #: identical; with one run per configuration it simply adds to the misfit)
+    sigma_seed: float = 0.0
     #: scale of the latent num_heads offsets on log loss; the offsets themselves are drawn
     #: from Normal(0, heads_tau) by :func:`simulate` unless given here ({level: offset})
     heads_tau: float = 0.03
@@ -72,7 +79,8 @@ _LR = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
 
 
 def simulate(truth: Truth | None = None, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e18),
-             runs_per_budget: int = 30, random_seed: int | None = None) -> pd.DataFrame:
+             runs_per_budget: int = 30, seeds: int = 1,
+             random_seed: int | None = None) -> pd.DataFrame:
     """Draw a sweep of training runs from a known truth.
 
     Parameters
@@ -84,6 +92,11 @@ def simulate(truth: Truth | None = None, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e1
     runs_per_budget
         Random configurations per budget (d_model, num_layers, num_heads, batch_size and
         learning_rate drawn uniformly from CS336-like grids; duplicates are redrawn).
+    seeds
+        Runs per configuration. With ``seeds > 1`` every configuration is repeated with its
+        misfit shared and fresh seed noise (``truth.sigma_seed``) per run, and the table gains
+        the columns ``config`` and ``seed`` (``attrs["replicates"] = "config"``, as
+        :func:`bayescale.replicates` marks it).
     random_seed
         Seed of the configurations and the noise.
 
@@ -100,6 +113,9 @@ def simulate(truth: Truth | None = None, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e1
     >>> runs = bs.simulate(runs_per_budget=10, random_seed=0)
     >>> len(runs), runs["flops"].nunique()
     (50, 5)
+    >>> seeds = bs.simulate(bs.Truth(sigma_seed=0.005), runs_per_budget=10, seeds=3, random_seed=0)
+    >>> len(seeds), seeds["config"].nunique(), seeds.attrs["replicates"]
+    (150, 50, 'config')
     """
     truth = Truth() if truth is None else truth
     if not isinstance(truth, Truth):
@@ -108,6 +124,10 @@ def simulate(truth: Truth | None = None, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e1
     if isinstance(runs_per_budget, bool) or not isinstance(runs_per_budget, int) \
             or runs_per_budget < 1:
         raise ValueError(f"runs_per_budget must be a positive integer, got {runs_per_budget!r}")
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or seeds < 1:
+        raise ValueError(f"seeds must be a positive integer, got {seeds!r}")
+    if not isinstance(truth.sigma_seed, (int, float)) or not truth.sigma_seed >= 0:
+        raise ValueError(f"truth.sigma_seed must be a number >= 0, got {truth.sigma_seed!r}")
     rng = np.random.default_rng(random_seed)
     truth = truth.with_heads(rng)
     table = pd.concat([_configs(rng, budget, runs_per_budget) for budget in budgets],
@@ -120,9 +140,18 @@ def simulate(truth: Truth | None = None, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e1
     log_loss += truth.lr_kappa * (np.log(table["learning_rate"]) - log_lr_opt) ** 2
     log_loss += truth.sigma * rng.standard_normal(len(table))
     table.insert(0, "params", params)
+    if seeds > 1:
+        table["config"] = np.arange(len(table))
+        table = table.loc[table.index.repeat(seeds)].reset_index(drop=True)
+        table["seed"] = np.tile(np.arange(seeds), len(table) // seeds)
+        log_loss = np.repeat(np.asarray(log_loss), seeds)
+    if truth.sigma_seed > 0:  # drawn last: seeds=1, sigma_seed=0 keeps the old draws
+        log_loss = log_loss + truth.sigma_seed * rng.standard_normal(len(table))
     table["loss"] = np.exp(log_loss)
     runs = add_shape_columns(prepare(table, params="params", flops="flops", loss="loss"))
     runs.attrs["truth"] = truth
+    if seeds > 1:
+        runs.attrs["replicates"] = "config"
     return runs
 
 

@@ -1,0 +1,114 @@
+"""Kaplan's views (plots.plot_params, plots.plot_curves) on a fake posterior: no sampling.
+
+The overlaid law is checked against the chinchilla formula evaluated here, per draw, from the
+fake posterior's parameters.
+"""
+
+from __future__ import annotations
+
+import arviz as az
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pytest  # noqa: E402
+
+import bayescale as bs  # noqa: E402
+from bayescale import plots  # noqa: E402
+
+
+def _formula_median(fit: bs.Fit, params, tokens) -> np.ndarray:
+    post = {k: fit.posterior[k].values.reshape(-1, 1) for k in ("E", "A", "B", "alpha", "beta")}
+    loss = (post["E"] + post["A"] * np.asarray(params) ** -post["alpha"]
+            + post["B"] * np.asarray(tokens) ** -post["beta"])
+    return np.median(loss, axis=0)
+
+
+@pytest.fixture(scope="module")
+def curves() -> pd.DataFrame:
+    """Two sizes x two runs, 12 checkpoints each, 1000 tokens per step."""
+    rows = []
+    for params in (1e8, 4e8):
+        for length in (1e9, 4e9):
+            for step in np.linspace(length / 12, length, 12) / 1000:
+                tokens = step * 1000
+                rows.append({"params": params, "tokens": tokens, "step": step,
+                             "loss": 1.8 + 480 * params ** -0.35 + 2000 * tokens ** -0.37
+                             + 0.05 * (1 - tokens / length),
+                             "run": f"{params:g}-{length:g}"})
+    return bs.prepare(pd.DataFrame(rows))
+
+
+def test_plot_params_axes_and_png(fake_fit, tmp_path):
+    ax = plots.plot_params(fake_fit, levels=4)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert "parameters" in ax.get_xlabel() and "loss" in ax.get_ylabel()
+    assert "FLOPs" in ax.figure.axes[-1].get_ylabel()  # the colorbar
+    assert len(ax.get_lines()) == 4
+    assert ax.collections[-1].get_offsets().shape[0] == len(fake_fit.runs)
+    ax.figure.savefig(tmp_path / "params.png")
+    assert (tmp_path / "params.png").stat().st_size > 10_000
+    plt.close(ax.figure)
+
+
+def test_plot_params_curves_are_the_law_at_fixed_compute(fake_fit):
+    runs = fake_fit.runs
+    ax = plots.plot_params(fake_fit, runs, levels=2)
+    compute = 6 * runs["params"] * runs["tokens"]
+    for line, budget in zip(ax.get_lines(), (compute.min(), compute.max())):
+        n, loss = line.get_data()
+        np.testing.assert_allclose(loss, _formula_median(fake_fit, n, budget / (6 * n)),
+                                   rtol=1e-10)
+    plt.close(ax.figure)
+
+
+def test_plot_params_draws_the_runs_it_is_given(fake_fit):
+    some = fake_fit.runs.iloc[:7]
+    ax = plots.plot_params(fake_fit, some)
+    assert ax.collections[-1].get_offsets().shape[0] == 7
+    plt.close(ax.figure)
+
+
+def test_plot_curves_one_line_per_run_and_the_law_per_size(fake_fit, curves, tmp_path):
+    ax = plots.plot_curves(fake_fit, curves)
+    solid = [ln for ln in ax.get_lines() if ln.get_linestyle() == "-"]
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    assert len(solid) == 4 and len(dashed) == 2
+    for line, params in zip(dashed, (1e8, 4e8)):
+        tokens, loss = line.get_data()
+        assert tokens.min() == pytest.approx(1e9 / 12) and tokens.max() == pytest.approx(4e9)
+        np.testing.assert_allclose(loss, _formula_median(fake_fit, params, tokens), rtol=1e-10)
+    assert ax.get_xscale() == "log" and ax.get_yscale() == "log"
+    assert "tokens" in ax.get_xlabel() and "parameters" in ax.figure.axes[-1].get_ylabel()
+    ax.figure.savefig(tmp_path / "curves.png")
+    assert (tmp_path / "curves.png").stat().st_size > 10_000
+    plt.close(ax.figure)
+
+
+def test_plot_curves_against_steps(fake_fit, curves):
+    ax = plots.plot_curves(fake_fit, curves, x="step")
+    assert "step" in ax.get_xlabel()
+    dashed = [ln for ln in ax.get_lines() if ln.get_linestyle() == "--"]
+    steps, loss = dashed[0].get_data()
+    np.testing.assert_allclose(loss, _formula_median(fake_fit, 1e8, steps * 1000), rtol=1e-10)
+    plt.close(ax.figure)
+
+
+def test_kaplan_views_refuse_bad_input(fake_fit, curves, chinchilla_runs):
+    with pytest.raises(TypeError, match="fit must be a bayescale.Fit, got str"):
+        plots.plot_params("fit")
+    with pytest.raises(ValueError, match="prob must be a number strictly between 0 and 1"):
+        plots.plot_curves(fake_fit, curves, prob=90)
+    with pytest.raises(ValueError, match=r"runs lack column\(s\) \['wallclock'\]"):
+        plots.plot_curves(fake_fit, curves, x="wallclock")
+    with pytest.raises(TypeError, match="runs must be a pandas DataFrame, got list"):
+        plots.plot_curves(fake_fit, [1, 2])
+    with pytest.raises(ValueError, match="levels must be a positive integer, got 0"):
+        plots.plot_params(fake_fit, levels=0)
+    spec = bs.ScalingLaw(chinchilla_runs, law="flops").spec
+    flops_fit = bs.Fit(az.from_dict(posterior={"E": np.ones((1, 5))}), spec)
+    with pytest.raises(ValueError, match="needs law 'chinchilla'.*'flops'"):
+        plots.plot_params(flops_fit)
