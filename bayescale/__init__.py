@@ -10,6 +10,7 @@ from __future__ import annotations
 __version__ = "0.1.0"
 
 from bayescale import baselines, datasets, laws  # noqa: E402
+from bayescale import calibration  # noqa: E402
 from bayescale.compare import ParetoKWarning, compare, fit_many, refit  # noqa: E402
 from bayescale.curves import checkpoints, replicates  # noqa: E402
 from bayescale.fit import Fit  # noqa: E402
@@ -32,6 +33,7 @@ __all__ = [
     "Recommendation",
     "SamplerWarning",
     "baselines",
+    "calibration",
     "compare",
     "fit_many",
     "refit",

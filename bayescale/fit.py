@@ -27,6 +27,8 @@ __all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION"]
 
 #: Version of the results-file layout written by :meth:`Fit.save`.
 FORMAT_VERSION = 1
+#: Draws x runs evaluated at once when computing the log-likelihood (about 160 MB each).
+_CHUNK_ELEMENTS = 20_000_000
 
 
 class Fit(PosteriorResult):
@@ -236,10 +238,16 @@ class Fit(PosteriorResult):
 
     def _log_likelihood(self) -> xr.DataArray:
         runs = self.runs
-        log_mu = self._log_loss_mean(runs, np.random.default_rng(0))
         y = self.idata.observed_data["log_loss"].values
         nu = self.posterior["nu"].values[..., None] if self.spec["noise"] == "student_t" else None
-        ll = noise_logpdf(y, log_mu, self.posterior["sigma"].values[..., None], nu)
+        sigma = self.posterior["sigma"].values[..., None]
+        n_draws = self.posterior.sizes["chain"] * self.posterior.sizes["draw"]
+        ll = np.empty((self.posterior.sizes["chain"], self.posterior.sizes["draw"], len(runs)))
+        step = max(1, _CHUNK_ELEMENTS // n_draws)  # bounds the temporaries on large tables
+        for start in range(0, len(runs), step):
+            part = slice(start, start + step)
+            log_mu = self._log_loss_mean(runs.iloc[part], np.random.default_rng(0))
+            ll[..., part] = noise_logpdf(y[part], log_mu, sigma, nu)
         return xr.DataArray(ll, dims=("chain", "draw", "run"),
                             coords={"chain": self.posterior.chain, "draw": self.posterior.draw,
                                     "run": self.idata.observed_data["run"].values})

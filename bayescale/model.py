@@ -301,6 +301,10 @@ def _hyperparameter_columns(runs: pd.DataFrame, columns: object, argument: str,
         if col not in runs.columns:
             raise ValueError(f"{argument} names column {col!r}, which the run table lacks; "
                              f"it has {list(runs.columns)}")
+        if col == "run":
+            raise ValueError(f"{argument} cannot include 'run': a fit's observations live on "
+                             "the 'run' dimension; copy the column under another name "
+                             "(bs.checkpoints adds it as 'curve')")
         if col in ("params", "tokens", "flops", "loss") or col in taken:
             raise ValueError(f"{argument} cannot include {col!r}: it is a law input"
                              + (" or an offset" if taken else ""))

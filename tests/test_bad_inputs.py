@@ -211,6 +211,13 @@ def test_offset_column_with_a_single_level():
         bs.ScalingLaw(runs, offsets=["lr"])
 
 
+def test_offset_column_named_run_is_refused():
+    """'run' is the dimension of the observations: an offset on it would clash."""
+    runs = prepare(runs_table(run=["a", "a", "b", "b"]))
+    with pytest.raises(ValueError, match=r"offsets cannot include 'run'.*'curve'"):
+        bs.ScalingLaw(runs, offsets=["run"])
+
+
 # 15 ----------------------------------------------------------------------------------------
 def test_priors_with_unknown_names():
     runs = prepare(runs_table())

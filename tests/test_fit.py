@@ -62,6 +62,16 @@ def test_log_likelihood_equals_pymc(chinchilla_fit, chinchilla_runs):
                                rtol=0, atol=1e-6)
 
 
+def test_log_likelihood_in_chunks_equals_one_pass(chinchilla_fit, monkeypatch):
+    """Large tables are evaluated a few runs at a time; the result must not change."""
+    from bayescale import fit as fit_module
+
+    draws = chinchilla_fit.posterior.sizes["chain"] * chinchilla_fit.posterior.sizes["draw"]
+    monkeypatch.setattr(fit_module, "_CHUNK_ELEMENTS", 7 * draws)  # 7 runs per chunk
+    chunked = chinchilla_fit._log_likelihood().values
+    np.testing.assert_array_equal(chunked, chinchilla_fit.idata.log_likelihood["log_loss"].values)
+
+
 def test_log_likelihood_with_offsets_and_normal_noise_equals_pymc():
     """The offset indexing and the Normal branch, checked on prior draws (no NUTS)."""
     rng = np.random.default_rng(7)
