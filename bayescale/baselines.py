@@ -25,6 +25,7 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import huber
 
+from bayescale.intervals import check_prob
 from bayescale.laws import compute_optimal, get_law, mean
 from bayescale.points import check_budgets, points_table
 from bayescale.runs import check_positive_column, require_columns
@@ -532,8 +533,7 @@ class HuberFit:
 
 
 def _tails(prob) -> tuple[float, float]:
-    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 < prob < 1:
-        raise ValueError(f"prob must be a number strictly between 0 and 1, got {prob!r}")
+    check_prob(prob)
     return (1 - prob) / 2, (1 + prob) / 2
 
 

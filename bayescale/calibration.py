@@ -48,6 +48,8 @@ __all__ = ["calibrate", "coverage", "plot_calibration", "default_design", "defau
 MODES = ("prior", "fixed")
 #: Interval masses whose coverage :func:`calibrate` records.
 PROBS = (0.5, 0.9)
+#: The same in percent: the suffix of the result's variables (``inside_90``, ...).
+_PERCENTS = tuple(round(100 * p) for p in PROBS)
 #: Reference truths by law: the centres of the default calibration priors and the default
 #: truths of ``mode="fixed"``. ``chinchilla``: Hoffmann et al. (2022) round numbers;
 #: ``flops``: a power law in compute with about the reducible loss and slope that law has
@@ -175,9 +177,9 @@ def calibrate(law: str = "chinchilla", *, datasets: int = 100, mode: str = "prio
     if mode == "fixed" and truth is None:
         truth = REFERENCE_TRUTHS[law_.name]
     truths, log_losses = _simulate(model, params, mode, truth, datasets, random_seed)
-    quantities = _quantity_names(law_, params)
-    truth_table = np.column_stack([truths[p] for p in params]
-                                  + list(_derived(law_, truths, targets).values()))
+    derived = _derived(law_, truths, targets)
+    quantities = [*params, *derived]
+    truth_table = np.column_stack([truths[p] for p in params] + list(derived.values()))
     spec = {"law": law_.name, "noise": noise, "offsets": [], "continuous": [],
             "user_priors": priors,
             "flops_per_param_token": float(design.attrs.get("flops_per_param_token", 6.0))}
@@ -213,12 +215,12 @@ def coverage(result: xr.Dataset) -> pd.DataFrame:
     n = result.sizes["dataset"]
     for q in result["quantity"].values:
         out[str(q)] = {**{f"coverage_{p}": float(result[f"inside_{p}"].sel(quantity=q).mean())
-                          for p in (50, 90)},
+                          for p in _PERCENTS},
                        "rank_p": _rank_p(result["rank"].sel(quantity=q).values,
                                          result.attrs["rank_draws"]), "n": n}
     table = pd.DataFrame(out).T
-    table.loc["all"] = [float(result[f"inside_{p}"].mean()) for p in (50, 90)] + [np.nan, n]
-    for p in (50, 90):
+    table.loc["all"] = [float(result[f"inside_{p}"].mean()) for p in _PERCENTS] + [np.nan, n]
+    for p in _PERCENTS:
         table.insert(table.columns.get_loc(f"coverage_{p}") + 1, f"se_{p}",
                      math.sqrt(p / 100 * (1 - p / 100) / n))
     table["n"] = table["n"].astype(int)
@@ -272,15 +274,6 @@ def _budgets(design: pd.DataFrame) -> np.ndarray:
     return k * design["params"].to_numpy() * design["tokens"].to_numpy()
 
 
-def _quantity_names(law, params: Sequence[str]) -> list[str]:
-    names = list(params)
-    for m in MULTIPLES:
-        names.append(f"loss_{m}x")
-        if law.name == "chinchilla":
-            names.append(f"N_opt_{m}x")
-    return names
-
-
 def _derived(law, theta: Mapping[str, np.ndarray], targets: np.ndarray) -> dict:
     """Extrapolated predictions per draw, for parameters of any shape (broadcast over targets)."""
     theta = {k: np.asarray(v, float)[..., None] for k, v in theta.items()}
@@ -301,8 +294,7 @@ def _simulate(model: ScalingLaw, params: Sequence[str], mode: str,
               truth: Mapping[str, float] | None, datasets: int, seed: int):
     """The truths (name -> array over data sets) and simulated log losses (datasets, runs)."""
     if mode == "prior":
-        with model.model, warnings.catch_warnings():
-            warnings.simplefilter("ignore", UserWarning)  # PyMC's note on observed pm.Data
+        with model.model:
             prior = pm.sample_prior_predictive(draws=datasets, random_seed=seed,
                                                var_names=[*params, "log_loss"])
         truths = {p: prior.prior[p].values.reshape(-1) for p in params}
@@ -337,9 +329,8 @@ def _score(fit, law, params: Sequence[str], targets: np.ndarray, truth: np.ndarr
     step = max(samples.shape[0] // RANK_DRAWS, 1)
     thinned = samples[::step][:RANK_DRAWS]
     out = {"rank": (thinned < truth).sum(axis=0), "median": np.median(samples, axis=0)}
-    for p in PROBS:
+    for p, key in zip(PROBS, _PERCENTS):
         lo, hi = np.quantile(samples, [(1 - p) / 2, (1 + p) / 2], axis=0)
-        key = round(100 * p)
         out |= {f"lower_{key}": lo, f"upper_{key}": hi,
                 f"inside_{key}": (lo <= truth) & (truth <= hi)}
     diag = fit.diagnostics()

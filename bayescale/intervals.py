@@ -7,7 +7,7 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-__all__ = ["interval"]
+__all__ = ["interval", "check_prob"]
 
 _SAMPLE_DIMS = ("chain", "draw")
 
@@ -41,8 +41,7 @@ def interval(x: xr.Dataset | xr.DataArray, prob: float = 0.9, *,
     >>> table.loc[0, "variable"], round(float(table.loc[0, "median"]), 2), round(float(table.loc[0, "lower"]), 2)
     ('x', 499.5, 49.95)
     """
-    if isinstance(prob, bool) or not isinstance(prob, (float, int)) or not 0 < prob < 1:
-        raise ValueError(f"prob must be a number strictly between 0 and 1, got {prob!r}")
+    check_prob(prob)
     if method not in ("eti", "hdi"):
         raise ValueError(f"method must be 'eti' or 'hdi', got {method!r}")
     if isinstance(x, xr.DataArray):
@@ -56,6 +55,13 @@ def interval(x: xr.Dataset | xr.DataArray, prob: float = 0.9, *,
     out = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
     out.attrs.update(prob=prob, method=method)
     return out
+
+
+def check_prob(prob: object) -> float:
+    """``prob`` as a float if it is a number strictly between 0 and 1; else a ValueError."""
+    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 < prob < 1:
+        raise ValueError(f"prob must be a number strictly between 0 and 1, got {prob!r}")
+    return float(prob)
 
 
 def _one(name: str, da: xr.DataArray, prob: float, method: str) -> pd.DataFrame:

@@ -39,7 +39,7 @@ import xarray as xr
 from bayescale import __version__
 from bayescale import priors as _priors
 from bayescale.fit import FORMAT_VERSION, spec_attrs
-from bayescale.intervals import interval
+from bayescale.intervals import check_prob, interval
 from bayescale.model import NOISES
 from bayescale.sampling import PosteriorResult, noise_logpdf, sample
 from bayescale.points import check_budgets
@@ -435,8 +435,7 @@ def plot_isoflop(fit: IsoFlopFit, budgets=None, prob: float = 0.9, ax=None, *,
 
     if not isinstance(fit, IsoFlopFit):
         raise TypeError(f"fit must be an IsoFlopFit, got {type(fit).__name__}")
-    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 < prob < 1:
-        raise ValueError(f"prob must be a number strictly between 0 and 1, got {prob!r}")
+    check_prob(prob)
     targets = None if budgets is None else check_budgets(budgets)
     if ax is None:
         fig, ax = plt.subplots(1, 2, figsize=(12, 4.8), layout="constrained")

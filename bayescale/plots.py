@@ -22,6 +22,9 @@ from matplotlib.ticker import (  # noqa: E402
     LogLocator,
 )
 
+from bayescale.intervals import check_prob  # noqa: E402
+from bayescale.runs import require_columns  # noqa: E402
+
 __all__ = ["plot_law", "plot_optimal", "plot_ranks", "plot_offsets", "plot_checks",
            "plot_params", "plot_curves"]
 
@@ -202,14 +205,11 @@ def _check_view(fit, runs, prob: float, columns) -> pd.DataFrame:
     if fit.law.name != "chinchilla":
         raise ValueError(f"this view needs law 'chinchilla' (N and D); the fit's law is "
                          f"{fit.law.name!r}")
-    if isinstance(prob, bool) or not isinstance(prob, (int, float)) or not 0 < prob < 1:
-        raise ValueError(f"prob must be a number strictly between 0 and 1, got {prob!r}")
+    check_prob(prob)
     runs = fit.runs if runs is None else runs
     if not isinstance(runs, pd.DataFrame):
         raise TypeError(f"runs must be a pandas DataFrame, got {type(runs).__name__}")
-    missing = [c for c in columns if c not in runs.columns]
-    if missing:
-        raise ValueError(f"runs lack column(s) {missing}; they have {list(runs.columns)}")
+    require_columns(runs, columns, why="this view")
     return runs
 
 

@@ -22,6 +22,7 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
+from bayescale.curves import CONFIG
 from bayescale.laws import compute_optimal, log_mean
 from bayescale.points import check_budgets
 from bayescale.runs import add_shape_columns, prepare
@@ -141,7 +142,7 @@ def simulate(truth: Truth | None = None, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e1
     log_loss += truth.sigma * rng.standard_normal(len(table))
     table.insert(0, "params", params)
     if seeds > 1:
-        table["config"] = np.arange(len(table))
+        table[CONFIG] = np.arange(len(table))
         table = table.loc[table.index.repeat(seeds)].reset_index(drop=True)
         table["seed"] = np.tile(np.arange(seeds), len(table) // seeds)
         log_loss = np.repeat(np.asarray(log_loss), seeds)
@@ -151,7 +152,7 @@ def simulate(truth: Truth | None = None, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e1
     runs = add_shape_columns(prepare(table, params="params", flops="flops", loss="loss"))
     runs.attrs["truth"] = truth
     if seeds > 1:
-        runs.attrs["replicates"] = "config"
+        runs.attrs["replicates"] = CONFIG
     return runs
 
 
