@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import warnings
 from collections.abc import Mapping
 
@@ -126,8 +127,9 @@ class Fit(PosteriorResult):
         points
             DataFrame or dict of arrays with the law's inputs (``params`` and ``tokens``, or
             ``flops``; a missing one of N, D, C is derived) and, optionally, offset columns.
-            A known level uses its posterior offset, an unseen level a fresh draw from
-            Normal(0, tau); an absent offset column means the typical level (offset 0).
+            A known level uses its posterior offset, an unseen level a fresh draw (sd
+            ``tau * sqrt(1 + 1/k)`` for a column of k levels whose offsets sum to zero); an
+            absent offset column means the average of the observed levels (offset 0).
         kind
             ``"mean"``: the law's mean curve. ``"new_run"``: the loss of a new training run,
             adding the log-scale noise (Student-t or Normal) to the mean.
@@ -159,7 +161,7 @@ class Fit(PosteriorResult):
 
         Returns an ``xarray.Dataset`` over (chain, draw, budget) with ``params_opt`` (N*),
         ``tokens_opt`` (D*), ``tokens_per_param`` (D*/N*) and ``loss_opt`` (the mean loss at
-        the optimum, for the typical level of every offset).
+        the optimum, for the average observed level of every offset).
         """
         if self.law.name != "chinchilla":
             raise ValueError(f"optimal() needs law 'chinchilla' (N and D); this fit's law is "
@@ -226,6 +228,8 @@ class Fit(PosteriorResult):
             index = levels.get_indexer(table[col])
             known = self.posterior[f"{col}_offset"].values[..., np.maximum(index, 0)]
             tau = self.posterior[f"{col}_tau"].values[..., None]
+            if self.spec.get("offsets_sum_to_zero"):  # seen from the observed levels' mean
+                tau = tau * math.sqrt(1.0 + 1.0 / len(levels))
             fresh = tau * rng.standard_normal(total.shape)
             total += np.where(index >= 0, known, fresh)
         return total

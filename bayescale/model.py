@@ -4,13 +4,23 @@ For run i with hyperparameter levels h(i)::
 
     log L_i = log mu(N_i, D_i, C_i; theta) + sum_k u_k[h_k(i)]
               + sum_h kappa_h (log x_h(i) - log x_h*(C_i))^2 + eps_i
-    u_k[j]  = tau_k * z_k[j],  z_k[j] ~ Normal(0, 1)      (non-centred partial pooling)
+    u_k     ~ ZeroSumNormal(tau_k)                        (partial pooling, sum_j u_k[j] = 0)
     log x_h*(C) = m_h + g_h (log C - log C0)              (the optimum moves with compute)
     eps_i   ~ StudentT(nu, 0, sigma)  (or Normal(0, sigma) with noise="normal")
 
 ``u_k`` are the latent offsets of categorical hyperparameters (``offsets=``); the quadratic
 penalty is for continuous ones whose best value moves with scale (``continuous=``, e.g. the
 learning rate), with the optimum's scaling law learned jointly with the loss law.
+
+The offsets of a column sum to zero over its levels. A common shift of all of them is the same
+as a shift of the law's level, which the likelihood cannot tell apart; Normal(0, tau) offsets
+leave that ridge to the prior and NUTS crawls along it. With the sum fixed, the law describes
+the average of the observed levels, and a new level's offset is drawn with sd
+``tau * sqrt(1 + 1/k)`` (k levels): the DESIGN model's ``u ~ Normal(0, tau)`` seen from the
+observed levels' mean, so predictions are those of the unconstrained model. The offsets of a
+column whose every level has at least :data:`CENTRED_MIN_RUNS` runs are sampled centred (the
+data pin each level, and ``u = tau * z`` would tie ``z`` to ``tau``); the others non-centred
+(``u = tau * z``, ``z ~ ZeroSumNormal(1)``), where the prior dominates.
 
 Each power-law term ``A * X^-alpha`` is sampled as ``log_A_ref - alpha * (log X - log X0)``,
 where ``X0`` is the geometric mean of X over the runs: centring makes the amplitude and the
@@ -41,6 +51,8 @@ NOISES = ("student_t", "normal")
 #: Name of the ``pm.Data`` holding the observed log losses: the one input a compiled model
 #: swaps when it is reused for another run table of the same design (see :meth:`compile_key`).
 OBSERVED = "log_loss_observed"
+#: Offsets whose every level has at least this many runs are sampled centred (see above).
+CENTRED_MIN_RUNS = 20
 
 
 class ScalingLaw:
@@ -93,6 +105,8 @@ class ScalingLaw:
         self.runs = _check_runs(runs, self.law)
         self.offsets = _check_offsets(self.runs, offsets)
         self.levels = {col: _levels(self.runs[col]) for col in self.offsets}
+        self.centred = tuple(col for col in self.offsets
+                             if self.runs[col].value_counts().min() >= CENTRED_MIN_RUNS)
         self.continuous = _check_continuous(self.runs, continuous, self.offsets)
         used = {*self.law.inputs, *self.continuous} | ({"flops"} if self.continuous else set())
         self.log_reference = {x: float(np.mean(np.log(self.runs[x]))) for x in sorted(used)}
@@ -153,6 +167,8 @@ class ScalingLaw:
             "offsets": list(self.offsets),
             "continuous": list(self.continuous),
             "levels": {col: [_plain(v) for v in lv] for col, lv in self.levels.items()},
+            "offsets_sum_to_zero": True,
+            "centred_offsets": list(self.centred),
             "priors": self.priors,
             "user_priors": self.user_priors,
             "log_reference": self.log_reference,
@@ -205,8 +221,11 @@ class ScalingLaw:
 
     def _offset(self, col: str):
         tau = _priors.create(f"{col}_tau", self.priors[f"{col}_tau"])
-        z = pm.Normal(f"{col}_z", 0.0, 1.0, dims=col)
-        offset = pm.Deterministic(f"{col}_offset", tau * z, dims=col)
+        if col in self.centred:
+            offset = pm.ZeroSumNormal(f"{col}_offset", sigma=tau, dims=col)
+        else:
+            z = pm.ZeroSumNormal(f"{col}_z", sigma=1.0, dims=col)
+            offset = pm.Deterministic(f"{col}_offset", tau * z, dims=col)
         index = pd.Index(self.levels[col]).get_indexer(self.runs[col])
         return offset[index]
 

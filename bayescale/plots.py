@@ -141,7 +141,7 @@ def plot_ranks(fit, var_names=None):
 def plot_offsets(fit, *, prob: float = 0.9):
     """Forest plot of the hyperparameter offsets on log loss (one panel per offset column).
 
-    Each level's posterior median and ``prob`` interval; levels left of 0 beat the typical level.
+    Each level's posterior median and ``prob`` interval; levels left of 0 beat the average level.
     """
     columns = fit.spec["offsets"]
     if not columns:
@@ -214,7 +214,8 @@ def _check_view(fit, runs, prob: float, columns) -> pd.DataFrame:
 
 
 def _law_band(fit, params, tokens, prob: float):
-    """Median and ``prob`` interval of the law's mean loss (typical level of every offset)."""
+    """Median and ``prob`` interval of the law's mean loss (the average observed level of every
+    offset)."""
     loss = fit.predict({"params": params, "tokens": tokens}, kind="mean")["loss"].values
     return _quantiles(loss, prob)
 

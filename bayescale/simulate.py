@@ -60,6 +60,15 @@ class Truth:
         """True compute-optimal N*, D*, D*/N* and loss (optimal lr, typical heads: offset 0)."""
         return compute_optimal(self.law, check_budgets(budgets))
 
+    @property
+    def heads_mean(self) -> float:
+        """Mean of the num_heads offsets over the levels (0 if they are not drawn yet).
+
+        A fit's offsets sum to zero over the levels, so it recovers ``heads_offset[j] -
+        heads_mean`` and a law ``exp(heads_mean)`` times this one (E, A and B alike).
+        """
+        return float(np.mean(list(self.heads_offset.values()))) if self.heads_offset else 0.0
+
     def as_dict(self) -> dict:
         """The truth as plain dicts and numbers (e.g. to save beside simulated runs)."""
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
