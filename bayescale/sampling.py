@@ -25,6 +25,9 @@ __all__ = ["SAMPLERS", "SamplerWarning", "PosteriorResult", "sample", "noise_log
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 #: Thresholds behind :class:`SamplerWarning`.
 RHAT_MAX, ESS_MIN = 1.01, 400
+#: A group scale is named in the warning when this share of the divergent draws lies at or
+#: below its FUNNEL_QUANTILE (twice what chance gives).
+FUNNEL_QUANTILE, FUNNEL_SHARE = 0.25, 0.5
 #: PyTensor's compilation is not safe to start from two threads at once (fit_many on threads).
 _COMPILE_LOCK = threading.Lock()
 #: nutpie models compiled in this process, by structure key (see :func:`sample`), newest last.
@@ -172,7 +175,27 @@ class PosteriorResult:
                        "tune/draws or check for multiple modes")
         if not d["min_ess_bulk"] >= ESS_MIN:
             out.append(f"bulk ESS {d['min_ess_bulk']:.0f} < {ESS_MIN}: run more draws or chains")
+        if d["divergences"]:
+            out += self._funnel_hints()
         return out
+
+    def _funnel_hints(self) -> list[str]:
+        """Group scales (``*_tau``, ``tau_*``) whose lowest quarter holds at least half of the
+        divergent draws: the neck of a funnel, where the data barely tell the groups apart."""
+        diverging = self.idata.sample_stats["diverging"].values.astype(bool)
+        hints = []
+        for name in self._diagnostic_vars():
+            if not (str(name).endswith("_tau") or str(name).startswith("tau_")):
+                continue
+            values = self.posterior[name].values
+            low = values <= np.quantile(values, FUNNEL_QUANTILE)
+            share = float(low[diverging].mean())
+            if share >= FUNNEL_SHARE:
+                hints.append(f"{int(low[diverging].sum())} of the {int(diverging.sum())} divergent "
+                             f"draws lie in the lowest quarter of {name}: a funnel where the data "
+                             "barely tell its levels apart; drop that offset or grouping, or give "
+                             f"{name} a prior that keeps it off 0")
+        return hints
 
     def warn_diagnostics(self) -> None:
         """Issue a :class:`SamplerWarning` listing every diagnostic problem."""

@@ -71,3 +71,37 @@ def test_nutpie_reuses_a_compiled_model_for_new_losses_of_the_same_design(flops_
     assert np.array_equal(reused.posterior["E"].values, fresh.posterior["E"].values)
     assert not np.array_equal(first.posterior["E"].values, reused.posterior["E"].values)
     assert np.array_equal(reused.idata.observed_data["log_loss"].values, np.log(other["loss"]))
+
+
+def _result_with_divergences(where: str):
+    """A posterior of 4 x 250 draws of two group scales and a law parameter, with 40 divergent
+    draws placed either at the smallest values of ``batch_size_tau`` or at random."""
+    import arviz as az
+
+    from bayescale.sampling import PosteriorResult
+
+    rng = np.random.default_rng(0)
+    shape = (4, 250)
+    post = {"batch_size_tau": np.exp(rng.normal(-5, 1.5, shape)),
+            "num_heads_tau": np.exp(rng.normal(-4, 0.5, shape)),
+            "alpha": rng.normal(0.34, 0.01, shape)}
+    flat = np.zeros(post["alpha"].size, dtype=bool)
+    if where == "neck":
+        flat[np.argsort(post["batch_size_tau"].ravel())[:40]] = True
+    else:
+        flat[rng.choice(flat.size, 40, replace=False)] = True
+    result = PosteriorResult()
+    result.idata = az.from_dict(posterior=post,
+                                sample_stats={"diverging": flat.reshape(shape)})
+    return result
+
+
+def test_diagnostics_name_the_group_scale_whose_funnel_holds_the_divergences():
+    problems = _result_with_divergences("neck").diagnostic_problems()
+    hints = [p for p in problems if "lowest quarter" in p]
+    assert len(hints) == 1 and "40 of the 40 divergent draws" in hints[0]
+    assert "batch_size_tau" in hints[0] and "num_heads_tau" not in hints[0]
+    # spread at random, about a quarter fall in any scale's lowest quarter: no funnel is named
+    problems = _result_with_divergences("random").diagnostic_problems()
+    assert problems[0].startswith("40 divergent transitions")
+    assert not any("lowest quarter" in p for p in problems)
