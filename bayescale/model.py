@@ -68,7 +68,8 @@ class ScalingLaw:
         ``"flops_pure"`` (A C^-alpha); see :data:`bayescale.laws.LAWS`.
     offsets
         Columns of categorical hyperparameters (batch size, learning rate, ...) that get a
-        latent offset on log loss per level, pooled with scale ``<column>_tau``.
+        latent offset on log loss per level, pooled with scale ``<column>_tau``; a column's
+        offsets sum to zero, so the law is that of the average observed level.
     continuous
         Columns of positive continuous hyperparameters (learning rate, batch size, aspect
         ratio) whose best value may move with compute: each adds
