@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 from bayescale import baselines, datasets, laws  # noqa: E402
 from bayescale import calibration  # noqa: E402

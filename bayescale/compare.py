@@ -17,7 +17,7 @@ import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
@@ -331,14 +331,13 @@ def _compare_loo(fits: Mapping[str, Fit]) -> pd.DataFrame:
         # our own ParetoKWarning below names the runs; ArviZ's generic one would not
         warnings.filterwarnings("ignore", message=re.escape("Estimated shape parameter of Pareto"))
         warnings.filterwarnings("ignore", message=".*pareto_k.*", category=UserWarning)
-        # ArviZ 0.23 calls DataFrame.sort_values(inplace=True), deprecated in pandas 3
-        warnings.filterwarnings("ignore", message="The inplace keyword in DataFrame.sort_values")
-        loos = {name: az.loo(fit.idata, pointwise=True, var_name="log_loss")
+        loos = {name: azs.loo(fit.idata, pointwise=True, var_name="log_loss")
                 for name, fit in fits.items()}
-        table = az.compare(loos, ic="loo", method="stacking", scale="log")
+        table = azs.compare(loos, method="stacking", round_to="none")
     for name, loo in loos.items():
         _warn_pareto(name, loo.pareto_k)
-    table = table.rename(columns={"elpd_loo": "elpd"})
+    table["elpd_diff"] = table["elpd"].max() - table["elpd"]  # arviz-stats: this one minus best
+    table["p_loo"] = [float(loos[n].p) for n in table.index]
     table["pareto_k_max"] = [float(loos[n].pareto_k.max()) for n in table.index]
     table["n_pareto_k_high"] = [int((loos[n].pareto_k > PARETO_K_MAX).sum()) for n in table.index]
     table = table[list(LOO_COLUMNS)].astype({"rank": int, "n_pareto_k_high": int})

@@ -12,7 +12,7 @@ import math
 import warnings
 from collections.abc import Mapping
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -22,7 +22,7 @@ from bayescale.intervals import interval
 from bayescale.laws import compute_optimal, get_law, log_mean
 from bayescale.points import check_budgets, points_table
 from bayescale.runs import check_positive_column
-from bayescale.sampling import PosteriorResult, SamplerWarning, noise_logpdf
+from bayescale.sampling import PosteriorResult, SamplerWarning, group, noise_logpdf, set_groups
 
 __all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION"]
 
@@ -38,43 +38,39 @@ class Fit(PosteriorResult):
     Create one with :meth:`bayescale.ScalingLaw.fit` or :func:`bayescale.load`.
     """
 
-    def __init__(self, idata: az.InferenceData, spec: dict) -> None:
+    def __init__(self, idata: xr.DataTree, spec: dict) -> None:
         self.idata = idata
         self.spec = spec
         self.law = get_law(spec["law"])
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def from_sampler(cls, idata: az.InferenceData, *, spec: dict, runs: pd.DataFrame,
+    def from_sampler(cls, idata: xr.DataTree, *, spec: dict, runs: pd.DataFrame,
                      sampler: str, seed: int) -> Fit:
-        """Complete a sampler's InferenceData: observed and constant data, log-likelihood, attrs.
+        """Complete a sampler's DataTree: observed and constant data, log-likelihood, attrs.
 
         A replicate column marked in ``runs.attrs["replicates"]`` (see
         :func:`bayescale.replicates`) is recorded in the spec when it is an offset column.
         """
         spec = _with_replicates(spec, runs)
-        run = idata.posterior["log_loss"].coords["run"] if "log_loss" in idata.posterior else None
-        coords = {"run": run.values if run is not None else _run_coords(runs)}
+        coords = {"run": _run_coords(runs)}
         observed = xr.Dataset({"log_loss": ("run", np.log(runs["loss"].to_numpy()))}, coords=coords)
         constant = xr.Dataset({_var_name(c): ("run", _storable(runs[c])) for c in runs.columns},
                               coords=coords)
         constant.attrs["columns"] = json.dumps([str(c) for c in runs.columns])
-        for group in ("observed_data", "constant_data", "log_likelihood"):
-            if group in idata.groups():
-                del idata[group]
-        idata.add_groups(observed_data=observed, constant_data=constant)
+        set_groups(idata, observed_data=observed, constant_data=constant)
         fit = cls(idata, spec)
-        idata.add_groups(log_likelihood=xr.Dataset({"log_loss": fit._log_likelihood()}))
+        set_groups(idata, log_likelihood=xr.Dataset({"log_loss": fit._log_likelihood()}))
         attrs = {"bayescale_version": __version__, "bayescale_format": FORMAT_VERSION,
                  "sampler": sampler, "random_seed": seed} | spec_attrs(spec)
-        idata.posterior.attrs.update(attrs)
+        idata["posterior"].attrs.update(attrs)
         return fit
 
     # -- the answer ---------------------------------------------------------------------------
     @property
     def runs(self) -> pd.DataFrame:
         """The run table the law was fitted to (from ``constant_data``)."""
-        const = self.idata.constant_data
+        const = group(self.idata, "constant_data")
         columns = json.loads(const.attrs["columns"])
         table = pd.DataFrame({c: const[_var_name(c)].values for c in columns},
                              index=pd.Index(const["run"].values, name=None))
@@ -113,7 +109,7 @@ class Fit(PosteriorResult):
         table = interval(post, prob=prob)
         table["name"] = _row_names(post, names)
         table = table.set_index("name")[["mean", "sd", "median", "lower", "upper"]]
-        diag = az.summary(post, kind="diagnostics", round_to="none")
+        diag = azs.summary(post, kind="diagnostics", round_to="none")
         table = table.join(diag[["r_hat", "ess_bulk", "ess_tail"]])
         table.attrs["prob"] = prob
         table.attrs["diagnostics"] = self.diagnostics()
@@ -242,7 +238,7 @@ class Fit(PosteriorResult):
 
     def _log_likelihood(self) -> xr.DataArray:
         runs = self.runs
-        y = self.idata.observed_data["log_loss"].values
+        y = group(self.idata, "observed_data")["log_loss"].values
         nu = self.posterior["nu"].values[..., None] if self.spec["noise"] == "student_t" else None
         sigma = self.posterior["sigma"].values[..., None]
         n_draws = self.posterior.sizes["chain"] * self.posterior.sizes["draw"]
@@ -254,7 +250,7 @@ class Fit(PosteriorResult):
             ll[..., part] = noise_logpdf(y[part], log_mu, sigma, nu)
         return xr.DataArray(ll, dims=("chain", "draw", "run"),
                             coords={"chain": self.posterior.chain, "draw": self.posterior.draw,
-                                    "run": self.idata.observed_data["run"].values})
+                                    "run": group(self.idata, "observed_data")["run"].values})
 
     def describe(self) -> str:
         """One line: the law, the noise and the hyperparameter terms."""
@@ -265,7 +261,7 @@ class Fit(PosteriorResult):
     def __repr__(self) -> str:
         post = self.posterior
         return (f"<bayescale.Fit law={self.law.name!r} offsets={self.spec['offsets']} "
-                f"runs={self.idata.observed_data.sizes['run']} "
+                f"runs={group(self.idata, "observed_data").sizes['run']} "
                 f"chains={post.sizes['chain']} draws={post.sizes['draw']}>")
 
 

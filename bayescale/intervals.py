@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
@@ -74,8 +74,9 @@ def _one(name: str, da: xr.DataArray, prob: float, method: str) -> pd.DataFrame:
         q = da.quantile([(1 - prob) / 2, (1 + prob) / 2], dim=_SAMPLE_DIMS)
         stats["lower"], stats["upper"] = q.isel(quantile=0, drop=True), q.isel(quantile=1, drop=True)
     else:
-        hdi = az.hdi(da, hdi_prob=prob)[da.name if da.name is not None else "x"]
-        stats["lower"], stats["upper"] = hdi.sel(hdi="lower", drop=True), hdi.sel(hdi="higher", drop=True)
+        hdi = azs.hdi(da, prob=prob, dim=list(_SAMPLE_DIMS))
+        stats["lower"] = hdi.sel(ci_bound="lower", drop=True)
+        stats["upper"] = hdi.sel(ci_bound="upper", drop=True)
     ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in v.dims]) for k, v in stats.items()})
     if ds.dims:
         table = ds.to_dataframe().reset_index()

@@ -8,12 +8,12 @@ import os
 import tempfile
 from pathlib import Path
 
-import arviz as az
+import xarray as xr
 
 __all__ = ["save_idata", "load"]
 
 
-def save_idata(idata: az.InferenceData, path, *, overwrite: bool = False) -> Path:
+def save_idata(idata: xr.DataTree, path, *, overwrite: bool = False) -> Path:
     """Write ``idata`` to ``path`` via a temporary file in the same folder and a rename."""
     path = Path(path)
     if path.exists() and not overwrite:
@@ -48,13 +48,13 @@ def load(path):
     if not path.is_file():
         raise FileNotFoundError(f"no results file at {path}")
     try:
-        idata = az.from_netcdf(path, engine="h5netcdf")
-        for group in idata.groups():
-            idata[group].load()
+        with xr.open_datatree(path, engine="h5netcdf") as tree:
+            idata = tree.load().copy()
     except Exception as err:  # noqa: BLE001 - any reader failure means the file is unusable
         raise ValueError(f"{path} is not a readable netCDF results file ({type(err).__name__}: "
                          f"{err})") from None
-    attrs = idata.posterior.attrs if "posterior" in idata.groups() else {}
+    groups = list(idata.children)
+    attrs = idata["posterior"].attrs if "posterior" in groups else {}
     if "bayescale_format" not in attrs or "spec" not in attrs:
         raise ValueError(f"{path} was not written by bayescale (no 'bayescale_format'/'spec' "
                          "attrs on its posterior)")
@@ -65,7 +65,7 @@ def load(path):
     if hashlib.sha256(text.encode()).hexdigest() != attrs.get("spec_hash"):
         raise ValueError(f"{path}: the model spec does not match its recorded hash; the file was "
                          "edited or corrupted")
-    missing = [g for g in ("posterior", "observed_data", "constant_data") if g not in idata.groups()]
+    missing = [g for g in ("posterior", "observed_data", "constant_data") if g not in groups]
     if missing:
         raise ValueError(f"{path} lacks group(s) {missing}")
     if attrs.get("model") == "isoflop":

@@ -29,7 +29,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import pymc as pm
@@ -41,7 +41,7 @@ from bayescale import priors as _priors
 from bayescale.fit import FORMAT_VERSION, spec_attrs
 from bayescale.intervals import check_prob, interval
 from bayescale.model import NOISES
-from bayescale.sampling import PosteriorResult, noise_logpdf, sample
+from bayescale.sampling import PosteriorResult, group, noise_logpdf, sample, set_groups
 from bayescale.points import check_budgets
 from bayescale.runs import check_positive_column, require_columns
 
@@ -222,7 +222,7 @@ class IsoFlop:
         idata, seed = sample(self.model, draws=draws, tune=tune, chains=chains,
                              random_seed=random_seed, sampler=sampler,
                              target_accept=target_accept, progressbar=progressbar)
-        idata.posterior = idata.posterior.assign_coords(budget=self.budgets)
+        set_groups(idata, posterior=group(idata, "posterior").assign_coords(budget=self.budgets))
         fit = IsoFlopFit.from_sampler(idata, spec=self.spec, runs=self.runs,
                                       sampler=sampler, seed=seed)
         fit.warn_diagnostics()
@@ -239,27 +239,23 @@ class IsoFlopFit(PosteriorResult):
     ``sigma``, ``nu``.
     """
 
-    def __init__(self, idata: az.InferenceData, spec: dict) -> None:
+    def __init__(self, idata: xr.DataTree, spec: dict) -> None:
         self.idata = idata
         self.spec = spec
 
     @classmethod
-    def from_sampler(cls, idata: az.InferenceData, *, spec: dict, runs: pd.DataFrame,
+    def from_sampler(cls, idata: xr.DataTree, *, spec: dict, runs: pd.DataFrame,
                      sampler: str, seed: int) -> IsoFlopFit:
-        """Complete a sampler's InferenceData: observed and constant data, log-likelihood, attrs."""
-        run = idata.posterior.coords["run"].values if "run" in idata.posterior.coords else (
-            runs.index.to_numpy() if runs.index.is_unique else np.arange(len(runs)))
-        for group in ("observed_data", "constant_data", "log_likelihood"):
-            if group in idata.groups():
-                del idata[group]
-        idata.add_groups(
+        """Complete a sampler's DataTree: observed and constant data, log-likelihood, attrs."""
+        run = runs.index.to_numpy() if runs.index.is_unique else np.arange(len(runs))
+        set_groups(idata,
             observed_data=xr.Dataset({"log_loss": ("run", np.log(runs["loss"].to_numpy()))},
                                      coords={"run": run}),
             constant_data=xr.Dataset({c: ("run", runs[c].to_numpy(dtype=float))
                                       for c in ("params", "flops", "loss")}, coords={"run": run}))
         fit = cls(idata, spec)
-        idata.add_groups(log_likelihood=xr.Dataset({"log_loss": fit._log_likelihood()}))
-        idata.posterior.attrs.update(
+        set_groups(idata, log_likelihood=xr.Dataset({"log_loss": fit._log_likelihood()}))
+        idata["posterior"].attrs.update(
             bayescale_version=__version__, bayescale_format=FORMAT_VERSION, model="isoflop",
             sampler=sampler, random_seed=seed, **spec_attrs(spec))
         return fit
@@ -272,7 +268,7 @@ class IsoFlopFit(PosteriorResult):
     @property
     def runs(self) -> pd.DataFrame:
         """The fitted runs: ``params``, ``flops``, ``loss``."""
-        const = self.idata.constant_data
+        const = group(self.idata, "constant_data")
         return pd.DataFrame({c: const[c].values for c in ("params", "flops", "loss")},
                             index=pd.Index(const["run"].values))
 
@@ -291,7 +287,7 @@ class IsoFlopFit(PosteriorResult):
         table["name"] = [r["variable"] if pd.isna(r.get("budget", np.nan))
                          else f"{r['variable']}[{r['budget']:.3g}]" for _, r in table.iterrows()]
         table = table.set_index("name")[["mean", "sd", "median", "lower", "upper"]]
-        diag = az.summary(post, kind="diagnostics", round_to="none")
+        diag = azs.summary(post, kind="diagnostics", round_to="none")
         diag.index = table.index
         table = table.join(diag[["r_hat", "ess_bulk", "ess_tail"]])
         table.attrs.update(prob=prob, diagnostics=self.diagnostics())
@@ -371,18 +367,18 @@ class IsoFlopFit(PosteriorResult):
         return [v for v in self.posterior.data_vars if v not in ("params_opt", "loss_opt")]
 
     def _log_likelihood(self) -> xr.DataArray:
-        const = self.idata.constant_data
+        const = group(self.idata, "constant_data")
         index = _match(self.budgets, const["flops"].values)
         u = np.log(const["params"].values)
         post = self.posterior
         log_mu = (post["log_loss_opt"].values[..., index] + post["k"].values[..., index]
                   * (u - np.log(post["params_opt"].values[..., index])) ** 2)
-        y = self.idata.observed_data["log_loss"].values
+        y = group(self.idata, "observed_data")["log_loss"].values
         nu = post["nu"].values[..., None] if self.spec["noise"] == "student_t" else None
         ll = noise_logpdf(y, log_mu, post["sigma"].values[..., None], nu)
         return xr.DataArray(ll, dims=("chain", "draw", "run"),
                             coords={"chain": post.chain, "draw": post.draw,
-                                    "run": self.idata.observed_data["run"].values})
+                                    "run": group(self.idata, "observed_data")["run"].values})
 
     def describe(self) -> str:
         """One line: the model and what it was fitted to."""
@@ -391,7 +387,7 @@ class IsoFlopFit(PosteriorResult):
 
     def __repr__(self) -> str:
         return (f"<bayescale.IsoFlopFit budgets={len(self.budgets)} "
-                f"runs={self.idata.observed_data.sizes['run']} "
+                f"runs={group(self.idata, "observed_data").sizes['run']} "
                 f"chains={self.posterior.sizes['chain']} draws={self.posterior.sizes['draw']}>")
 
 

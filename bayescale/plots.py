@@ -24,6 +24,7 @@ from matplotlib.ticker import (  # noqa: E402
 
 from bayescale.intervals import check_prob  # noqa: E402
 from bayescale.runs import require_columns  # noqa: E402
+from bayescale.sampling import group  # noqa: E402
 
 __all__ = ["plot_law", "plot_optimal", "plot_ranks", "plot_offsets", "plot_checks",
            "plot_params", "plot_curves"]
@@ -131,11 +132,11 @@ def plot_optimal(fit, budgets=None, *, prob: float = 0.9, ax=None):
 
 def plot_ranks(fit, var_names=None):
     """Rank plots of the chains for the law's parameters (ArviZ): flat when chains agree."""
-    import arviz as az
+    import arviz_plots as azp
 
     names = list(var_names or [*fit.law.params, "sigma"])
-    axes = az.plot_rank(fit.idata, var_names=names, kind="vlines")
-    return np.ravel(axes)[0].figure
+    plots = azp.plot_rank(fit.idata, var_names=names, backend="matplotlib")
+    return plots.viz["figure"].item()
 
 
 def plot_offsets(fit, *, prob: float = 0.9):
@@ -164,7 +165,8 @@ def plot_offsets(fit, *, prob: float = 0.9):
 
 def plot_checks(fit, *, prob: float = 0.9):
     """Posterior predictive check (observed vs predicted loss of each run) and LOO-PIT (ArviZ)."""
-    import arviz as az
+    import arviz_stats as azs
+    import xarray as xr
     import xarray as xr
 
     runs = fit.runs
@@ -187,13 +189,31 @@ def plot_checks(fit, *, prob: float = 0.9):
     with np.errstate(divide="ignore"):  # Cauchy-like new runs (nu ~ 1) can underflow to 0
         log_new = np.log(new.values)
     pp = xr.Dataset({"log_loss": (("chain", "draw", "run"), log_new)},
-                     coords={"run": fit.idata.observed_data["run"].values})
-    checked = az.InferenceData(posterior=fit.posterior, observed_data=fit.idata.observed_data,
-                               log_likelihood=fit.idata.log_likelihood, posterior_predictive=pp)
-    az.plot_loo_pit(checked, y="log_loss", ax=right)
-    right.set(title="LOO-PIT (uniform when calibrated)", xlabel="LOO probability integral transform")
+                     coords={"run": group(fit.idata, "observed_data")["run"].values})
+    checked = xr.DataTree.from_dict({
+        "posterior": fit.posterior, "posterior_predictive": pp,
+        **{g: group(fit.idata, g) for g in ("observed_data", "log_likelihood")}})
+    pit = np.sort(azs.loo_pit(checked, var_names="log_loss")["log_loss"].values)
+    _plot_pit_ecdf(right, pit, prob)
     fig.tight_layout()
     return fig
+
+
+def _plot_pit_ecdf(ax, pit: np.ndarray, prob: float) -> None:
+    """The ECDF of LOO-PIT values minus the uniform's, with a pointwise ``prob`` band of the
+    ECDF of as many uniform draws (binomial): inside the band when calibrated."""
+    from scipy import stats
+
+    n, grid = pit.size, np.linspace(0, 1, 201)
+    ecdf = np.searchsorted(pit, grid, side="right") / n
+    lo, hi = (stats.binom.ppf(q, n, grid) / n for q in ((1 - prob) / 2, (1 + prob) / 2))
+    ax.fill_between(grid, lo - grid, hi - grid, color="0.85",
+                    label=f"{prob:.0%} band of a calibrated model")
+    ax.step(grid, ecdf - grid, where="post", color="tab:blue", label=f"LOO-PIT ECDF ({n} runs)")
+    ax.axhline(0, color="k", lw=0.8)
+    ax.set(title="LOO-PIT (inside the band when calibrated)",
+           xlabel="LOO probability integral transform", ylabel="ECDF - uniform")
+    ax.legend(fontsize=8)
 
 
 # -- Kaplan's views ----------------------------------------------------------------------------

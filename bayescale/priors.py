@@ -8,6 +8,7 @@ name (``defaults | user``); unknown names are rejected with the list of valid on
 
 from __future__ import annotations
 
+import inspect
 import math
 from collections.abc import Mapping
 
@@ -57,9 +58,21 @@ def _check_spec(name: str, spec: object, must_be_positive: bool) -> dict:
     return dict(spec)
 
 
+def _parameters(dist: str) -> set[str]:
+    """The named parameters of PyMC distribution ``dist`` (its ``dist`` signature)."""
+    signature = inspect.signature(getattr(pm, dist).dist)
+    return {p.name for p in signature.parameters.values()
+            if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
 def create(name: str, spec: Mapping, **kwargs) -> pm.Distribution:
     """Create PyMC variable ``name`` from ``spec`` inside the current model context."""
     params = {k: v for k, v in spec.items() if k != "dist"}
+    accepted = _parameters(spec["dist"])
+    unknown = sorted(set(params) - accepted)
+    if unknown:  # PyMC 6 would silently drop them
+        raise ValueError(f"prior {name!r} = {dict(spec)!r} is not a valid pymc.{spec['dist']}: "
+                         f"unknown parameter(s) {unknown}; it takes {sorted(accepted)}")
     try:
         return getattr(pm, spec["dist"])(name, **params, **kwargs)
     except (TypeError, ValueError) as err:

@@ -94,8 +94,14 @@ def prepare(
 
 
 def check_positive_column(df: pd.DataFrame, column: str, *, argument: str) -> np.ndarray:
-    """Return ``df[column]`` as float64, raising if it is not numeric, finite and positive."""
+    """Return ``df[column]`` as float64, raising if it is not numeric, finite and positive.
+
+    A column of dtype ``object`` whose every value is a number (pandas reads integers beyond
+    int64, such as 7.96e21 FLOPs written out in digits, as Python ints) is taken as numbers.
+    """
     series = df[column]
+    if series.dtype == object and series.map(_is_number).all():
+        series = series.astype(float)
     if not (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)):
         unparsable = pd.to_numeric(series, errors="coerce").isna() & series.notna()
         bad = series[unparsable].iloc[0] if unparsable.any() else series.iloc[0]

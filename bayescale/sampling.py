@@ -13,13 +13,14 @@ import warnings
 from collections import OrderedDict
 from collections.abc import Mapping
 
-import arviz as az
+import arviz_stats as azs
 import numpy as np
 import pymc as pm
 import xarray as xr
 from scipy import stats
 
-__all__ = ["SAMPLERS", "SamplerWarning", "PosteriorResult", "sample", "noise_logpdf",
+__all__ = ["SAMPLERS", "SamplerWarning", "PosteriorResult", "sample", "noise_logpdf", "group",
+           "set_groups",
            "RHAT_MAX", "ESS_MIN", "COMPILE_CACHE_SIZE", "clear_compile_cache"]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
@@ -42,7 +43,7 @@ class SamplerWarning(UserWarning):
 
 def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: int | None,
            sampler: str, target_accept: float, progressbar: bool, compile_key: str | None = None,
-           data: Mapping[str, np.ndarray] | None = None) -> tuple[az.InferenceData, int]:
+           data: Mapping[str, np.ndarray] | None = None) -> tuple[xr.DataTree, int]:
     """Check the arguments, run NUTS, drop the unconstrained copies; return (idata, seed).
 
     With ``sampler="nutpie"`` and a ``compile_key``, the compiled model is kept in this process
@@ -63,11 +64,29 @@ def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: 
     idata = _SAMPLE[sampler](model, draws=int(draws), tune=int(tune), chains=int(chains),
                              seed=seed, target_accept=target_accept, progressbar=progressbar,
                              **kwargs)
-    keep = [v for v in idata.posterior.data_vars if not str(v).endswith("__")]
-    idata.posterior = idata.posterior[keep]
-    idata.posterior.attrs.update(sampler=sampler, random_seed=seed, tune=int(tune),
-                                 target_accept=float(target_accept))
-    return idata, seed
+    posterior = group(idata, "posterior")
+    posterior = posterior[[v for v in posterior.data_vars if not str(v).endswith("__")]]
+    posterior.attrs.update(sampler=sampler, random_seed=seed, tune=int(tune),
+                           target_accept=float(target_accept))
+    stats = group(idata, "sample_stats")
+    stats = stats[[v for v in stats.data_vars if stats[v].dtype != object]]  # netCDF-storable
+    tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
+    return tree, seed
+
+
+def group(tree: xr.DataTree, name: str) -> xr.Dataset:
+    """Group ``name`` of a results tree as a Dataset (KeyError naming the groups it has)."""
+    if name not in tree.children:
+        raise KeyError(f"the results have no {name!r} group; they have {list(tree.children)}")
+    return tree[name].to_dataset()
+
+
+def set_groups(tree: xr.DataTree, **datasets: xr.Dataset) -> None:
+    """Put each Dataset into ``tree`` as the group of its keyword, replacing any there."""
+    for name, ds in datasets.items():
+        if name in tree.children:
+            del tree[name]
+        tree[name] = xr.DataTree(ds)
 
 
 def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressbar,
@@ -97,7 +116,9 @@ def _sample_pymc(model, *, draws, tune, chains, seed, target_accept, progressbar
         return pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
                          target_accept=target_accept, progressbar=progressbar,
                          cores=min(chains, os.cpu_count() or 1), nuts_sampler=nuts_sampler,
-                         compute_convergence_checks=False)
+                         compute_convergence_checks=False,
+                         # fork() of a process with threads (numba, JAX) may deadlock
+                         mp_ctx="forkserver")
 
 
 def _sample_numpyro(model, **kwargs):
@@ -138,11 +159,12 @@ def noise_logpdf(y: np.ndarray, loc: np.ndarray, sigma: np.ndarray,
 class PosteriorResult:
     """What every fitted model shares: its posterior, diagnostics and saving."""
 
-    idata: az.InferenceData
+    idata: xr.DataTree
 
     @property
     def posterior(self) -> xr.Dataset:
-        return self.idata.posterior
+        """The posterior draws (the ``posterior`` group as an ``xarray.Dataset``)."""
+        return group(self.idata, "posterior")
 
     def _diagnostic_vars(self) -> list[str]:
         """The posterior variables the diagnostics judge (default: the scalar parameters)."""
@@ -152,11 +174,11 @@ class PosteriorResult:
         """Divergences and the worst R-hat / bulk and tail ESS over the judged parameters."""
         names = self._diagnostic_vars()
         post = self.posterior[names]
-        rhat, ess_bulk = az.rhat(post), az.ess(post, method="bulk")
-        ess_tail = az.ess(post, method="tail")
-        diverging = self.idata.sample_stats.get("diverging")
+        rhat, ess_bulk = azs.rhat(post), azs.ess(post, method="bulk")
+        ess_tail = azs.ess(post, method="tail")
+        stats = group(self.idata, "sample_stats") if "sample_stats" in self.idata.children else {}
         return {
-            "divergences": int(diverging.sum()) if diverging is not None else 0,
+            "divergences": int(stats["diverging"].sum()) if "diverging" in stats else 0,
             "max_r_hat": float(max(rhat[v].max() for v in names)),
             "min_ess_bulk": float(min(ess_bulk[v].min() for v in names)),
             "min_ess_tail": float(min(ess_tail[v].min() for v in names)),
@@ -182,7 +204,7 @@ class PosteriorResult:
     def _funnel_hints(self) -> list[str]:
         """Group scales (``*_tau``, ``tau_*``) whose lowest quarter holds at least half of the
         divergent draws: the neck of a funnel, where the data barely tell the groups apart."""
-        diverging = self.idata.sample_stats["diverging"].values.astype(bool)
+        diverging = group(self.idata, "sample_stats")["diverging"].values.astype(bool)
         hints = []
         for name in self._diagnostic_vars():
             if not (str(name).endswith("_tau") or str(name).startswith("tau_")):

@@ -69,5 +69,5 @@ def fake_posterior(n_chain: int = 2, n_draw: int = 50, seed: int = 0) -> dict[st
 def fake_fit(chinchilla_runs) -> bs.Fit:
     """A Fit of the Chinchilla runs whose posterior is :func:`fake_posterior`: plumbing only."""
     spec = bs.ScalingLaw(chinchilla_runs, law="chinchilla").spec
-    idata = az.from_dict(posterior=fake_posterior())
+    idata = az.from_dict({"posterior": fake_posterior()})
     return bs.Fit.from_sampler(idata, spec=spec, runs=chinchilla_runs, sampler="fake", seed=0)

@@ -270,7 +270,7 @@ def test_results_file_truncated(fake_fit, tmp_path):
 def test_results_file_not_written_by_bayescale(tmp_path, kind):
     path = tmp_path / "other.nc"
     if kind == "arviz":
-        az.from_dict(posterior={"alpha": np.zeros((2, 10))}).to_netcdf(str(path),
+        az.from_dict({"posterior": {"alpha": np.zeros((2, 10))}}).to_netcdf(str(path),
                                                                       engine="h5netcdf")
     else:
         xr.Dataset({"loss": ("run", [3.1, 2.9])}).to_netcdf(path, engine="h5netcdf")
@@ -281,7 +281,7 @@ def test_results_file_not_written_by_bayescale(tmp_path, kind):
 def test_results_file_with_edited_spec(fake_fit, tmp_path):
     path = tmp_path / "edited.nc"
     idata = fake_fit.idata.copy()
-    idata.posterior.attrs["spec"] = idata.posterior.attrs["spec"].replace('"student_t"',
+    idata["posterior"].attrs["spec"] = idata["posterior"].attrs["spec"].replace('"student_t"',
                                                                           '"normal"')
     idata.to_netcdf(str(path), engine="h5netcdf")
     with pytest.raises(ValueError, match=re.escape(str(path)) + ": the model spec does not "

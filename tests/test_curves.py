@@ -213,9 +213,9 @@ def test_marked_replicates_that_are_not_an_offset_warn(seed_runs):
     spec = bs.ScalingLaw(seed_runs, law="chinchilla").spec
     rng = np.random.default_rng(0)
     truth = SEED_TRUTH.law | {"sigma": 0.02, "nu": 5.0}
-    idata = az.from_dict(posterior={k: v * np.exp(0.01 * rng.standard_normal((2, 50)))
-                                    for k, v in truth.items()},
-                         sample_stats={"diverging": np.zeros((2, 50), dtype=bool)})
+    idata = az.from_dict({"posterior": {k: v * np.exp(0.01 * rng.standard_normal((2, 50)))
+                                        for k, v in truth.items()},
+                          "sample_stats": {"diverging": np.zeros((2, 50), dtype=bool)}})
     with pytest.warns(UserWarning, match="mark column 'config' as seed replicates, but it is "
                                          "not an offset"):
         fit = bs.Fit.from_sampler(idata, spec=spec, runs=seed_runs, sampler="fake", seed=0)

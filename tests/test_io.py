@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import arviz as az
+import xarray as xr
 import numpy as np
 import pytest
 
@@ -19,7 +19,7 @@ def test_interrupted_save_leaves_the_previous_file_intact(fake_fit, tmp_path, mo
             fh.write(b"\x89HDF half a file")
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(az.InferenceData, "to_netcdf", dies_midway)
+    monkeypatch.setattr(xr.DataTree, "to_netcdf", dies_midway)
     with pytest.raises(KeyboardInterrupt):
         fake_fit.save(path, overwrite=True)
     assert path.read_bytes() == before
@@ -37,8 +37,8 @@ def test_save_into_a_missing_folder_says_which(fake_fit, tmp_path):
 def test_newer_format_is_refused_with_the_version(fake_fit, tmp_path):
     path = tmp_path / "fit.nc"
     fake_fit.save(path)
-    idata = az.from_netcdf(path)
-    idata.posterior.attrs["bayescale_format"] = 99
+    idata = xr.open_datatree(path).load()
+    idata["posterior"].attrs["bayescale_format"] = 99
     idata.to_netcdf(tmp_path / "newer.nc")
     with pytest.raises(ValueError, match="format 99"):
         bs.load(tmp_path / "newer.nc")

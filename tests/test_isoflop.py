@@ -51,9 +51,19 @@ def truth(runs) -> dict:
 
 @pytest.fixture(scope="session")
 def fit(runs) -> IsoFlopFit:
+    """A tiny fit of the noise-free CS336 profiles.
+
+    On noise-free profiles the minimum-loss curve has a second mode (E ~ 1.1 with tau_loss
+    ~ 0.016 absorbing the misfit) that a non-centred chain can enter and not leave: with
+    PyMC 6.4 / nutpie 0.16.11, seeds 7 and 2 leave one of the two chains there (R-hat 2.4,
+    reported by SamplerWarning); seed 1 does not. The fixture checks that its chains agree,
+    so that a stuck chain fails here rather than biasing the recovery tests below.
+    """
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.SamplerWarning)
-        return IsoFlop(runs).fit(draws=200, tune=200, chains=2, random_seed=7, progressbar=False)
+        fit = IsoFlop(runs).fit(draws=200, tune=200, chains=2, random_seed=1, progressbar=False)
+    assert fit.diagnostics()["max_r_hat"] < 1.2
+    return fit
 
 
 def test_cs336_profiles_follow_a_chinchilla_law(runs, truth):
@@ -142,7 +152,7 @@ def _fake_fit(tau_delta: float, draws: int = 4000) -> IsoFlopFit:
     data = {k: (("chain", "draw"), np.full(shape, v)) for k, v in post.items()}
     data["params_opt"] = (("chain", "draw", "budget"), np.full(shape + (1,), 1e9))
     data["log_loss_opt"] = (("chain", "draw", "budget"), np.zeros(shape + (1,)))
-    idata = az.InferenceData(posterior=xr.Dataset(data, coords={"budget": [1e20]}))
+    idata = xr.DataTree.from_dict({"posterior": xr.Dataset(data, coords={"budget": [1e20]})})
     spec = {"budgets": [1e20], "log_flops_reference": float(np.log(1e20)),
             "log_params_reference": float(np.log(1e9)), "flops_per_param_token": 6.0}
     return IsoFlopFit(idata, spec)

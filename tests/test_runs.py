@@ -120,3 +120,21 @@ def test_bad_flops_per_param_token(k, error):
 def test_not_a_dataframe():
     with pytest.raises(TypeError, match="df must be a pandas DataFrame, got dict"):
         bs.prepare({"params": N, "tokens": D, "loss": LOSS})
+
+
+def test_integers_beyond_int64_read_as_object_are_numbers(tmp_path):
+    path = tmp_path / "big.csv"
+    path.write_text("params,flops,loss\n1e8,7960000000000000000000,3.1\n"
+                    "2e8,3351310684600320,2.9\n")
+    df = pd.read_csv(path)
+    assert df["flops"].dtype == object  # what pandas does with integers past int64
+    runs = bs.prepare(df, params="params", flops="flops", loss="loss")
+    assert runs["flops"].dtype == np.float64
+    np.testing.assert_array_equal(runs["flops"], [7.96e21, 3351310684600320.0])
+
+
+def test_an_object_column_with_a_real_non_number_is_still_refused():
+    df = pd.DataFrame({"params": [1e8, 2e8], "flops": [7960000000000000000000, "n/a"],
+                       "loss": [3.1, 2.9]})
+    with pytest.raises(TypeError, match=r"column 'flops' \(flops\) must be numeric; it holds 'n/a'"):
+        bs.prepare(df, params="params", flops="flops", loss="loss")

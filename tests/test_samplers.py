@@ -91,8 +91,8 @@ def _result_with_divergences(where: str):
     else:
         flat[rng.choice(flat.size, 40, replace=False)] = True
     result = PosteriorResult()
-    result.idata = az.from_dict(posterior=post,
-                                sample_stats={"diverging": flat.reshape(shape)})
+    result.idata = az.from_dict({"posterior": post,
+                                 "sample_stats": {"diverging": flat.reshape(shape)}})
     return result
 
 
