@@ -37,7 +37,7 @@ import xarray as xr
 from scipy import stats
 
 from bayescale.compare import fit_many
-from bayescale.laws import compute_optimal, get_law, log_mean
+from bayescale.laws import get_law, log_mean
 from bayescale.model import ScalingLaw
 from bayescale.runs import prepare
 from bayescale.sampling import SamplerWarning
@@ -96,12 +96,13 @@ def default_priors(law: str = "chinchilla", design: pd.DataFrame | None = None) 
     ref = REFERENCE_TRUTHS[law.name]
     out = {"sigma": {"dist": "HalfNormal", "sigma": 0.02},
            "nu": {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}}
-    if law.irreducible:
-        out["log_E"] = {"dist": "Normal", "mu": math.log(ref["E"]), "sigma": 0.15}
-    for amp, exp, x in law.terms:
-        size = math.log(ref[amp]) - ref[exp] * float(np.mean(np.log(design[x])))
-        out[f"log_{amp}_ref"] = {"dist": "Normal", "mu": size, "sigma": 0.3}
-        out[exp] = {"dist": "LogNormal", "mu": math.log(ref[exp]), "sigma": 0.15}
+    centre = law.sampled_from(ref, {x: float(np.mean(np.log(design[x]))) for x in law.inputs})
+    for name, value in centre.items():
+        if name in law.positive:  # exponents
+            out[name] = {"dist": "LogNormal", "mu": math.log(float(value)), "sigma": 0.15}
+        else:  # log_E and the terms' sizes at the design's geometric mean
+            out[name] = {"dist": "Normal", "mu": float(value),
+                         "sigma": 0.15 if name == "log_E" else 0.3}
     return out
 
 
@@ -278,13 +279,13 @@ def _derived(law, theta: Mapping[str, np.ndarray], targets: np.ndarray) -> dict:
     """Extrapolated predictions per draw, for parameters of any shape (broadcast over targets)."""
     theta = {k: np.asarray(v, float)[..., None] for k, v in theta.items()}
     out = {}
-    if law.name == "chinchilla":
-        opt = compute_optimal(theta, targets)
+    if law.has_optimum:
+        opt = law.optimum(theta, targets)
         for j, m in enumerate(MULTIPLES):
             out[f"loss_{m}x"] = opt["loss_opt"][..., j]
             out[f"N_opt_{m}x"] = opt["params_opt"][..., j]
     else:
-        loss = np.exp(log_mean(law, theta, {"flops": targets}))
+        loss = np.exp(log_mean(law, theta, {x: targets for x in law.inputs}))
         for j, m in enumerate(MULTIPLES):
             out[f"loss_{m}x"] = loss[..., j]
     return out

@@ -19,9 +19,10 @@ import xarray as xr
 
 from bayescale import __version__
 from bayescale.intervals import interval
-from bayescale.laws import compute_optimal, get_law, log_mean
+from bayescale.laws import get_law
 from bayescale.points import check_budgets, points_table
 from bayescale.runs import check_positive_column
+from bayescale.terms import ContinuousOptimum, Offsets
 from bayescale.sampling import PosteriorResult, SamplerWarning, group, noise_logpdf, set_groups
 
 __all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION"]
@@ -153,18 +154,19 @@ class Fit(PosteriorResult):
         return xr.Dataset({"loss": da}, attrs={"kind": kind, "law": self.law.name})
 
     def optimal(self, budgets) -> xr.Dataset:
-        """Compute-optimal allocation at each budget, per posterior draw (chinchilla law).
+        """Compute-optimal allocation at each budget, per posterior draw (laws in N and D).
 
         Returns an ``xarray.Dataset`` over (chain, draw, budget) with ``params_opt`` (N*),
         ``tokens_opt`` (D*), ``tokens_per_param`` (D*/N*) and ``loss_opt`` (the mean loss at
         the optimum, for the average observed level of every offset).
         """
-        if self.law.name != "chinchilla":
-            raise ValueError(f"optimal() needs law 'chinchilla' (N and D); this fit's law is "
-                             f"{self.law.name!r}, which has no N/D trade-off")
+        if not self.law.has_optimum:
+            raise ValueError(f"optimal() needs a law in N and D; this fit's law "
+                             f"{self.law.name!r} ({self.law.formula}) has no N/D trade-off")
         budgets = check_budgets(budgets)
         theta = {k: v.values[..., None] for k, v in self.theta().items()}
-        out = compute_optimal(theta, budgets, flops_per_param_token=self.spec["flops_per_param_token"])
+        out = self.law.optimum(theta, budgets,
+                               flops_per_param_token=self.spec["flops_per_param_token"])
         coords = {"chain": self.posterior.chain, "draw": self.posterior.draw, "budget": budgets}
         return xr.Dataset({k: (("chain", "draw", "budget"), v) for k, v in out.items()},
                           coords=coords)
@@ -191,9 +193,10 @@ class Fit(PosteriorResult):
 
     # -- internals ----------------------------------------------------------------------------
     def _log_mu(self, table: pd.DataFrame) -> np.ndarray:
-        theta = {k: v.values[..., None] for k, v in self.theta().items()}
-        inputs = {x: table[x].to_numpy()[None, None, :] for x in self.law.inputs}
-        return log_mean(self.law, theta, inputs)
+        p = {k: self.posterior[k].values[..., None] for k in self.law.sampled}
+        ref = self.spec["log_reference"]
+        z = {x: np.log(table[x].to_numpy(dtype=float)) - ref[x] for x in self.law.inputs}
+        return self.law.log_mean_sampled(np, p, z)
 
     def _log_loss_mean(self, table: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
         """log mu + offsets + continuous penalties, per draw and point."""
@@ -201,9 +204,9 @@ class Fit(PosteriorResult):
 
     def _log_optimum(self, col: str, log_flops: np.ndarray) -> np.ndarray:
         """log x*(C) of continuous hyperparameter ``col`` per draw: shape (chain, draw, n)."""
-        ref = self.posterior[f"{col}_opt_ref"].values[..., None]
-        slope = self.posterior[f"{col}_opt_slope"].values[..., None]
-        return ref + slope * (log_flops - self.spec["log_reference"]["flops"])
+        _, ref, slope = (self.posterior[n].values[..., None] for n in ContinuousOptimum(col).names)
+        return ContinuousOptimum.log_optimum(np, ref, slope,
+                                             log_flops - self.spec["log_reference"]["flops"])
 
     def _penalties(self, table: pd.DataFrame) -> np.ndarray | float:
         total = 0.0
@@ -211,8 +214,10 @@ class Fit(PosteriorResult):
             if col not in table.columns:
                 continue  # absent column: the hyperparameter sits at its optimum
             log_x = np.log(check_positive_column(table, col, argument="points"))
-            log_opt = self._log_optimum(col, np.log(table["flops"].to_numpy()))
-            total = total + self.posterior[f"{col}_kappa"].values[..., None] * (log_x - log_opt) ** 2
+            term = ContinuousOptimum(col)
+            kappa, ref, slope = (self.posterior[n].values[..., None] for n in term.names)
+            log_c = np.log(table["flops"].to_numpy()) - self.spec["log_reference"]["flops"]
+            total = total + term.effect(np, kappa, ref, slope, log_x, log_c)
         return total
 
     def _offsets(self, table: pd.DataFrame, rng: np.random.Generator) -> np.ndarray:
@@ -220,9 +225,9 @@ class Fit(PosteriorResult):
         for col in self.spec["offsets"]:
             if col not in table.columns:
                 continue
-            levels = pd.Index(self.spec["levels"][col])
-            index = levels.get_indexer(table[col])
-            known = self.posterior[f"{col}_offset"].values[..., np.maximum(index, 0)]
+            levels = self.spec["levels"][col]
+            index = Offsets.index(levels, table[col])
+            known = Offsets.effect(np, self.posterior[f"{col}_offset"].values, np.maximum(index, 0))
             tau = self.posterior[f"{col}_tau"].values[..., None]
             if self.spec.get("offsets_sum_to_zero"):  # seen from the observed levels' mean
                 tau = tau * math.sqrt(1.0 + 1.0 / len(levels))

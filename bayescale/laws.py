@@ -1,46 +1,255 @@
-"""Functional forms of scaling laws, in NumPy only (no sampler needed).
+"""Scaling laws as definitions: terms, their priors and their formula, written once.
 
-Each law maps inputs (``flops``, or ``params`` and ``tokens``) and parameters to the mean loss
-``mu``. The functions broadcast, so that a posterior's draws (shape ``(chain, draw, 1)``) and a
-grid of points (shape ``(point,)``) combine into ``(chain, draw, point)``. They work in log space
-with :func:`numpy.logaddexp` so that huge ``N`` or ``C`` never overflow.
+A law's formula is written **once**, against an array namespace ``xp``: ``pytensor.tensor``
+when :class:`bayescale.ScalingLaw` builds the PyMC graph, ``numpy`` when a fit evaluates its
+draws. Both paths call the same function on the same *sampled* parameters, so the graph and
+the predictions cannot drift apart.
+
+The sampled parameters are centred on the runs: with ``z_x = log x - log x0`` (``x0`` the
+geometric mean of input ``x`` over the runs), a power term ``A x^-alpha`` is sampled as
+``log_A_ref - alpha z_x``, which keeps amplitude and exponent nearly independent for NUTS.
+Each law also maps its sampled parameters to natural units (``natural``; recorded as
+deterministics) and back (``sampled_from``), and says whether it has a compute-optimal
+allocation (``optimum``; ``None`` for a law in compute alone).
+
+Everything here is NumPy-only at import time (no sampler needed): the functions broadcast, so
+draws of shape ``(chain, draw, 1)`` and points of shape ``(point,)`` give
+``(chain, draw, point)``, in log space with ``logaddexp`` so that huge N or C never overflow.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Law", "LAWS", "get_law", "log_mean", "mean", "compute_optimal"]
+__all__ = ["Law", "Power", "Irreducible", "SumLaw", "KaplanLaw", "LAWS", "get_law",
+           "log_mean", "mean", "compute_optimal", "register_law"]
+
+#: Prior on an exponent: LogNormal(log 0.3, 0.75), 90% mass in 0.09-1.0.
+_EXPONENT_PRIOR = {"dist": "LogNormal", "mu": math.log(0.3), "sigma": 0.75}
+
+
+# -- terms of a sum law: each a piece of L = sum of terms ---------------------------------------
+@dataclass(frozen=True)
+class Power:
+    """The term ``amp * x^-exp``, sampled as ``log_<amp>_ref - exp * (log x - log x0)``."""
+
+    amp: str
+    exp: str
+    input: str
+
+    @property
+    def sampled(self) -> tuple[str, ...]:
+        return (f"log_{self.amp}_ref", self.exp)
+
+    @property
+    def natural_names(self) -> tuple[str, ...]:
+        return (self.amp, self.exp)
+
+    positive = property(lambda self: frozenset({self.exp}))
+
+    def default_priors(self, log_loss: np.ndarray, n_terms: int) -> dict:
+        """Its size at x0 within a factor e^2 of an equal share of the median loss."""
+        share = float(np.median(log_loss) - math.log(n_terms))
+        return {f"log_{self.amp}_ref": {"dist": "Normal", "mu": share, "sigma": 2.0},
+                self.exp: dict(_EXPONENT_PRIOR)}
+
+    def log_value(self, xp, p: Mapping, z: Mapping):
+        return p[f"log_{self.amp}_ref"] - p[self.exp] * z[self.input]
+
+    def natural(self, xp, p: Mapping, ref: Mapping) -> dict:
+        return {self.amp: xp.exp(p[f"log_{self.amp}_ref"] + p[self.exp] * ref[self.input]),
+                self.exp: p[self.exp]}
+
+    def sampled_from(self, theta: Mapping, ref: Mapping) -> dict:
+        exp = np.asarray(theta[self.exp], float)
+        return {f"log_{self.amp}_ref": np.log(np.asarray(theta[self.amp], float))
+                - exp * ref[self.input], self.exp: exp}
 
 
 @dataclass(frozen=True)
+class Irreducible:
+    """The constant term ``E`` (the loss no scale removes), sampled as ``log_E``."""
+
+    sampled = ("log_E",)
+    natural_names = ("E",)
+    positive = frozenset()
+
+    def default_priors(self, log_loss: np.ndarray, n_terms: int) -> dict:
+        """``log_E ~ Normal(log(min loss / 2), 1)``: the irreducible loss sits below every run."""
+        return {"log_E": {"dist": "Normal", "mu": float(log_loss.min() - math.log(2)),
+                          "sigma": 1.0}}
+
+    def log_value(self, xp, p: Mapping, z: Mapping):
+        return p["log_E"]
+
+    def natural(self, xp, p: Mapping, ref: Mapping) -> dict:
+        return {"E": xp.exp(p["log_E"])}
+
+    def sampled_from(self, theta: Mapping, ref: Mapping) -> dict:
+        return {"log_E": np.log(np.asarray(theta["E"], float))}
+
+
+# -- laws ---------------------------------------------------------------------------------------
+@dataclass(frozen=True)
 class Law:
-    """A functional form: its name, formula, the run columns it needs and its parameters."""
+    """What every law defines; see :class:`SumLaw` and :class:`KaplanLaw`.
+
+    ``inputs`` are the run columns it needs, ``params`` its parameters in natural units,
+    ``sampled`` the (centred) parameters NUTS samples, ``positive`` those of them that must be
+    positive, and ``allocation`` the compute-optimal N(C) (``None``: the law has no N/D
+    trade-off). ``log_mean_sampled(xp, p, z)`` is the formula, ``natural(xp, p, ref)`` the
+    natural-unit parameters and ``sampled_from(theta, ref)`` its inverse, where ``z`` holds
+    ``log x - ref[x]`` per input.
+    """
 
     name: str
     formula: str
     inputs: tuple[str, ...]
-    params: tuple[str, ...]
-    #: (amplitude, exponent, input) for each power-law term
-    terms: tuple[tuple[str, str, str], ...]
-    irreducible: bool
+
+    @property
+    def has_optimum(self) -> bool:
+        """Whether the law trades N against D at fixed compute (so N*, D* exist)."""
+        return self.allocation is not None
+
+    allocation: Callable | None = None
+
+    def optimum(self, theta: Mapping, flops, *, flops_per_param_token: float = 6.0) -> dict:
+        """``params_opt``, ``tokens_opt``, ``tokens_per_param`` and ``loss_opt`` at ``flops``.
+
+        ``theta`` holds the natural-unit parameters (broadcasting against ``flops``).
+        """
+        if self.allocation is None:
+            raise ValueError(f"law {self.name!r} ({self.formula}) has no compute-optimal "
+                             "allocation: it does not trade model size against tokens")
+        log_c = np.log(np.asarray(flops, float) / flops_per_param_token)
+        theta = {k: np.asarray(v, float) for k, v in theta.items()}
+        log_n = self.allocation(theta, log_c)
+        log_d = log_c - log_n
+        return {"params_opt": np.exp(log_n), "tokens_opt": np.exp(log_d),
+                "tokens_per_param": np.exp(log_d - log_n),
+                "loss_opt": mean(self, theta, {"params": np.exp(log_n), "tokens": np.exp(log_d)})}
 
 
-#: The laws bayescale knows, by name.
-LAWS: dict[str, Law] = {
-    law.name: law
-    for law in (
-        Law("chinchilla", "L = E + A * N^-alpha + B * D^-beta", ("params", "tokens"),
-            ("E", "A", "B", "alpha", "beta"),
-            (("A", "alpha", "params"), ("B", "beta", "tokens")), True),
-        Law("flops", "L = E + A * C^-alpha", ("flops",), ("E", "A", "alpha"),
-            (("A", "alpha", "flops"),), True),
-        Law("flops_pure", "L = A * C^-alpha  (no irreducible loss, E = 0)", ("flops",),
-            ("A", "alpha"), (("A", "alpha", "flops"),), False),
-    )
-}
+@dataclass(frozen=True)
+class SumLaw(Law):
+    """``L = sum of terms`` (power terms and, optionally, an irreducible loss)."""
+
+    terms: tuple = ()
+
+    @property
+    def params(self) -> tuple[str, ...]:
+        """Natural-unit parameters as papers list them: E, then amplitudes, then exponents."""
+        names = [n for t in self.terms for n in t.natural_names]
+        return tuple(sorted(names, key=lambda n: (n != "E", n in self.positive)))
+
+    @property
+    def sampled(self) -> tuple[str, ...]:
+        return tuple(n for t in self.terms for n in t.sampled)
+
+    @property
+    def positive(self) -> frozenset[str]:
+        return frozenset().union(*(t.positive for t in self.terms))
+
+    def default_priors(self, log_loss: np.ndarray) -> dict:
+        out: dict = {}
+        for term in self.terms:
+            out |= term.default_priors(log_loss, len(self.terms))
+        return out
+
+    def log_mean_sampled(self, xp, p: Mapping, z: Mapping):
+        parts = [term.log_value(xp, p, z) for term in self.terms]
+        out = parts[0]
+        for part in parts[1:]:
+            out = xp.logaddexp(out, part)
+        return out
+
+    def natural(self, xp, p: Mapping, ref: Mapping) -> dict:
+        return {k: v for t in self.terms for k, v in t.natural(xp, p, ref).items()}
+
+    def sampled_from(self, theta: Mapping, ref: Mapping) -> dict:
+        return {k: v for t in self.terms for k, v in t.sampled_from(theta, ref).items()}
+
+
+@dataclass(frozen=True)
+class KaplanLaw(Law):
+    """Kaplan et al. (2020), eq. 1.5: ``L = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D``.
+
+    Sampled as ``log L = alpha_D * logaddexp(log_L_N / alpha_D - (alpha_N / alpha_D) z_N,
+    log_L_D / alpha_D - z_D)``: ``log_L_N`` (``log_L_D``) is the log loss the N (D) part alone
+    would give at the runs' geometric-mean N0 (D0), a data-scaled quantity, so that the
+    exponents and the scales ``N_c = N0 exp(log_L_N / alpha_N)``, ``D_c = D0 exp(log_L_D /
+    alpha_D)`` (each ~1e13 in Kaplan's fit) are not sampled on wildly different scales.
+    """
+
+    params: tuple[str, ...] = ("N_c", "D_c", "alpha_N", "alpha_D")
+    sampled: tuple[str, ...] = ("log_L_N", "log_L_D", "alpha_N", "alpha_D")
+    positive: frozenset[str] = frozenset({"alpha_N", "alpha_D"})
+
+    def default_priors(self, log_loss: np.ndarray) -> dict:
+        """Each part alone ~ the median loss (within e); exponents LogNormal(log 0.1, 0.75)."""
+        centre = {"dist": "Normal", "mu": float(np.median(log_loss)), "sigma": 1.0}
+        exponent = {"dist": "LogNormal", "mu": math.log(0.1), "sigma": 0.75}
+        return {"log_L_N": dict(centre), "log_L_D": dict(centre), "alpha_N": dict(exponent),
+                "alpha_D": dict(exponent)}
+
+    def log_mean_sampled(self, xp, p: Mapping, z: Mapping):
+        a_n, a_d = p["alpha_N"], p["alpha_D"]
+        return a_d * xp.logaddexp(p["log_L_N"] / a_d - a_n / a_d * z["params"],
+                                  p["log_L_D"] / a_d - z["tokens"])
+
+    def natural(self, xp, p: Mapping, ref: Mapping) -> dict:
+        return {"N_c": xp.exp(ref["params"] + p["log_L_N"] / p["alpha_N"]),
+                "D_c": xp.exp(ref["tokens"] + p["log_L_D"] / p["alpha_D"]),
+                "alpha_N": p["alpha_N"], "alpha_D": p["alpha_D"]}
+
+    def sampled_from(self, theta: Mapping, ref: Mapping) -> dict:
+        a_n, a_d = (np.asarray(theta[k], float) for k in ("alpha_N", "alpha_D"))
+        return {"log_L_N": a_n * (np.log(np.asarray(theta["N_c"], float)) - ref["params"]),
+                "log_L_D": a_d * (np.log(np.asarray(theta["D_c"], float)) - ref["tokens"]),
+                "alpha_N": a_n, "alpha_D": a_d}
+
+
+def _chinchilla_allocation(theta: Mapping, log_c):
+    """log N* of ``E + A N^-alpha + B D^-beta`` at ``C / k = N D`` (Hoffmann et al. eq. 4):
+    ``N* = G (C/k)^(beta/(alpha+beta))``, ``G = (alpha A / (beta B))^(1/(alpha+beta))``."""
+    alpha, beta = theta["alpha"], theta["beta"]
+    log_g = (np.log(alpha * theta["A"]) - np.log(beta * theta["B"])) / (alpha + beta)
+    return log_g + beta / (alpha + beta) * log_c
+
+
+def _kaplan_allocation(theta: Mapping, log_c):
+    """log N* of Kaplan's law at ``C / k = N D``: setting d/dN of ``(N_c/N)^r + D_c N k / C``
+    to zero (``r = alpha_N / alpha_D``) gives ``N*^(r+1) = r N_c^r (C/k) / D_c``."""
+    r = theta["alpha_N"] / theta["alpha_D"]
+    return (np.log(r) + r * np.log(theta["N_c"]) + log_c - np.log(theta["D_c"])) / (r + 1)
+
+
+#: The laws bayescale knows, by name (add one with :func:`register_law`).
+LAWS: dict[str, Law] = {}
+
+
+def register_law(law: Law) -> Law:
+    """Make ``law`` known by its name to :func:`get_law`, ScalingLaw, recipes and the CLI."""
+    LAWS[law.name] = law
+    return law
+
+
+for _law in (
+    SumLaw("chinchilla", "L = E + A * N^-alpha + B * D^-beta", ("params", "tokens"),
+           _chinchilla_allocation,
+           terms=(Power("A", "alpha", "params"), Power("B", "beta", "tokens"), Irreducible())),
+    SumLaw("flops", "L = E + A * C^-alpha", ("flops",),
+           terms=(Power("A", "alpha", "flops"), Irreducible())),
+    SumLaw("flops_pure", "L = A * C^-alpha  (no irreducible loss, E = 0)", ("flops",),
+           terms=(Power("A", "alpha", "flops"),)),
+    KaplanLaw("kaplan", "L = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D",
+              ("params", "tokens"), _kaplan_allocation),
+):
+    register_law(_law)
 
 
 def get_law(name: str) -> Law:
@@ -53,20 +262,15 @@ def get_law(name: str) -> Law:
 
 
 def log_mean(law: Law | str, theta: dict, inputs: dict) -> np.ndarray:
-    """``log mu`` of ``law`` for parameters ``theta`` and inputs (``params``/``tokens``/``flops``).
+    """``log mu`` of ``law`` for natural-unit parameters ``theta`` and inputs.
 
     >>> float(np.exp(log_mean("flops", {"E": 1.0, "A": 10.0, "alpha": 0.5}, {"flops": 100.0})))
     2.0
     """
     law = get_law(law) if isinstance(law, str) else law
-    parts = [np.log(np.asarray(theta[amp], float)) - np.asarray(theta[exp], float)
-             * np.log(np.asarray(inputs[x], float)) for amp, exp, x in law.terms]
-    if law.irreducible:
-        parts.append(np.log(np.asarray(theta["E"], float)))
-    out = parts[0]
-    for part in parts[1:]:
-        out = np.logaddexp(out, part)
-    return out
+    ref = {x: 0.0 for x in law.inputs}
+    z = {x: np.log(np.asarray(inputs[x], float)) for x in law.inputs}
+    return law.log_mean_sampled(np, law.sampled_from(theta, ref), z)
 
 
 def mean(law: Law | str, theta: dict, inputs: dict) -> np.ndarray:
@@ -77,23 +281,11 @@ def mean(law: Law | str, theta: dict, inputs: dict) -> np.ndarray:
 def compute_optimal(theta: dict, flops, *, flops_per_param_token: float = 6.0) -> dict:
     """Compute-optimal allocation of the Chinchilla law at compute ``flops``.
 
-    Minimising ``E + A N^-alpha + B D^-beta`` subject to ``C = k N D`` gives
     ``N* = G (C/k)^(beta/(alpha+beta))``, ``D* = (C/k) / N*`` with
-    ``G = (alpha A / (beta B))^(1/(alpha+beta))`` (Hoffmann et al. 2022, eq. 4).
+    ``G = (alpha A / (beta B))^(1/(alpha+beta))`` (Hoffmann et al. 2022, eq. 4); the same as
+    ``get_law("chinchilla").optimum(theta, flops)``.
 
     Returns a dict with ``params_opt``, ``tokens_opt``, ``tokens_per_param`` and ``loss_opt``,
     broadcast over ``theta`` and ``flops``.
     """
-    A, B = np.asarray(theta["A"], float), np.asarray(theta["B"], float)
-    alpha, beta = np.asarray(theta["alpha"], float), np.asarray(theta["beta"], float)
-    log_c = np.log(np.asarray(flops, float) / flops_per_param_token)
-    log_g = (np.log(alpha * A) - np.log(beta * B)) / (alpha + beta)
-    log_n = log_g + beta / (alpha + beta) * log_c
-    log_d = log_c - log_n
-    inputs = {"params": np.exp(log_n), "tokens": np.exp(log_d)}
-    return {
-        "params_opt": np.exp(log_n),
-        "tokens_opt": np.exp(log_d),
-        "tokens_per_param": np.exp(log_d - log_n),
-        "loss_opt": mean("chinchilla", theta, inputs),
-    }
+    return LAWS["chinchilla"].optimum(theta, flops, flops_per_param_token=flops_per_param_token)

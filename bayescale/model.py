@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -44,6 +43,7 @@ from bayescale import priors as _priors
 from bayescale.laws import Law, get_law
 from bayescale.runs import check_duplicates, check_positive_column, require_columns
 from bayescale.sampling import SAMPLERS, sample
+from bayescale.terms import ContinuousOptimum, Offsets
 
 __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
 
@@ -119,45 +119,31 @@ class ScalingLaw:
     def default_priors(self) -> dict[str, dict]:
         """The default priors, scaled to this run table.
 
-        - ``log_E ~ Normal(log(min loss / 2), 1)``: the irreducible loss sits below every run.
-        - ``log_<amp>_ref ~ Normal(log(median loss / (number of terms)), 2)``: the size of each
-          term at the runs' geometric-mean N, D or C, within a factor e^2 of an equal share.
-        - exponents ``~ LogNormal(log 0.3, 0.75)``: 90% prior mass in 0.09-1.0.
+        - the law's own (see :mod:`bayescale.laws`): for a sum law ``log_E ~ Normal(log(min
+          loss / 2), 1)``, each term's size at the runs' geometric-mean N, D or C
+          ``~ Normal(log(median loss / number of terms), 2)`` and exponents
+          ``~ LogNormal(log 0.3, 0.75)`` (90% prior mass in 0.09-1.0).
         - ``sigma ~ HalfNormal(sd of log loss)``; ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010).
-        - ``<offset>_tau ~ HalfNormal(0.1)``: offsets of a few percent of the loss are typical.
-        - ``<col>_kappa ~ HalfNormal(0.1)``: a factor e off the optimum costs ~10% in loss.
-        - ``<col>_opt_ref ~ Normal(mean log x, 2 sd log x + 0.5)``: the optimum at C0, on the
-          log scale, near the swept values but free to sit outside them.
-        - ``<col>_opt_slope ~ Normal(0, 0.5)``: how fast log x* moves per e-fold of compute;
-          without evidence its interval stays wide.
+        - each hyperparameter term's (see :mod:`bayescale.terms`): ``<offset>_tau ~
+          HalfNormal(0.1)``; ``<col>_kappa ~ HalfNormal(0.1)``, ``<col>_opt_ref ~ Normal(mean
+          log x, 2 sd log x + 0.5)``, ``<col>_opt_slope ~ Normal(0, 0.5)``.
         """
         log_loss = np.log(self.runs["loss"].to_numpy())
-        n_terms = len(self.law.terms) + int(self.law.irreducible)
-        out: dict[str, dict] = {}
-        if self.law.irreducible:
-            out["log_E"] = {"dist": "Normal", "mu": float(log_loss.min() - math.log(2)), "sigma": 1.0}
-        for amp, exp, _ in self.law.terms:
-            out[f"log_{amp}_ref"] = {"dist": "Normal",
-                                     "mu": float(np.median(log_loss) - math.log(n_terms)),
-                                     "sigma": 2.0}
-            out[exp] = {"dist": "LogNormal", "mu": math.log(0.3), "sigma": 0.75}
+        out = self.law.default_priors(log_loss)
         out["sigma"] = {"dist": "HalfNormal", "sigma": float(max(np.std(log_loss), 0.01))}
         if self.noise == "student_t":
             out["nu"] = {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}
-        for col in self.offsets:
-            out[f"{col}_tau"] = {"dist": "HalfNormal", "sigma": 0.1}
-        for col in self.continuous:
-            log_x = np.log(self.runs[col].to_numpy(dtype=float))
-            out[f"{col}_kappa"] = {"dist": "HalfNormal", "sigma": 0.1}
-            out[f"{col}_opt_ref"] = {"dist": "Normal", "mu": float(log_x.mean()),
-                                     "sigma": float(2 * log_x.std() + 0.5)}
-            out[f"{col}_opt_slope"] = {"dist": "Normal", "mu": 0.0, "sigma": 0.5}
+        for term in self.terms:
+            out |= term.default_priors(self.runs)
         return out
 
+    @property
+    def terms(self) -> tuple:
+        """The hyperparameter terms: offsets first, then continuous optima."""
+        return (*(Offsets(c) for c in self.offsets), *(ContinuousOptimum(c) for c in self.continuous))
+
     def _positive(self) -> frozenset[str]:
-        return frozenset({exp for _, exp, _ in self.law.terms} | {"sigma", "nu"}
-                         | {f"{col}_tau" for col in self.offsets}
-                         | {f"{col}_kappa" for col in self.continuous})
+        return self.law.positive.union({"sigma", "nu"}, *(t.positive for t in self.terms))
 
     @property
     def spec(self) -> dict:
@@ -195,18 +181,12 @@ class ScalingLaw:
         runs, law = self.runs, self.law
         coords = {"run": _run_coords(runs.index)} | {c: lv for c, lv in self.levels.items()}
         with pm.Model(coords=coords) as model:
-            parts = []
-            for amp, exp, x in law.terms:
-                log_amp_ref = _priors.create(f"log_{amp}_ref", self.priors[f"log_{amp}_ref"])
-                expo = _priors.create(exp, self.priors[exp])
-                centred = np.log(runs[x].to_numpy()) - self.log_reference[x]
-                parts.append(log_amp_ref - expo * centred)
-                pm.Deterministic(amp, pt.exp(log_amp_ref + expo * self.log_reference[x]))
-            if law.irreducible:
-                log_e = _priors.create("log_E", self.priors["log_E"])
-                pm.Deterministic("E", pt.exp(log_e))
-                parts.append(pt.ones(len(runs)) * log_e)
-            log_mu = pt.logsumexp(pt.stack(parts), axis=0) if len(parts) > 1 else parts[0]
+            p = {name: _priors.create(name, self.priors[name]) for name in law.sampled}
+            for name, value in law.natural(pt, p, self.log_reference).items():
+                if name not in p:
+                    pm.Deterministic(name, value)
+            z = {x: np.log(runs[x].to_numpy()) - self.log_reference[x] for x in law.inputs}
+            log_mu = law.log_mean_sampled(pt, p, z)
             for col in self.offsets:
                 log_mu = log_mu + self._offset(col)
             for col in self.continuous:
@@ -227,16 +207,14 @@ class ScalingLaw:
         else:
             z = pm.ZeroSumNormal(f"{col}_z", sigma=1.0, dims=col)
             offset = pm.Deterministic(f"{col}_offset", tau * z, dims=col)
-        index = pd.Index(self.levels[col]).get_indexer(self.runs[col])
-        return offset[index]
+        return Offsets.effect(pt, offset, Offsets.index(self.levels[col], self.runs[col]))
 
     def _penalty(self, col: str):
-        kappa = _priors.create(f"{col}_kappa", self.priors[f"{col}_kappa"])
-        ref = _priors.create(f"{col}_opt_ref", self.priors[f"{col}_opt_ref"])
-        slope = _priors.create(f"{col}_opt_slope", self.priors[f"{col}_opt_slope"])
+        term = ContinuousOptimum(col)
+        kappa, ref, slope = (_priors.create(n, self.priors[n]) for n in term.names)
         log_c = np.log(self.runs["flops"].to_numpy()) - self.log_reference["flops"]
         log_x = np.log(self.runs[col].to_numpy(dtype=float))
-        return kappa * (log_x - ref - slope * log_c) ** 2
+        return term.effect(pt, kappa, ref, slope, log_x, log_c)
 
     # -- inference ---------------------------------------------------------------------------
     def fit(self, *, draws: int = 1000, tune: int = 1000, chains: int = 4,

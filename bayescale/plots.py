@@ -71,7 +71,7 @@ def plot_law(fit, budgets=None, *, prob: float = 0.9, ax=None):
         _, ax = plt.subplots(figsize=(7.5, 5))
     runs = fit.runs
     grid = _grid(fit, budgets)
-    if fit.law.name == "chinchilla":
+    if fit.law.has_optimum:
         points = fit.optimal(grid)
         mean = points["loss_opt"].values
         new = fit.predict({"params": points["params_opt"].median(("chain", "draw")).values,
@@ -222,9 +222,9 @@ def _check_view(fit, runs, prob: float, columns) -> pd.DataFrame:
 
     if not isinstance(fit, Fit):
         raise TypeError(f"fit must be a bayescale.Fit, got {type(fit).__name__}")
-    if fit.law.name != "chinchilla":
-        raise ValueError(f"this view needs law 'chinchilla' (N and D); the fit's law is "
-                         f"{fit.law.name!r}")
+    if not fit.law.has_optimum:
+        raise ValueError(f"this view needs a law in N and D (such as 'chinchilla'); the fit's "
+                         f"law is {fit.law.name!r} ({fit.law.formula})")
     check_prob(prob)
     runs = fit.runs if runs is None else runs
     if not isinstance(runs, pd.DataFrame):

@@ -72,7 +72,7 @@ def recommend(fit, budget, *, prob: float = 0.9, top: int = 5) -> Recommendation
     (budget,) = check_budgets(budget, argument="budget")
     levels, best = _levels(fit, prob)
     draws = {}
-    if fit.law.name == "chinchilla":
+    if fit.law.has_optimum:
         opt = fit.optimal([budget]).isel(budget=0)
         shift = sum((fit.posterior[f"{c}_offset"].sel({c: lv}) for c, lv in best.items()), 0.0)
         draws["loss"] = opt["loss_opt"] * np.exp(shift)
@@ -108,7 +108,7 @@ def _levels(fit, prob: float) -> tuple[pd.DataFrame, dict]:
 
 def _shapes(fit, budget, draws, best, prob, top) -> pd.DataFrame | None:
     runs = fit.runs
-    if fit.law.name != "chinchilla" or not set(_SHAPE) <= set(runs.columns):
+    if not fit.law.has_optimum or not set(_SHAPE) <= set(runs.columns):
         return None
     n_star = float(draws["params_opt"].median())
     candidates = []

@@ -24,7 +24,7 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
     budgets = check_budgets(budgets)
     if _is_isoflop(fit):
         ds = fit.optimal(budgets, random_seed=0)
-    elif fit.law.name == "chinchilla":
+    elif fit.law.has_optimum:
         ds = fit.optimal(budgets)
     else:
         ds = fit.predict({"flops": budgets})[["loss"]].rename(loss="loss_mean")
@@ -85,7 +85,7 @@ def _figures(fit, budgets, prob) -> dict:
                "ranks.png": plots.plot_ranks(fit)}
     if fit.spec["offsets"]:
         figures["offsets.png"] = plots.plot_offsets(fit, prob=prob)
-    if fit.law.name == "chinchilla":
+    if fit.law.has_optimum:
         figures["optimal.png"] = plots.plot_optimal(fit, budgets, prob=prob).figure
     return figures
 

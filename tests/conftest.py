@@ -65,9 +65,15 @@ def fake_posterior(n_chain: int = 2, n_draw: int = 50, seed: int = 0) -> dict[st
     return draws
 
 
+def with_sampled(draws: dict, spec: dict) -> dict:
+    """Natural-unit draws plus the sampled (centred) parameters the law's formula reads."""
+    law = bs.laws.get_law(spec["law"])
+    return draws | law.sampled_from(draws, spec["log_reference"])
+
+
 @pytest.fixture(scope="session")
 def fake_fit(chinchilla_runs) -> bs.Fit:
     """A Fit of the Chinchilla runs whose posterior is :func:`fake_posterior`: plumbing only."""
     spec = bs.ScalingLaw(chinchilla_runs, law="chinchilla").spec
-    idata = az.from_dict({"posterior": fake_posterior()})
+    idata = az.from_dict({"posterior": with_sampled(fake_posterior(), spec)})
     return bs.Fit.from_sampler(idata, spec=spec, runs=chinchilla_runs, sampler="fake", seed=0)

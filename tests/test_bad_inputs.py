@@ -135,8 +135,8 @@ def test_duplicate_runs_in_scaling_law():
 # 9 -----------------------------------------------------------------------------------------
 def test_unknown_law():
     runs = prepare(runs_table())
-    with pytest.raises(ValueError, match=r"unknown law 'kaplan'; known laws are \['chinchilla'"):
-        bs.ScalingLaw(runs, law="kaplan")
+    with pytest.raises(ValueError, match=r"unknown law 'hestness'; known laws are \['chinchilla'"):
+        bs.ScalingLaw(runs, law="hestness")
     with pytest.raises(TypeError, match=r"law must be a str, got None"):
         bs.ScalingLaw(runs, law=None)
     with pytest.raises(ValueError, match=r"noise must be one of .*got 'cauchy'"):

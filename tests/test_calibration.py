@@ -105,8 +105,8 @@ def test_bad_arguments_are_named(kwargs, match):
 
 
 def test_unknown_law_is_named():
-    with pytest.raises(ValueError, match="unknown law 'kaplan'"):
-        calibration.calibrate("kaplan")
+    with pytest.raises(ValueError, match="unknown law 'hestness'"):
+        calibration.calibrate("hestness")
 
 
 def test_an_executor_gives_the_serial_answer(prior_study):

@@ -21,6 +21,7 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
+from conftest import with_sampled
 
 SEED_TRUTH = bs.Truth(sigma=0.02, sigma_seed=0.01, heads_tau=0.0, lr_kappa=0.0)
 
@@ -213,8 +214,8 @@ def test_marked_replicates_that_are_not_an_offset_warn(seed_runs):
     spec = bs.ScalingLaw(seed_runs, law="chinchilla").spec
     rng = np.random.default_rng(0)
     truth = SEED_TRUTH.law | {"sigma": 0.02, "nu": 5.0}
-    idata = az.from_dict({"posterior": {k: v * np.exp(0.01 * rng.standard_normal((2, 50)))
-                                        for k, v in truth.items()},
+    draws = {k: v * np.exp(0.01 * rng.standard_normal((2, 50))) for k, v in truth.items()}
+    idata = az.from_dict({"posterior": with_sampled(draws, spec),
                           "sample_stats": {"diverging": np.zeros((2, 50), dtype=bool)}})
     with pytest.warns(UserWarning, match="mark column 'config' as seed replicates, but it is "
                                          "not an offset"):

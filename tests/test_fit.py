@@ -73,15 +73,19 @@ def test_log_likelihood_in_chunks_equals_one_pass(chinchilla_fit, monkeypatch):
     np.testing.assert_array_equal(chunked, chinchilla_fit.idata.log_likelihood["log_loss"].values)
 
 
-def test_log_likelihood_with_offsets_and_normal_noise_equals_pymc():
-    """The offset indexing and the Normal branch, checked on prior draws (no NUTS)."""
+@pytest.mark.parametrize("law", list(bs.laws.LAWS))
+@pytest.mark.parametrize("noise", ["normal", "student_t"])
+def test_log_likelihood_equals_pymc_for_every_law(law, noise):
+    """Each law's formula, the offsets, the continuous penalty and both noises, evaluated
+    from draws in NumPy, against PyMC's own log-likelihood of the graph (prior draws, no NUTS)."""
     rng = np.random.default_rng(7)
     n = 40
     runs = bs.prepare(pd.DataFrame({
         "params": 10 ** rng.uniform(7, 9, n), "tokens": 10 ** rng.uniform(8, 10, n),
-        "loss": rng.uniform(2.5, 4.0, n),
+        "loss": rng.uniform(2.5, 4.0, n), "width": rng.uniform(0.5, 2.0, n),
         "lr": rng.choice([3e-4, 1e-3, 3e-3], n), "batch": rng.choice(["64", "128"], n)}))
-    model = bs.ScalingLaw(runs, law="chinchilla", offsets=["lr", "batch"], noise="normal")
+    model = bs.ScalingLaw(runs, law=law, offsets=["lr", "batch"], continuous=["width"],
+                          noise=noise)
     with model.model:
         prior = pm.sample_prior_predictive(draws=30, random_seed=3).prior
     idata = xr.DataTree.from_dict({"posterior": prior})

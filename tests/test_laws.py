@@ -17,12 +17,12 @@ def chinchilla(theta, n, d):
 
 
 def test_registry():
-    assert set(laws.LAWS) == {"chinchilla", "flops", "flops_pure"}
+    assert set(laws.LAWS) == {"chinchilla", "flops", "flops_pure", "kaplan"}
     assert laws.get_law("chinchilla").inputs == ("params", "tokens")
     assert laws.get_law("flops").inputs == ("flops",)
     assert laws.get_law("flops_pure").params == ("A", "alpha")
-    with pytest.raises(ValueError, match=r"unknown law 'kaplan'"):
-        laws.get_law("kaplan")
+    with pytest.raises(ValueError, match=r"unknown law 'hestness'"):
+        laws.get_law("hestness")
 
 
 @pytest.mark.parametrize("theta", [EPOCH, HOFFMANN])
@@ -122,3 +122,56 @@ def test_compute_optimal_broadcasts_draws_against_budgets():
     one = {k: float(v[2, 0]) for k, v in theta.items()}
     n, _, _ = numerical_optimum(one, 1e22)
     np.testing.assert_allclose(opt["params_opt"][2, 1], n, rtol=1e-4)
+
+
+# -- Kaplan et al. (2020), added as one definition ----------------------------------------------
+KAPLAN = {"N_c": 8.8e13, "D_c": 5.4e13, "alpha_N": 0.076, "alpha_D": 0.095}  # their eq. 1.5 fit
+
+
+def kaplan(theta, n, d):
+    ratio = theta["alpha_N"] / theta["alpha_D"]
+    return ((theta["N_c"] / n) ** ratio + theta["D_c"] / d) ** theta["alpha_D"]
+
+
+def test_kaplan_log_mean_is_the_formula():
+    n, d = np.array([1e7, 3e8, 7e10]), np.array([1e9, 2e10, 1.4e12])
+    np.testing.assert_allclose(laws.mean("kaplan", KAPLAN, {"params": n, "tokens": d}),
+                               kaplan(KAPLAN, n, d), rtol=1e-13)
+
+
+@pytest.mark.parametrize("budget", [1e18, 1e21, 1e24])
+def test_kaplan_optimum_matches_numerical_minimisation(budget):
+    def loss(log_n):
+        n = np.exp(log_n)
+        return kaplan(KAPLAN, n, budget / (6 * n))
+    res = optimize.minimize_scalar(loss, bounds=(np.log(1e3), np.log(budget / 6) - np.log(1e3)),
+                                   method="bounded", options={"xatol": 1e-10})
+    opt = laws.get_law("kaplan").optimum(KAPLAN, budget)
+    np.testing.assert_allclose(opt["params_opt"], np.exp(res.x), rtol=1e-4)
+    np.testing.assert_allclose(opt["loss_opt"], res.fun, rtol=1e-10)
+    np.testing.assert_allclose(6 * opt["params_opt"] * opt["tokens_opt"], budget, rtol=1e-12)
+
+
+def test_a_law_in_compute_alone_has_no_optimum():
+    assert [name for name, law in laws.LAWS.items() if law.has_optimum] == ["chinchilla", "kaplan"]
+    with pytest.raises(ValueError, match="law 'flops' .* has no compute-optimal allocation"):
+        laws.get_law("flops").optimum({"E": 1.0, "A": 1.0, "alpha": 0.1}, 1e20)
+
+
+@pytest.mark.parametrize("name, theta", [("chinchilla", EPOCH), ("kaplan", KAPLAN),
+                                         ("flops", {"E": 1.7, "A": 30.0, "alpha": 0.05}),
+                                         ("flops_pure", {"A": 30.0, "alpha": 0.05})])
+def test_sampled_parameters_round_trip_to_natural_units(name, theta):
+    """natural(sampled_from(theta)) == theta at any reference point, in NumPy and PyTensor."""
+    import pytensor.tensor as pt
+
+    law = laws.get_law(name)
+    ref = {x: 20.0 + i for i, x in enumerate(law.inputs)}
+    sampled = law.sampled_from(theta, ref)
+    assert set(sampled) == set(law.sampled)
+    back = law.natural(np, sampled, ref)
+    for key in law.params:
+        np.testing.assert_allclose(back[key], theta[key], rtol=1e-12, err_msg=key)
+    symbolic = law.natural(pt, {k: pt.as_tensor(v) for k, v in sampled.items()}, ref)
+    for key in law.params:
+        np.testing.assert_allclose(symbolic[key].eval(), theta[key], rtol=1e-12, err_msg=key)

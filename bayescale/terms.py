@@ -1,0 +1,85 @@
+"""Hyperparameter terms of a scaling law, each written once for the graph and for draws.
+
+A term adds to the log mean loss. It owns its default priors (scaled to the run table), the
+names of its parameters that must be positive, and its contribution, written against an array
+namespace ``xp`` (``pytensor.tensor`` in the PyMC graph, ``numpy`` on posterior draws of shape
+``(chain, draw, 1)``), so that :class:`bayescale.ScalingLaw` and :class:`bayescale.Fit`
+evaluate the same expression.
+
+- :class:`Offsets`: a latent offset per level of a categorical column (``u[level]``), zero-sum
+  and partially pooled with scale ``<col>_tau``.
+- :class:`ContinuousOptimum`: ``kappa (log x - log x*(C))^2`` for a continuous column whose
+  best value moves with compute, ``log x*(C) = opt_ref + opt_slope (log C - log C0)``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["Offsets", "ContinuousOptimum"]
+
+
+@dataclass(frozen=True)
+class Offsets:
+    """Offsets on log loss for the levels of categorical column ``column``."""
+
+    column: str
+
+    @property
+    def positive(self) -> frozenset[str]:
+        return frozenset({f"{self.column}_tau"})
+
+    def default_priors(self, runs: pd.DataFrame) -> dict:
+        """``<col>_tau ~ HalfNormal(0.1)``: offsets of a few percent of the loss are typical."""
+        return {f"{self.column}_tau": {"dist": "HalfNormal", "sigma": 0.1}}
+
+    @staticmethod
+    def index(levels, values) -> np.ndarray:
+        """Position of each value among ``levels`` (-1 for a level the fit has not seen)."""
+        return pd.Index(levels).get_indexer(values)
+
+    @staticmethod
+    def effect(xp, offset, index):
+        """The contribution of the offsets ``offset`` (levels last) to runs at ``index``."""
+        return offset[..., index]
+
+
+@dataclass(frozen=True)
+class ContinuousOptimum:
+    """The quadratic penalty of continuous column ``column`` about its moving optimum."""
+
+    column: str
+
+    @property
+    def names(self) -> tuple[str, str, str]:
+        c = self.column
+        return (f"{c}_kappa", f"{c}_opt_ref", f"{c}_opt_slope")
+
+    @property
+    def positive(self) -> frozenset[str]:
+        return frozenset({f"{self.column}_kappa"})
+
+    def default_priors(self, runs: pd.DataFrame) -> dict:
+        """- ``<col>_kappa ~ HalfNormal(0.1)``: a factor e off the optimum costs ~10% in loss.
+        - ``<col>_opt_ref ~ Normal(mean log x, 2 sd log x + 0.5)``: the optimum at C0.
+        - ``<col>_opt_slope ~ Normal(0, 0.5)``: how fast log x* moves per e-fold of compute.
+        """
+        log_x = np.log(runs[self.column].to_numpy(dtype=float))
+        kappa, ref, slope = self.names
+        return {kappa: {"dist": "HalfNormal", "sigma": 0.1},
+                ref: {"dist": "Normal", "mu": float(log_x.mean()),
+                      "sigma": float(2 * log_x.std() + 0.5)},
+                slope: {"dist": "Normal", "mu": 0.0, "sigma": 0.5}}
+
+    @staticmethod
+    def log_optimum(xp, ref, slope, log_flops_centred):
+        """``log x*(C)`` with ``log C`` measured from the runs' reference ``log C0``."""
+        return ref + slope * log_flops_centred
+
+    @classmethod
+    def effect(cls, xp, kappa, ref, slope, log_x, log_flops_centred):
+        """``kappa (log x - log x*(C))^2``."""
+        return kappa * (log_x - cls.log_optimum(xp, ref, slope, log_flops_centred)) ** 2
