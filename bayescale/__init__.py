@@ -14,7 +14,7 @@ from bayescale import calibration  # noqa: E402
 from bayescale.compare import ParetoKWarning, compare, fit_many, refit  # noqa: E402
 from bayescale.curves import checkpoints, replicates  # noqa: E402
 from bayescale.fit import Fit  # noqa: E402
-from bayescale.isoflop import IsoFlop, IsoFlopFit, plot_isoflop  # noqa: E402
+from bayescale.isoflop import IsoFlop, plot_isoflop  # noqa: E402
 from bayescale.intervals import interval  # noqa: E402
 from bayescale.io import load  # noqa: E402
 from bayescale.model import ScalingLaw  # noqa: E402
@@ -28,7 +28,6 @@ __all__ = [
     "__version__",
     "Fit",
     "IsoFlop",
-    "IsoFlopFit",
     "ParetoKWarning",
     "Recommendation",
     "SamplerWarning",

@@ -441,7 +441,9 @@ class HuberFit:
         >>> fit.predict({"params": [1e10], "tokens": [1e10]}).round(3).tolist()  # 1.7 + 1900e-3
         [3.6]
         """
-        table = points_table(points, get_law("chinchilla"), self.flops_per_param_token)
+        law = get_law("chinchilla")
+        table = points_table(points, law.inputs, self.flops_per_param_token,
+                             why=f"law {law.name!r}")
         return mean("chinchilla", self.theta, {c: table[c].to_numpy(float)
                                                for c in ("params", "tokens")})
 

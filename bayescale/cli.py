@@ -113,8 +113,7 @@ def _fit(args) -> int:
 
 
 def _describe(model) -> str:
-    law = getattr(model, "law", None)
-    return f"law {law.name!r} ({law.formula})" if law is not None else "the IsoFLOP model"
+    return model.describe()
 
 
 def _print_diagnostics(fit, caught) -> None:

@@ -22,8 +22,8 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from bayescale.fit import Fit
-from bayescale.model import ScalingLaw
+from bayescale.fit import Fit, family_of
+from bayescale.family import Family
 from bayescale.sampling import noise_logpdf
 
 __all__ = ["compare", "refit", "fit_many", "ParetoKWarning", "METHODS", "LOO_COLUMNS",
@@ -133,17 +133,18 @@ def compare(fits: Mapping[str, Fit], *, method: str = "loo", holdout: float | No
 # -- refitting -------------------------------------------------------------------------------
 def refit(spec_or_fit: Fit | Mapping, runs: pd.DataFrame, *, executor: Executor | None = None,
           **fit_kwargs) -> Fit:
-    """Rebuild a scaling law from a fit's spec on new runs and fit it again.
+    """Rebuild a model of any family from a fit's spec on new runs and fit it again.
 
-    The law, offsets, noise and the user's priors come from ``spec_or_fit`` (a
-    :class:`bayescale.Fit` or its ``.spec``); the data-scaled default priors are recomputed
-    from ``runs``, as :class:`bayescale.ScalingLaw` would.
+    The family and its options (law, offsets, noise, the user's priors) come from
+    ``spec_or_fit`` (a :class:`bayescale.Fit` or its ``.spec``); the data-scaled parts (default
+    priors, references, levels, budgets) are recomputed from ``runs``, as the family's
+    constructor would.
 
     Parameters
     ----------
     spec_or_fit
-        A fit, or a spec dict (``fit.spec``: ``law``, ``noise``, ``offsets``, ``user_priors``,
-        ``flops_per_param_token``).
+        A fit, or a spec dict (``fit.spec``: ``model`` (the family), its options such as
+        ``law``, ``noise``, ``offsets``, ``user_priors``, and ``flops_per_param_token``).
     runs
         The run table to fit (see :func:`bayescale.prepare`).
     executor
@@ -203,15 +204,16 @@ def fit_many(models: Mapping[str, ScalingLaw | tuple], executor: Executor | None
 
 def _job(name: str, model: object, fit_kwargs: Mapping) -> tuple[dict, pd.DataFrame, dict]:
     """The picklable arguments of :func:`_fit_job` for one model."""
-    if isinstance(model, ScalingLaw):
+    if isinstance(model, Family):
         return model.spec, model.runs, {"progressbar": False} | dict(fit_kwargs)
     if not (isinstance(model, tuple) and len(model) == 2):
-        raise TypeError(f"models[{name!r}] must be a ScalingLaw or a pair (spec_or_fit, runs), "
-                        f"got {type(model).__name__}")
+        raise TypeError(f"models[{name!r}] must be a model (ScalingLaw, IsoFlop, ...) or a pair "
+                        f"(spec_or_fit, runs), got {type(model).__name__}")
     source, runs = model
     if isinstance(source, Fit):
         return source.spec, runs, _fit_defaults(source) | dict(fit_kwargs)
-    if isinstance(source, Mapping) and "law" in source:
+    if isinstance(source, Mapping) and ("law" in source or "model" in source):
+        family_of(source)  # a known family, else a ValueError naming them
         return dict(source), runs, {"progressbar": False} | dict(fit_kwargs)
     raise TypeError(f"models[{name!r}]: spec_or_fit must be a bayescale.Fit or its .spec dict, "
                     f"got {type(source).__name__}")
@@ -253,13 +255,7 @@ def _named(name: str, call, *args):
 
 def _fit_job(spec: Mapping, runs: pd.DataFrame, fit_kwargs: Mapping) -> Fit:
     """The one place where models are rebuilt from a spec and fitted (top level: picklable)."""
-    runs = runs.copy()
-    runs.attrs["flops_per_param_token"] = float(spec.get("flops_per_param_token", 6.0))
-    model = ScalingLaw(runs, law=spec["law"], offsets=list(spec.get("offsets") or []) or None,
-                       continuous=list(spec.get("continuous") or []) or None,
-                       priors=dict(spec.get("user_priors") or {}) or None,
-                       noise=spec.get("noise", "student_t"))
-    return model.fit(**fit_kwargs)
+    return family_of(spec).from_spec(spec, runs).fit(**fit_kwargs)
 
 
 # -- validation ------------------------------------------------------------------------------
@@ -397,9 +393,7 @@ def _score(fit: Fit, test: pd.DataFrame, y: np.ndarray, prob: tuple[float, ...],
            seed: int | None) -> tuple[np.ndarray, dict]:
     """Pointwise log predictive densities of the held-out runs, and the row of the table."""
     loc = np.log(fit.predict(test, kind="mean", random_seed=seed)["loss"].values)
-    lpd = log_predictive_density(y, loc, fit.posterior["sigma"].values[..., None],
-                                 fit.posterior["nu"].values[..., None]
-                                 if fit.spec["noise"] == "student_t" else None)
+    lpd = log_predictive_density(y, loc, *fit.model.noise_parameters(fit.posterior))
     draws = fit.predict(test, kind="new_run", random_seed=seed)["loss"].values
     draws = draws.reshape(-1, draws.shape[-1])
     loss = np.exp(y)

@@ -32,7 +32,7 @@ def save_idata(idata: xr.DataTree, path, *, overwrite: bool = False) -> Path:
 
 
 def load(path):
-    """Load a fit saved by :meth:`bayescale.Fit.save` (or :meth:`bayescale.IsoFlopFit.save`).
+    """Load a fit saved by :meth:`bayescale.Fit.save` (any model family).
 
     Raises
     ------
@@ -42,7 +42,7 @@ def load(path):
         If the file is not a readable netCDF file, was not written by bayescale, was written
         by a newer file format, or its spec does not match its recorded hash.
     """
-    from bayescale.fit import FORMAT_VERSION, Fit
+    from bayescale.fit import FORMAT_VERSION, Fit, family_of
 
     path = Path(path)
     if not path.is_file():
@@ -68,8 +68,6 @@ def load(path):
     missing = [g for g in ("posterior", "observed_data", "constant_data") if g not in groups]
     if missing:
         raise ValueError(f"{path} lacks group(s) {missing}")
-    if attrs.get("model") == "isoflop":
-        from bayescale.isoflop import IsoFlopFit
-
-        return IsoFlopFit(idata, json.loads(text))
-    return Fit(idata, json.loads(text))
+    spec = json.loads(text)
+    family_of(spec)  # a family this bayescale knows (ValueError naming the known ones)
+    return Fit(idata, spec)

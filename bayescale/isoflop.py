@@ -29,23 +29,21 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 import xarray as xr
 
-from bayescale import __version__
 from bayescale import priors as _priors
-from bayescale.fit import FORMAT_VERSION, spec_attrs
-from bayescale.intervals import check_prob, interval
-from bayescale.model import NOISES
-from bayescale.sampling import PosteriorResult, group, noise_logpdf, sample, set_groups
-from bayescale.points import check_budgets
+from bayescale.family import NOISES, Family
+from bayescale.fit import Fit, register
+from bayescale.intervals import check_prob
+from bayescale.sampling import group, set_groups
+from bayescale.points import check_budgets, points_table
 from bayescale.runs import check_positive_column, require_columns
 
-__all__ = ["IsoFlop", "IsoFlopFit", "plot_isoflop", "MIN_BUDGETS", "MIN_SIZES"]
+__all__ = ["IsoFlop", "plot_isoflop", "MIN_BUDGETS", "MIN_SIZES"]
 
 #: Fewest distinct compute budgets, and model sizes per budget, that the model accepts.
 #: Fewest compute budgets the IsoFLOP model accepts (a line in log C needs a third to check it).
@@ -56,7 +54,8 @@ _POSITIVE = frozenset({"tau_delta", "k", "gamma", "tau_loss", "sigma", "nu"})
 _SUMMARY = ("a", "b", "params_opt_ref", "tau_delta", "E", "gamma", "tau_loss", "sigma", "nu")
 
 
-class IsoFlop:
+@register
+class IsoFlop(Family):
     """The Bayesian IsoFLOP model for runs grouped by compute budget.
 
     Parameters
@@ -98,7 +97,16 @@ class IsoFlop:
         self.log_params_reference = float(np.mean(np.log(self.runs["params"])))
         self.priors = _priors.check_priors(priors, self.default_priors(), _POSITIVE)
         self.user_priors = dict(priors or {})
-        self.model = self._build()
+
+    family = "isoflop"
+    report_view = "isoflop"
+    theta_names = ("a", "b", "params_opt_ref", "E", "gamma")
+
+    @staticmethod
+    def options(spec) -> dict:
+        """The constructor keywords recorded in an IsoFLOP spec."""
+        return {"priors": dict(spec.get("user_priors") or {}) or None,
+                "noise": spec.get("noise", "student_t")}
 
     def default_priors(self) -> dict[str, dict]:
         """The default priors, scaled to this run table (natural-log units throughout).
@@ -134,11 +142,8 @@ class IsoFlop:
                           "sigma": 2.0},
             "gamma": {"dist": "LogNormal", "mu": math.log(0.15), "sigma": 0.75},
             "tau_loss": {"dist": "HalfNormal", "sigma": 0.1},
-            "sigma": {"dist": "HalfNormal", "sigma": float(max(np.std(spread), 0.01))},
         }
-        if self.noise == "student_t":
-            out["nu"] = {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}
-        return out
+        return out | self._noise_priors(np.std(spread))
 
     @property
     def spec(self) -> dict:
@@ -177,222 +182,113 @@ class IsoFlop:
             k = self._prior("k", dims="budget")
             b = self.budget_index
             mu = m[b] + k[b] * (u - u_opt[b]) ** 2
-            observed = np.log(self.runs["loss"].to_numpy())
-            sigma = self._prior("sigma")
-            if self.noise == "student_t":
-                pm.StudentT("log_loss", nu=self._prior("nu"), mu=mu, sigma=sigma,
-                            observed=observed, dims="run")
-            else:
-                pm.Normal("log_loss", mu=mu, sigma=sigma, observed=observed, dims="run")
+            self._likelihood(mu, self._prior)
         return model
 
     def _prior(self, name: str, **kwargs):
         return _priors.create(name, self.priors[name], **kwargs)
 
-    def fit(self, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
-            random_seed: int | None = None, sampler: str = "nutpie",
-            target_accept: float = 0.9, progressbar: bool = True) -> IsoFlopFit:
-        """Sample the posterior by NUTS and return an :class:`IsoFlopFit`.
-
-        Parameters
-        ----------
-        draws, tune, chains
-            Kept draws per chain, tuning steps per chain, number of chains.
-        random_seed
-            Seed for reproducible draws; ``None`` takes fresh entropy (recorded in attrs).
-        sampler
-            ``"nutpie"`` (default), ``"pymc"`` or ``"numpyro"``.
-        target_accept
-            NUTS target acceptance rate, in [0.5, 1).
-        progressbar
-            Show the sampler's progress bar.
-
-        Returns
-        -------
-        IsoFlopFit
-            A :class:`bayescale.SamplerWarning` is issued for divergences, R-hat > 1.01 or
-            bulk ESS < 400.
-
-        Raises
-        ------
-        ValueError
-            For non-positive ``draws``/``chains``, negative ``tune``, an unknown sampler, a
-            ``target_accept`` outside [0.5, 1) or a bad seed.
-        """
-        idata, seed = sample(self.model, draws=draws, tune=tune, chains=chains,
-                             random_seed=random_seed, sampler=sampler,
-                             target_accept=target_accept, progressbar=progressbar)
+    def _complete(self, idata: xr.DataTree) -> xr.DataTree:
+        """The budget coordinates are the budgets in FLOPs."""
         set_groups(idata, posterior=group(idata, "posterior").assign_coords(budget=self.budgets))
-        fit = IsoFlopFit.from_sampler(idata, spec=self.spec, runs=self.runs,
-                                      sampler=sampler, seed=seed)
-        fit.warn_diagnostics()
-        return fit
+        return idata
 
+    # -- answers from draws --------------------------------------------------------------------
+    def points(self, points) -> pd.DataFrame:
+        k = float(self.runs.attrs.get("flops_per_param_token", 6.0))
+        return points_table(points, ("params", "flops"), k, why="the IsoFLOP model")
 
-class IsoFlopFit(PosteriorResult):
-    """A fitted IsoFLOP model: the posterior (:attr:`idata`) plus the model spec.
-
-    Create one with :meth:`IsoFlop.fit`. Posterior variables carry a ``budget`` dim whose
-    coordinates are the budgets in FLOPs: ``params_opt`` (N* per budget), ``loss_opt``
-    (minimum loss per budget), ``k`` (curvature); scalars ``a``, ``b``, ``params_opt_ref``
-    (N* at the geometric-mean budget), ``tau_delta``, ``E``, ``gamma``, ``tau_loss``,
-    ``sigma``, ``nu``.
-    """
-
-    def __init__(self, idata: xr.DataTree, spec: dict) -> None:
-        self.idata = idata
-        self.spec = spec
-
-    @classmethod
-    def from_sampler(cls, idata: xr.DataTree, *, spec: dict, runs: pd.DataFrame,
-                     sampler: str, seed: int) -> IsoFlopFit:
-        """Complete a sampler's DataTree: observed and constant data, log-likelihood, attrs."""
-        run = runs.index.to_numpy() if runs.index.is_unique else np.arange(len(runs))
-        set_groups(idata,
-            observed_data=xr.Dataset({"log_loss": ("run", np.log(runs["loss"].to_numpy()))},
-                                     coords={"run": run}),
-            constant_data=xr.Dataset({c: ("run", runs[c].to_numpy(dtype=float))
-                                      for c in ("params", "flops", "loss")}, coords={"run": run}))
-        fit = cls(idata, spec)
-        set_groups(idata, log_likelihood=xr.Dataset({"log_loss": fit._log_likelihood()}))
-        idata["posterior"].attrs.update(
-            bayescale_version=__version__, bayescale_format=FORMAT_VERSION, model="isoflop",
-            sampler=sampler, random_seed=seed, **spec_attrs(spec))
-        return fit
+    def log_mean_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
+        """The parabola of each row's budget at its N: a fitted budget's own posterior; at a new
+        budget the lines with fresh budget-level draws and the curvature of a fitted budget
+        drawn at random per posterior draw (the budgets' curvatures are not pooled)."""
+        flops = table["flops"].to_numpy(dtype=float)
+        budgets = np.unique(flops)
+        log_n, log_loss = self._at(posterior, budgets, rng, pooled=False)
+        k = posterior["k"].values
+        index = _match(self.budgets, budgets)
+        pick = rng.integers(0, self.budgets.size, size=log_n.shape)
+        curvature = np.where(index >= 0, k[..., np.maximum(index, 0)],
+                             np.take_along_axis(k, pick, axis=-1))
+        at = np.searchsorted(budgets, flops)
+        u = np.log(table["params"].to_numpy(dtype=float))
+        return log_loss[..., at] + curvature[..., at] * (u - log_n[..., at]) ** 2
 
     @property
-    def budgets(self) -> np.ndarray:
-        """The fitted compute budgets (FLOPs), ascending."""
-        return np.asarray(self.spec["budgets"], dtype=float)
+    def has_optimum(self) -> bool:
+        return True
 
-    @property
-    def runs(self) -> pd.DataFrame:
-        """The fitted runs: ``params``, ``flops``, ``loss``."""
-        const = group(self.idata, "constant_data")
-        return pd.DataFrame({c: const[c].values for c in ("params", "flops", "loss")},
-                            index=pd.Index(const["run"].values))
-
-    def summary(self, prob: float = 0.9) -> pd.DataFrame:
-        """Posterior table: mean, sd, median, equal-tailed ``prob`` interval, R-hat and ESS.
-
-        Rows: the exponents ``a`` (N* ~ C^a) and ``b = 1 - a`` (D* ~ C^b), ``params_opt_ref``
-        (N* at the geometric-mean budget), ``tau_delta``, the minimum-loss curve (``E``,
-        ``gamma``, ``tau_loss``), the noise (``sigma``, ``nu``), then per budget
-        ``params_opt[<C>]``, ``loss_opt[<C>]`` and ``k[<C>]``. ``attrs["diagnostics"]``
-        holds the divergence count and the worst R-hat and ESS.
-        """
-        names = [n for n in _SUMMARY if n in self.posterior] + ["params_opt", "loss_opt", "k"]
-        post = self.posterior[names]
-        table = interval(post, prob=prob)
-        table["name"] = [r["variable"] if pd.isna(r.get("budget", np.nan))
-                         else f"{r['variable']}[{r['budget']:.3g}]" for _, r in table.iterrows()]
-        table = table.set_index("name")[["mean", "sd", "median", "lower", "upper"]]
-        diag = azs.summary(post, kind="diagnostics", round_to="none")
-        diag.index = table.index
-        table = table.join(diag[["r_hat", "ess_bulk", "ess_tail"]])
-        table.attrs.update(prob=prob, diagnostics=self.diagnostics())
-        return table
-
-    def optimal(self, budgets, *, random_seed: int | None = None) -> xr.Dataset:
-        """Compute-optimal model size and tokens at each budget, per posterior draw.
-
-        At a fitted budget the posterior of that budget's own optimum is used; at any other
-        budget the line in log compute plus a fresh budget-level draw
-        ``delta ~ Normal(0, tau_delta)`` (and ``eta ~ Normal(0, tau_loss)`` for the loss), so
-        that intervals at new budgets include the scatter of budgets about the lines.
-
-        Parameters
-        ----------
-        budgets
-            Compute budgets in FLOPs (a number or a list).
-        random_seed
-            Seed for the fresh budget-level draws.
-
-        Returns
-        -------
-        xarray.Dataset
-            Over (chain, draw, budget): ``params_opt`` (N*), ``tokens_opt`` (D* = C / (6 N*)),
-            ``tokens_per_param`` (D*/N*) and ``loss_opt`` (the mean loss at the optimum).
-        """
-        budgets = check_budgets(budgets)
-        log_n, log_loss = self._at(budgets, np.random.default_rng(random_seed), pooled=False)
-        log_d = np.log(budgets / self.spec["flops_per_param_token"]) - log_n
-        data = {"params_opt": np.exp(log_n), "tokens_opt": np.exp(log_d),
+    def optimal(self, posterior, budgets: np.ndarray, rng) -> dict[str, np.ndarray]:
+        """At a fitted budget the posterior of that budget's own optimum; at any other budget
+        the line in log compute plus a fresh budget-level draw ``delta ~ Normal(0, tau_delta)``
+        (and ``eta ~ Normal(0, tau_loss)`` for the loss), so that intervals at new budgets
+        include the scatter of budgets about the lines."""
+        log_n, log_loss = self._at(posterior, budgets, rng, pooled=False)
+        log_d = np.log(budgets / float(self.runs.attrs.get("flops_per_param_token", 6.0))) - log_n
+        return {"params_opt": np.exp(log_n), "tokens_opt": np.exp(log_d),
                 "tokens_per_param": np.exp(log_d - log_n), "loss_opt": np.exp(log_loss)}
-        coords = {"chain": self.posterior.chain, "draw": self.posterior.draw, "budget": budgets}
-        return xr.Dataset({k: (("chain", "draw", "budget"), v) for k, v in data.items()},
-                          coords=coords, attrs={"model": "isoflop"})
 
-    def _at(self, budgets: np.ndarray, rng: np.random.Generator, *,
+    def _at(self, posterior, budgets: np.ndarray, rng: np.random.Generator, *,
             pooled: bool) -> tuple[np.ndarray, np.ndarray]:
         """log N* and log min-loss at ``budgets`` (chain, draw, budget); ``pooled``: lines only."""
-        post = {k: self.posterior[k].values[..., None] for k in
+        post = {k: posterior[k].values[..., None] for k in
                 ("n0", "a", "tau_delta", "log_E", "log_A_ref", "gamma", "tau_loss")}
-        x = np.log(budgets) - self.spec["log_flops_reference"]
+        x = np.log(budgets) - self.log_flops_reference
         shape = post["a"].shape[:2] + (budgets.size,)
-        log_n = (self.spec["log_params_reference"] + post["n0"] + post["a"] * x
+        log_n = (self.log_params_reference + post["n0"] + post["a"] * x
                  + post["tau_delta"] * rng.standard_normal(shape))
         log_loss = (np.logaddexp(post["log_E"], post["log_A_ref"] - post["gamma"] * x)
                     + post["tau_loss"] * rng.standard_normal(shape))
         if not pooled:
             index = _match(self.budgets, budgets)
             fitted = index >= 0
-            own_n = np.log(self.posterior["params_opt"].values)[..., np.maximum(index, 0)]
-            own_loss = self.posterior["log_loss_opt"].values[..., np.maximum(index, 0)]
+            own_n = np.log(posterior["params_opt"].values)[..., np.maximum(index, 0)]
+            own_loss = posterior["log_loss_opt"].values[..., np.maximum(index, 0)]
             log_n = np.where(fitted, own_n, log_n)
             log_loss = np.where(fitted, own_loss, log_loss)
         return log_n, log_loss
 
-    def profile(self, params, budget: float) -> xr.DataArray:
+    def profile(self, posterior, params, budget: float) -> xr.DataArray:
         """Mean loss of the fitted parabola of ``budget`` at model sizes ``params``.
 
         Returns a DataArray over (chain, draw, params). ``budget`` must be a fitted budget.
         """
-        index = _match(self.budgets, np.array([float(budget)]))[0]
-        if index < 0:
+        if _match(self.budgets, np.array([float(budget)]))[0] < 0:
             raise ValueError(f"budget={budget!r} is not a fitted budget; fitted budgets are "
                              f"{[float(c) for c in self.budgets]}")
         params = np.atleast_1d(np.asarray(params, dtype=float))
-        post = self.posterior.isel(budget=index)
-        u = np.log(params) - self.spec["log_params_reference"]
-        u_opt = np.log(post["params_opt"].values[..., None]) - self.spec["log_params_reference"]
-        curvature = post["k"].values[..., None]
-        log_loss = post["log_loss_opt"].values[..., None] + curvature * (u - u_opt) ** 2
+        table = pd.DataFrame({"params": params, "flops": float(budget)})
+        log_loss = self.log_mean_draws(posterior, table, np.random.default_rng(0))
         return xr.DataArray(np.exp(log_loss), dims=("chain", "draw", "params"),
-                            coords={"chain": post.chain, "draw": post.draw, "params": params})
+                            coords={"chain": posterior.chain, "draw": posterior.draw,
+                                    "params": params})
 
-    # -- diagnostics --------------------------------------------------------------------------
-    def _diagnostic_vars(self) -> list[str]:
+    def summary_variables(self, posterior):
+        """The exponents ``a`` (N* ~ C^a) and ``b = 1 - a`` (D* ~ C^b), ``params_opt_ref``
+        (N* at the geometric-mean budget), ``tau_delta``, the minimum-loss curve (``E``,
+        ``gamma``, ``tau_loss``), the noise (``sigma``, ``nu``), then per budget
+        ``params_opt[<C>]``, ``loss_opt[<C>]`` and ``k[<C>]``."""
+        names = [n for n in _SUMMARY if n in posterior] + ["params_opt", "loss_opt", "k"]
+        return posterior[names]
+
+    def diagnostic_vars(self, posterior) -> list[str]:
         """Every sampled parameter but the derived per-budget optima."""
-        return [v for v in self.posterior.data_vars if v not in ("params_opt", "loss_opt")]
+        return [v for v in posterior.data_vars if v not in ("params_opt", "loss_opt")]
 
-    def _log_likelihood(self) -> xr.DataArray:
-        const = group(self.idata, "constant_data")
-        index = _match(self.budgets, const["flops"].values)
-        u = np.log(const["params"].values)
-        post = self.posterior
-        log_mu = (post["log_loss_opt"].values[..., index] + post["k"].values[..., index]
-                  * (u - np.log(post["params_opt"].values[..., index])) ** 2)
-        y = group(self.idata, "observed_data")["log_loss"].values
-        nu = post["nu"].values[..., None] if self.spec["noise"] == "student_t" else None
-        ll = noise_logpdf(y, log_mu, post["sigma"].values[..., None], nu)
-        return xr.DataArray(ll, dims=("chain", "draw", "run"),
-                            coords={"chain": post.chain, "draw": post.draw,
-                                    "run": group(self.idata, "observed_data")["run"].values})
+    def predict_attrs(self) -> dict:
+        return {"model": "isoflop"}
 
     def describe(self) -> str:
         """One line: the model and what it was fitted to."""
         return (f"IsoFLOP model (Hoffmann approach 2): per budget a parabola in log N, minima "
-                f"on a line in log C; {len(self.budgets)} budgets")
+                f"on a line in log C; {len(self.budgets)} budgets; noise `{self.noise}`")
 
-    def __repr__(self) -> str:
-        return (f"<bayescale.IsoFlopFit budgets={len(self.budgets)} "
-                f"runs={group(self.idata, "observed_data").sizes['run']} "
-                f"chains={self.posterior.sizes['chain']} draws={self.posterior.sizes['draw']}>")
+    def describe_short(self) -> str:
+        return f"model='isoflop' budgets={len(self.budgets)}"
 
 
 # -- plotting --------------------------------------------------------------------------------
-def plot_isoflop(fit: IsoFlopFit, budgets=None, prob: float = 0.9, ax=None, *,
+def plot_isoflop(fit: Fit, budgets=None, prob: float = 0.9, ax=None, *,
                  random_seed: int | None = 0):
     """Plot IsoFLOP profiles and the compute-optimal allocation with credible bands.
 
@@ -404,7 +300,7 @@ def plot_isoflop(fit: IsoFlopFit, budgets=None, prob: float = 0.9, ax=None, *,
     Parameters
     ----------
     fit
-        An :class:`IsoFlopFit`.
+        A :class:`bayescale.Fit` of the IsoFLOP model.
     budgets
         Target budgets in FLOPs to extrapolate to and mark; ``None`` extends the bands to
         100x the largest fitted budget and marks nothing.
@@ -422,15 +318,15 @@ def plot_isoflop(fit: IsoFlopFit, budgets=None, prob: float = 0.9, ax=None, *,
     Raises
     ------
     TypeError
-        If ``fit`` is not an IsoFlopFit or ``ax`` is not a pair of Axes.
+        If ``fit`` is not a Fit of the IsoFLOP model or ``ax`` is not a pair of Axes.
     ValueError
         For a ``prob`` outside (0, 1) or bad ``budgets``.
     """
     import matplotlib.pyplot as plt
     from matplotlib.axes import Axes
 
-    if not isinstance(fit, IsoFlopFit):
-        raise TypeError(f"fit must be an IsoFlopFit, got {type(fit).__name__}")
+    if not (isinstance(fit, Fit) and isinstance(fit.model, IsoFlop)):
+        raise TypeError(f"fit must be a bayescale.Fit of the IsoFLOP model, got {fit!r}")
     check_prob(prob)
     targets = None if budgets is None else check_budgets(budgets)
     if ax is None:
@@ -449,14 +345,14 @@ def _colours(n: int):
     return mpl.colormaps["viridis"](np.linspace(0.0, 0.9, n))
 
 
-def _plot_profiles(fit: IsoFlopFit, ax, prob: float) -> None:
+def _plot_profiles(fit: Fit, ax, prob: float) -> None:
     runs = fit.runs
     lo, hi = (1 - prob) / 2, (1 + prob) / 2
-    for colour, budget in zip(_colours(len(fit.budgets)), fit.budgets):
+    for colour, budget in zip(_colours(len(fit.model.budgets)), fit.model.budgets):
         group = runs[np.isclose(runs["flops"], budget, rtol=1e-9)]
         ax.scatter(group["params"], group["loss"], s=14, color=colour, zorder=3)
         grid = np.geomspace(group["params"].min() / 1.3, group["params"].max() * 1.3, 100)
-        ax.plot(grid, fit.profile(grid, budget).median(("chain", "draw")), color=colour, lw=1.2,
+        ax.plot(grid, fit.model.profile(fit.posterior, grid, budget).median(("chain", "draw")), color=colour, lw=1.2,
                 label=f"{budget:.0e} FLOPs")
         n_opt = fit.posterior["params_opt"].sel(budget=budget)
         loss_opt = fit.posterior["loss_opt"].sel(budget=budget)
@@ -470,16 +366,17 @@ def _plot_profiles(fit: IsoFlopFit, ax, prob: float) -> None:
     ax.legend(fontsize=7, title="budget C", title_fontsize=7, ncols=2)
 
 
-def _plot_allocation(fit: IsoFlopFit, ax, targets, prob: float, random_seed) -> None:
+def _plot_allocation(fit: Fit, ax, targets, prob: float, random_seed) -> None:
     k = fit.spec["flops_per_param_token"]
-    top = fit.budgets.max() * 100 if targets is None else max(fit.budgets.max(), targets.max()) * 3
-    grid = np.geomspace(fit.budgets.min() / 2, top, 120)
-    log_n, _ = fit._at(grid, np.random.default_rng(random_seed), pooled=True)
+    top = fit.model.budgets.max() * 100 if targets is None else max(fit.model.budgets.max(), targets.max()) * 3
+    grid = np.geomspace(fit.model.budgets.min() / 2, top, 120)
+    log_n, _ = fit.model._at(fit.posterior, grid, np.random.default_rng(random_seed),
+                             pooled=True)
     log_d = np.log(grid / k) - log_n
     lo, hi = (1 - prob) / 2, (1 + prob) / 2
     a = fit.posterior["a"]
     own_n = fit.posterior["params_opt"]
-    own_d = fit.budgets / k / own_n
+    own_d = fit.model.budgets / k / own_n
     for label, draws, own, colour, slope in (
             (f"N* (a = {float(a.median()):.3f})", np.exp(log_n), own_n, "tab:blue", a),
             (f"D* (b = {float(1 - a.median()):.3f})", np.exp(log_d), own_d, "tab:orange", 1 - a)):
@@ -489,7 +386,7 @@ def _plot_allocation(fit: IsoFlopFit, ax, targets, prob: float, random_seed) -> 
         ax.plot(grid, q[1], color=colour, label=f"{label}, {prob:.0%} band for a new budget")
         med = own.median(("chain", "draw")).values
         err = np.abs(own.quantile([lo, hi], dim=("chain", "draw")).values - med)
-        ax.errorbar(fit.budgets, med, yerr=err, fmt="o", ms=4, color=colour, mec="black",
+        ax.errorbar(fit.model.budgets, med, yerr=err, fmt="o", ms=4, color=colour, mec="black",
                     mew=0.5, capsize=2)
     if targets is not None:
         opt = fit.optimal(targets, random_seed=random_seed)

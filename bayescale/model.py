@@ -30,8 +30,7 @@ a deterministic, ``A = exp(log_A_ref + alpha * log X0)``.
 
 from __future__ import annotations
 
-import hashlib
-import json
+import math
 from collections.abc import Sequence
 
 import numpy as np
@@ -42,20 +41,20 @@ import pytensor.tensor as pt
 from bayescale import priors as _priors
 from bayescale.laws import Law, get_law
 from bayescale.runs import check_duplicates, check_positive_column, require_columns
-from bayescale.sampling import SAMPLERS, sample
+from bayescale.family import NOISES, Family
+from bayescale.fit import register
+from bayescale.points import points_table
+from bayescale.sampling import SAMPLERS
 from bayescale.terms import ContinuousOptimum, Offsets
 
 __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
 
-NOISES = ("student_t", "normal")
-#: Name of the ``pm.Data`` holding the observed log losses: the one input a compiled model
-#: swaps when it is reused for another run table of the same design (see :meth:`compile_key`).
-OBSERVED = "log_loss_observed"
 #: Offsets whose every level has at least this many runs are sampled centred (see above).
 CENTRED_MIN_RUNS = 20
 
 
-class ScalingLaw:
+@register
+class ScalingLaw(Family):
     """A Bayesian scaling law for a table of training runs.
 
     Parameters
@@ -113,7 +112,16 @@ class ScalingLaw:
         self.log_reference = {x: float(np.mean(np.log(self.runs[x]))) for x in sorted(used)}
         self.priors = _priors.check_priors(priors, self.default_priors(), self._positive())
         self.user_priors = dict(priors or {})
-        self.model = self._build()
+
+    family = "scaling_law"
+
+    @staticmethod
+    def options(spec) -> dict:
+        """The constructor keywords recorded in a scaling-law spec."""
+        return {"law": spec["law"], "offsets": list(spec.get("offsets") or []) or None,
+                "continuous": list(spec.get("continuous") or []) or None,
+                "priors": dict(spec.get("user_priors") or {}) or None,
+                "noise": spec.get("noise", "student_t")}
 
     # -- structure ---------------------------------------------------------------------------
     def default_priors(self) -> dict[str, dict]:
@@ -129,10 +137,7 @@ class ScalingLaw:
           log x, 2 sd log x + 0.5)``, ``<col>_opt_slope ~ Normal(0, 0.5)``.
         """
         log_loss = np.log(self.runs["loss"].to_numpy())
-        out = self.law.default_priors(log_loss)
-        out["sigma"] = {"dist": "HalfNormal", "sigma": float(max(np.std(log_loss), 0.01))}
-        if self.noise == "student_t":
-            out["nu"] = {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}
+        out = self.law.default_priors(log_loss) | self._noise_priors(np.std(log_loss))
         for term in self.terms:
             out |= term.default_priors(self.runs)
         return out
@@ -149,6 +154,7 @@ class ScalingLaw:
     def spec(self) -> dict:
         """The model's full specification (JSON-serialisable): travels with every fit."""
         return {
+            "model": self.family,
             "law": self.law.name,
             "noise": self.noise,
             "offsets": list(self.offsets),
@@ -161,21 +167,6 @@ class ScalingLaw:
             "log_reference": self.log_reference,
             "flops_per_param_token": float(self.runs.attrs.get("flops_per_param_token", 6.0)),
         }
-
-    def compile_key(self) -> str:
-        """A hash of everything the compiled model holds except the observed losses.
-
-        Two models with equal keys (same law, noise, offsets, priors and the same runs up to
-        their losses, e.g. replicate datasets of one simulated design) share one nutpie
-        compilation within a process. The default priors are scaled to the losses, so a
-        different run table usually compiles anew unless every prior is given.
-        """
-        design = self.runs.drop(columns="loss")
-        graph = {k: v for k, v in self.spec.items() if k != "user_priors"}
-        digest = hashlib.sha256(json.dumps(graph, sort_keys=True, default=str).encode())
-        digest.update(pd.util.hash_pandas_object(design, index=True).to_numpy().tobytes())
-        digest.update(json.dumps([str(c) for c in design.columns]).encode())
-        return digest.hexdigest()
 
     def _build(self) -> pm.Model:
         runs, law = self.runs, self.law
@@ -191,13 +182,7 @@ class ScalingLaw:
                 log_mu = log_mu + self._offset(col)
             for col in self.continuous:
                 log_mu = log_mu + self._penalty(col)
-            sigma = _priors.create("sigma", self.priors["sigma"])
-            observed = pm.Data(OBSERVED, np.log(runs["loss"].to_numpy()), dims="run")
-            if self.noise == "student_t":
-                nu = _priors.create("nu", self.priors["nu"])
-                pm.StudentT("log_loss", nu=nu, mu=log_mu, sigma=sigma, observed=observed, dims="run")
-            else:
-                pm.Normal("log_loss", mu=log_mu, sigma=sigma, observed=observed, dims="run")
+            self._likelihood(log_mu, lambda name: _priors.create(name, self.priors[name]))
         return model
 
     def _offset(self, col: str):
@@ -216,44 +201,94 @@ class ScalingLaw:
         log_x = np.log(self.runs[col].to_numpy(dtype=float))
         return term.effect(pt, kappa, ref, slope, log_x, log_c)
 
-    # -- inference ---------------------------------------------------------------------------
-    def fit(self, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
-            random_seed: int | None = None, sampler: str = "nutpie",
-            target_accept: float = 0.9, progressbar: bool = True):
-        """Sample the posterior by NUTS and return a :class:`bayescale.Fit`.
+    # -- answers from draws (the same terms as the graph, on NumPy arrays) ------------------
+    @property
+    def theta_names(self) -> tuple[str, ...]:
+        return self.law.params
 
-        Parameters
-        ----------
-        draws, tune, chains
-            Kept draws per chain, tuning steps per chain, number of chains.
-        random_seed
-            Seed for reproducible draws; ``None`` takes fresh entropy (recorded in attrs).
-        sampler
-            ``"nutpie"`` (default; Rust NUTS on a numba-compiled log density), ``"pymc"``
-            (PyMC's own NUTS) or ``"numpyro"`` (JAX; needs the ``jax`` extra).
-        target_accept
-            NUTS target acceptance rate; raise it towards 0.99 if divergences are reported.
-        progressbar
-            Show the sampler's progress bar.
+    def points(self, points) -> pd.DataFrame:
+        k = float(self.runs.attrs.get("flops_per_param_token", 6.0))
+        return points_table(points, self.law.inputs, k, why=f"law {self.law.name!r}")
 
-        Returns
-        -------
-        bayescale.Fit
-            The posterior with log-likelihood, observed data and the model spec in attrs. A
-            :class:`bayescale.SamplerWarning` is issued for divergences, R-hat > 1.01 or bulk
-            ESS < 400.
-        """
-        from bayescale.fit import Fit
+    def log_mean_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
+        """log mu + offsets + continuous penalties, per draw and row of ``table``."""
+        p = {k: posterior[k].values[..., None] for k in self.law.sampled}
+        z = {x: np.log(table[x].to_numpy(dtype=float)) - self.log_reference[x]
+             for x in self.law.inputs}
+        return (self.law.log_mean_sampled(np, p, z) + self._offset_draws(posterior, table, rng)
+                + self._penalty_draws(posterior, table))
 
-        idata, seed = sample(self.model, draws=draws, tune=tune, chains=chains,
-                             random_seed=random_seed, sampler=sampler,
-                             target_accept=target_accept, progressbar=progressbar,
-                             compile_key=self.compile_key(),
-                             data={OBSERVED: np.log(self.runs["loss"].to_numpy())})
-        fit = Fit.from_sampler(idata, spec=self.spec, runs=self.runs,
-                               sampler=sampler, seed=seed)
-        fit.warn_diagnostics()
-        return fit
+    def _offset_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
+        total = np.zeros((posterior.sizes["chain"], posterior.sizes["draw"], len(table)))
+        for col in self.offsets:
+            if col not in table.columns:
+                continue  # absent column: the average of the observed levels
+            index = Offsets.index(self.levels[col], table[col])
+            known = Offsets.effect(np, posterior[f"{col}_offset"].values, np.maximum(index, 0))
+            # a new level, seen from the observed levels' mean (their offsets sum to zero)
+            tau = posterior[f"{col}_tau"].values[..., None] * math.sqrt(1 + 1 / len(self.levels[col]))
+            total += np.where(index >= 0, known, tau * rng.standard_normal(total.shape))
+        return total
+
+    def _penalty_draws(self, posterior, table: pd.DataFrame) -> np.ndarray | float:
+        total = 0.0
+        for col in self.continuous:
+            if col not in table.columns:
+                continue  # absent column: the hyperparameter sits at its optimum
+            term = ContinuousOptimum(col)
+            log_x = np.log(check_positive_column(table, col, argument="points"))
+            kappa, ref, slope = (posterior[n].values[..., None] for n in term.names)
+            log_c = np.log(table["flops"].to_numpy()) - self.log_reference["flops"]
+            total = total + term.effect(np, kappa, ref, slope, log_x, log_c)
+        return total
+
+    def log_optimum(self, posterior, col: str, log_flops: np.ndarray) -> np.ndarray:
+        """log x*(C) of continuous hyperparameter ``col`` per draw: shape (chain, draw, n)."""
+        _, ref, slope = (posterior[n].values[..., None] for n in ContinuousOptimum(col).names)
+        return ContinuousOptimum.log_optimum(np, ref, slope,
+                                             log_flops - self.log_reference["flops"])
+
+    @property
+    def has_optimum(self) -> bool:
+        return self.law.has_optimum
+
+    def optimal(self, posterior, budgets: np.ndarray, rng) -> dict[str, np.ndarray]:
+        theta = {k: posterior[k].values[..., None] for k in self.law.params}
+        k = float(self.runs.attrs.get("flops_per_param_token", 6.0))
+        return self.law.optimum(theta, budgets, flops_per_param_token=k)
+
+    def summary_variables(self, posterior):
+        """The law's parameters in natural units (E, A, B, alpha, beta), the noise (sigma,
+        nu), for each offset column its scale ``<col>_tau`` and its offsets (one row per
+        level), and for each continuous hyperparameter its curvature ``<col>_kappa`` and the
+        optimum's law ``log x*(C) = <col>_opt_ref + <col>_opt_slope (log C - log C0)``.
+        With seed replicates (:func:`bayescale.replicates`), two more rows name the variance
+        components: ``sigma_seed`` (= ``sigma``, the scatter between seeds of one
+        configuration) and ``sigma_misfit`` (= ``<col>_tau``, the configurations' offsets)."""
+        names = [*self.law.params, *self._NOISE_PARAMS[self.noise]]
+        for col in self.offsets:
+            names += [f"{col}_tau", f"{col}_offset"]
+        for col in self.continuous:
+            names += list(ContinuousOptimum(col).names)
+        post = posterior[names]
+        column = self.runs.attrs.get("replicates")
+        if column in self.offsets:
+            at = len(self.law.params) + len(self._NOISE_PARAMS[self.noise])
+            names[at:at] = ["sigma_seed", "sigma_misfit"]
+            post = post.assign(sigma_seed=post["sigma"], sigma_misfit=post[f"{column}_tau"])
+        return post[names]
+
+    def predict_attrs(self) -> dict:
+        return {"law": self.law.name}
+
+    def describe(self) -> str:
+        """One line: the law, the noise and the hyperparameter terms."""
+        hyper = [*self.offsets, *self.continuous]
+        return (f"law `{self.law.name}`: {self.law.formula}; noise `{self.noise}` on "
+                f"log loss; hyperparameters {hyper or 'none'}")
+
+    def describe_short(self) -> str:
+        return f"law={self.law.name!r} offsets={list(self.offsets)}"
 
 
 # -- validation ------------------------------------------------------------------------------

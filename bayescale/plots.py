@@ -134,7 +134,7 @@ def plot_ranks(fit, var_names=None):
     """Rank plots of the chains for the law's parameters (ArviZ): flat when chains agree."""
     import arviz_plots as azp
 
-    names = list(var_names or [*fit.law.params, "sigma"])
+    names = list(var_names or [*fit.model.theta_names, "sigma"])
     plots = azp.plot_rank(fit.idata, var_names=names, backend="matplotlib")
     return plots.viz["figure"].item()
 

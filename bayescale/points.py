@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 
 import numpy as np
 import pandas as pd
 
-from bayescale.laws import Law
 from bayescale.runs import _derive, check_positive_column
 
 __all__ = ["check_budgets", "points_table"]
@@ -30,8 +29,10 @@ def check_budgets(budgets, *, argument: str = "budgets") -> np.ndarray:
     return values.astype(float)
 
 
-def points_table(points, law: Law, flops_per_param_token: float) -> pd.DataFrame:
-    """Points as a DataFrame holding the law's inputs (deriving the missing one of N, D, C)."""
+def points_table(points, inputs: Sequence[str], flops_per_param_token: float, *,
+                 why: str) -> pd.DataFrame:
+    """Points as a DataFrame holding ``inputs`` (deriving the missing one of N, D, C); ``why``
+    names what needs them (e.g. "law 'chinchilla'") in the error for a missing one."""
     if isinstance(points, Mapping):
         points = pd.DataFrame({k: np.atleast_1d(v) for k, v in points.items()})
     if not isinstance(points, pd.DataFrame):
@@ -42,9 +43,9 @@ def points_table(points, law: Law, flops_per_param_token: float) -> pd.DataFrame
              for c in ("params", "tokens", "flops") if c in points.columns}
     if len(known) == 2:
         _derive(known, flops_per_param_token)
-    missing = [x for x in law.inputs if x not in known]
+    missing = [x for x in inputs if x not in known]
     if missing:
-        raise ValueError(f"points need column(s) {missing} for law {law.name!r}; "
+        raise ValueError(f"points need column(s) {missing} for {why}; "
                          f"they have {list(points.columns)}")
     out = points.reset_index(drop=True).copy()
     for name, values in known.items():

@@ -55,6 +55,16 @@ def _check_spec(name: str, spec: object, must_be_positive: bool) -> dict:
             continue
         if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
             raise TypeError(f"prior {name!r}: parameter {key}={value!r} must be a finite number")
+    accepted = _parameters(dist)
+    unknown = sorted(set(spec) - {"dist"} - accepted)
+    if unknown:  # PyMC 6 would silently drop them
+        raise ValueError(f"prior {name!r} = {dict(spec)!r} is not a valid pymc.{dist}: "
+                         f"unknown parameter(s) {unknown}; it takes {sorted(accepted)}")
+    try:  # the values themselves, checked by PyMC now rather than when the graph is built
+        getattr(pm, dist).dist(**{k: v for k, v in spec.items() if k != "dist"})
+    except (TypeError, ValueError) as err:
+        raise ValueError(f"prior {name!r} = {dict(spec)!r} is not a valid "
+                         f"pymc.{dist}: {err}") from None
     return dict(spec)
 
 
@@ -68,11 +78,6 @@ def _parameters(dist: str) -> set[str]:
 def create(name: str, spec: Mapping, **kwargs) -> pm.Distribution:
     """Create PyMC variable ``name`` from ``spec`` inside the current model context."""
     params = {k: v for k, v in spec.items() if k != "dist"}
-    accepted = _parameters(spec["dist"])
-    unknown = sorted(set(params) - accepted)
-    if unknown:  # PyMC 6 would silently drop them
-        raise ValueError(f"prior {name!r} = {dict(spec)!r} is not a valid pymc.{spec['dist']}: "
-                         f"unknown parameter(s) {unknown}; it takes {sorted(accepted)}")
     try:
         return getattr(pm, spec["dist"])(name, **params, **kwargs)
     except (TypeError, ValueError) as err:

@@ -10,7 +10,8 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     query = "loss < 10"           # keep the runs matching a pandas query
 
     [model]
-    law = "chinchilla"            # chinchilla | flops | flops_pure | isoflop (approach 2)
+    family = "scaling_law"        # scaling_law | isoflop (Hoffmann's approach 2): a registered family
+    law = "chinchilla"            # chinchilla | flops | flops_pure | kaplan (scaling_law only)
     noise = "student_t"           # student_t | normal
     offsets = []                  # categorical hyperparameter columns (latent offsets)
     continuous = []               # continuous hyperparameters whose optimum moves with compute
@@ -51,7 +52,8 @@ __all__ = ["Recipe"]
 _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "data": {"dataset": (str,), "path": (str,), "columns": (dict,),
              "flops_per_param_token": (int, float), "query": (str,)},
-    "model": {"law": (str,), "noise": (str,), "offsets": (list,), "continuous": (list,)},
+    "model": {"family": (str,), "law": (str,), "noise": (str,), "offsets": (list,),
+              "continuous": (list,)},
     "priors": {},
     "fit": {"draws": (int,), "tune": (int,), "chains": (int,), "random_seed": (int,),
             "sampler": (str,), "target_accept": (float,)},
@@ -136,23 +138,24 @@ class Recipe:
         return runs
 
     def scaling_law(self, runs: pd.DataFrame | None = None):
-        """The model of the recipe: a :class:`bayescale.ScalingLaw`, or with
-        ``law = "isoflop"`` a :class:`bayescale.IsoFlop`."""
-        from bayescale.model import ScalingLaw
+        """The model of the recipe: its ``[model] family`` (default ``scaling_law``, a
+        :class:`bayescale.ScalingLaw`) built on the runs with the table's other keys."""
+        import inspect
+
+        from bayescale.fit import FAMILIES
 
         runs = self.runs() if runs is None else runs
-        if self.model.get("law") == "isoflop":
-            from bayescale.isoflop import IsoFlop
-
-            extra = sorted({"offsets", "continuous"} & set(self.model))
-            if extra:
-                raise ValueError(f"[model] law = 'isoflop' takes no {extra}")
-            return IsoFlop(runs, priors=self.priors or None,
-                           noise=self.model.get("noise", "student_t"))
-        return ScalingLaw(runs, law=self.model.get("law", "chinchilla"),
-                          offsets=self.model.get("offsets"),
-                          continuous=self.model.get("continuous"), priors=self.priors or None,
-                          noise=self.model.get("noise", "student_t"))
+        options = dict(self.model)
+        name = options.pop("family", "scaling_law")
+        if name not in FAMILIES:
+            raise ValueError(f"[model] family = {name!r} is unknown; known families are "
+                             f"{list(FAMILIES)}")
+        cls = FAMILIES[name]
+        allowed = [p for p in inspect.signature(cls).parameters if p not in ("runs", "priors")]
+        extra = sorted(set(options) - set(allowed))
+        if extra:
+            raise ValueError(f"[model] family = {name!r} takes no {extra}; it takes {allowed}")
+        return cls(runs, priors=self.priors or None, **options)
 
     def fit_kwargs(self, **overrides) -> dict:
         """Sampler settings: defaults, then the recipe's [fit], then non-None ``overrides``."""

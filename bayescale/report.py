@@ -16,16 +16,14 @@ __all__ = ["targets_table", "format_targets", "format_answer", "write_results"]
 def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
     """Median and ``prob`` interval of the answer at each budget, one row per budget.
 
-    Chinchilla law: the loss at the compute-optimal allocation and N*, D*, D*/N*.
-    Laws in compute: the mean loss mu(C) and a new run's loss at C. With continuous
+    A model with a compute-optimal allocation (a law in N and D, IsoFLOP): the loss at the
+    optimum and N*, D*, D*/N*. Laws in compute: the mean loss mu(C) and a new run's loss at C. With continuous
     hyperparameters, also their optimum ``<col>_opt`` at each budget.
     Columns are ``budget`` then ``<quantity>``, ``<quantity>_lower``, ``<quantity>_upper``.
     """
     budgets = check_budgets(budgets)
-    if _is_isoflop(fit):
+    if fit.model.has_optimum:
         ds = fit.optimal(budgets, random_seed=0)
-    elif fit.law.has_optimum:
-        ds = fit.optimal(budgets)
     else:
         ds = fit.predict({"flops": budgets})[["loss"]].rename(loss="loss_mean")
         ds["loss_new_run"] = fit.predict({"flops": budgets}, kind="new_run",
@@ -68,25 +66,26 @@ def format_answer(fit, budgets, *, prob: float = 0.9) -> str:
     return format_targets(targets_table(fit, budgets, prob=prob))
 
 
-def _is_isoflop(fit) -> bool:
-    return fit.spec.get("model") == "isoflop" or fit.posterior.attrs.get("model") == "isoflop"
+def _main_figures(fit, budgets, prob) -> dict:
+    """The figures of the model's own view (its family's ``report_view``)."""
+    from bayescale import plots
+    from bayescale.isoflop import plot_isoflop
+
+    if fit.model.report_view == "isoflop":
+        return {"isoflop.png": plot_isoflop(fit, budgets or None, prob=prob)}
+    figures = {"law.png": plots.plot_law(fit, budgets, prob=prob).figure}
+    if fit.model.has_optimum:
+        figures["optimal.png"] = plots.plot_optimal(fit, budgets, prob=prob).figure
+    return figures
 
 
 def _figures(fit, budgets, prob) -> dict:
     from bayescale import plots
 
-    if _is_isoflop(fit):
-        from bayescale.isoflop import plot_isoflop
-
-        return {"isoflop.png": plot_isoflop(fit, budgets or None, prob=prob),
-                "ranks.png": plots.plot_ranks(fit, var_names=["a", "params_opt_ref", "sigma"])}
-    figures = {"law.png": plots.plot_law(fit, budgets, prob=prob).figure,
-               "checks.png": plots.plot_checks(fit, prob=prob),
-               "ranks.png": plots.plot_ranks(fit)}
-    if fit.spec["offsets"]:
+    figures = _main_figures(fit, budgets, prob) | {
+        "checks.png": plots.plot_checks(fit, prob=prob), "ranks.png": plots.plot_ranks(fit)}
+    if fit.spec.get("offsets"):
         figures["offsets.png"] = plots.plot_offsets(fit, prob=prob)
-    if fit.law.has_optimum:
-        figures["optimal.png"] = plots.plot_optimal(fit, budgets, prob=prob).figure
     return figures
 
 

@@ -190,7 +190,7 @@ def test_bad_executor(fits):
 def test_refit_and_fit_many_reject_bad_models(runs):
     with pytest.raises(TypeError, match="models must be a dict"):
         fit_many([("spec", runs)])
-    with pytest.raises(TypeError, match=r"models\['a'\] must be a ScalingLaw or a pair"):
+    with pytest.raises(TypeError, match=r"models\['a'\] must be a model \(ScalingLaw, IsoFlop, ...\) or a pair"):
         fit_many({"a": runs})
     with pytest.raises(TypeError, match="spec_or_fit must be a bayescale.Fit or its .spec"):
         refit("chinchilla", runs)

@@ -24,7 +24,7 @@ import xarray as xr  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import bayescale as bs  # noqa: E402
-from bayescale.isoflop import IsoFlop, IsoFlopFit, plot_isoflop  # noqa: E402
+from bayescale.isoflop import IsoFlop, plot_isoflop  # noqa: E402
 
 E, ALPHA, BETA = 2.69, 0.34, 0.36
 
@@ -50,7 +50,7 @@ def truth(runs) -> dict:
 
 
 @pytest.fixture(scope="session")
-def fit(runs) -> IsoFlopFit:
+def fit(runs) -> bs.Fit:
     """A tiny fit of the noise-free CS336 profiles.
 
     On noise-free profiles the minimum-loss curve has a second mode (E ~ 1.1 with tau_loss
@@ -144,26 +144,29 @@ def test_optimal_at_a_fitted_budget_uses_that_budget(fit):
                                fit.posterior["params_opt"].sel(budget=3e21).values, rtol=1e-12)
 
 
-def _fake_fit(tau_delta: float, draws: int = 4000) -> IsoFlopFit:
-    """An IsoFlopFit with a hand-made posterior: n0 = 0, a = 0.5 exactly."""
-    shape = (1, draws)
+def _fake_fit(runs, tau_delta: float, draws: int = 4000) -> bs.Fit:
+    """A Fit of the CS336 profiles with a hand-made posterior: n0 = 0, a = 0.5 exactly."""
+    model = IsoFlop(runs)
+    shape, n_budgets = (1, draws), model.budgets.size
     post = {"n0": 0.0, "a": 0.5, "tau_delta": tau_delta, "log_E": 0.0, "log_A_ref": 0.0,
-            "gamma": 0.1, "tau_loss": 0.0}
+            "gamma": 0.1, "tau_loss": 0.0, "sigma": 0.01, "nu": 5.0}
     data = {k: (("chain", "draw"), np.full(shape, v)) for k, v in post.items()}
-    data["params_opt"] = (("chain", "draw", "budget"), np.full(shape + (1,), 1e9))
-    data["log_loss_opt"] = (("chain", "draw", "budget"), np.zeros(shape + (1,)))
-    idata = xr.DataTree.from_dict({"posterior": xr.Dataset(data, coords={"budget": [1e20]})})
-    spec = {"budgets": [1e20], "log_flops_reference": float(np.log(1e20)),
-            "log_params_reference": float(np.log(1e9)), "flops_per_param_token": 6.0}
-    return IsoFlopFit(idata, spec)
+    for name, value in (("params_opt", 1e9), ("log_loss_opt", 0.0), ("k", 1.0)):
+        data[name] = (("chain", "draw", "budget"), np.full(shape + (n_budgets,), value))
+    posterior = xr.Dataset(data, coords={"budget": model.budgets})
+    idata = xr.DataTree.from_dict({"posterior": posterior})
+    return bs.Fit.from_sampler(idata, spec=model.spec, runs=runs, sampler="fake", seed=0)
 
 
-def test_new_budget_adds_budget_scatter():
+def test_new_budget_adds_budget_scatter(runs):
     # log N*(C) = log N0 + n0 + a (log C - log C0) + delta, delta ~ Normal(0, tau_delta)
-    exact = _fake_fit(0.0).optimal([1e22], random_seed=1)["params_opt"].values
-    np.testing.assert_allclose(exact, 1e9 * (1e22 / 1e20) ** 0.5, rtol=1e-12)
-    scattered = np.log(_fake_fit(0.2).optimal([1e22], random_seed=1)["params_opt"].values)
-    assert np.mean(scattered) == pytest.approx(np.log(1e10), abs=0.02)
+    exact = _fake_fit(runs, 0.0)
+    centre = exact.spec["log_params_reference"] + 0.5 * (np.log(1e22)
+                                                         - exact.spec["log_flops_reference"])
+    np.testing.assert_allclose(exact.optimal([1e22], random_seed=1)["params_opt"].values,
+                               np.exp(centre), rtol=1e-12)
+    scattered = np.log(_fake_fit(runs, 0.2).optimal([1e22], random_seed=1)["params_opt"].values)
+    assert np.mean(scattered) == pytest.approx(centre, abs=0.02)
     assert np.std(scattered) == pytest.approx(0.2, rel=0.05)  # 4000 draws: sd of sd ~1.1%
 
 
@@ -173,14 +176,14 @@ def test_plot_isoflop_writes_a_png(fit, tmp_path):
     left, right = fig.axes[:2]
     assert left.get_xscale() == "log" and right.get_xscale() == "log"
     assert "parameters" in left.get_xlabel() and "FLOPs" in right.get_xlabel()
-    assert len(left.get_lines()) >= len(fit.budgets)
+    assert len(left.get_lines()) >= len(fit.model.budgets)
     fig.savefig(tmp_path / "isoflop.png")
     assert (tmp_path / "isoflop.png").stat().st_size > 10_000
     plt.close(fig)
 
 
 def test_plot_rejects_bad_arguments(fit):
-    with pytest.raises(TypeError, match="fit must be an IsoFlopFit"):
+    with pytest.raises(TypeError, match="fit must be a bayescale.Fit of the IsoFLOP model"):
         plot_isoflop("fit")
     with pytest.raises(ValueError, match="prob must be a number strictly between 0 and 1"):
         plot_isoflop(fit, prob=1.5)

@@ -18,6 +18,7 @@ import pytest  # noqa: E402
 
 import bayescale as bs  # noqa: E402
 from bayescale import plots  # noqa: E402
+from conftest import with_sampled  # noqa: E402
 
 
 def _formula_median(fit: bs.Fit, params, tokens) -> np.ndarray:
@@ -109,6 +110,9 @@ def test_kaplan_views_refuse_bad_input(fake_fit, curves, chinchilla_runs):
     with pytest.raises(ValueError, match="levels must be a positive integer, got 0"):
         plots.plot_params(fake_fit, levels=0)
     spec = bs.ScalingLaw(chinchilla_runs, law="flops").spec
-    flops_fit = bs.Fit(az.from_dict({"posterior": {"E": np.ones((1, 5))}}), spec)
+    draws = {"E": np.ones((1, 5)), "A": np.ones((1, 5)), "alpha": np.ones((1, 5)) / 10,
+             "sigma": np.ones((1, 5)) / 100, "nu": np.ones((1, 5))}
+    idata = az.from_dict({"posterior": with_sampled(draws, spec)})
+    flops_fit = bs.Fit.from_sampler(idata, spec=spec, runs=chinchilla_runs, sampler="fake", seed=0)
     with pytest.raises(ValueError, match="needs a law in N and D.*'flops'"):
         plots.plot_params(flops_fit)

@@ -1,0 +1,217 @@
+"""The model base every family derives from, the registry of families, and the noise.
+
+A *family* (:class:`bayescale.ScalingLaw`, :class:`bayescale.IsoFlop`, ...) turns a run table
+and its options into a PyMC model; it is rebuilt from the spec a fit stores
+(:meth:`Family.from_spec`), and it answers questions from posterior draws in NumPy: the log
+mean loss of any table of points, the parameters worth summarising, the compute-optimal
+allocation where it has one. :class:`bayescale.Fit`, comparison, refits, calibration, reports
+and the CLI ask a fit's family; none of them knows which family it is.
+
+Register a new family with :func:`bayescale.fit.register` (a class attribute ``family`` names
+it).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Mapping
+from typing import ClassVar
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import xarray as xr
+
+from bayescale.fit import Fit
+from bayescale.sampling import noise_logpdf, sample
+
+__all__ = ["Family", "NOISES", "OBSERVED"]
+
+NOISES = ("student_t", "normal")
+#: Name of the ``pm.Data`` holding the observed log losses: the one input a compiled model
+#: swaps when it is reused for another run table of the same design (see compile_key).
+OBSERVED = "log_loss_observed"
+class Family:
+    """What every model family shares: options, priors, the graph, NUTS, and the noise.
+
+    Subclasses set ``family``, validate the runs in ``__init__`` (setting ``runs``, ``noise``,
+    ``priors`` and ``user_priors``), and define :meth:`spec`, :meth:`options`, :meth:`_build`,
+    :meth:`log_mean_draws`, :meth:`summary_names` and :meth:`describe`.
+    """
+
+    family: ClassVar[str]
+    #: the report's main view of this family's fits (``law`` or ``isoflop``; report.py)
+    report_view: ClassVar[str] = "law"
+    #: the parameters of the noise on log loss, by noise
+    _NOISE_PARAMS = {"student_t": ("sigma", "nu"), "normal": ("sigma",)}
+
+    runs: pd.DataFrame
+    noise: str
+    priors: dict
+    user_priors: dict
+
+    # -- structure ---------------------------------------------------------------------------
+    @classmethod
+    def from_spec(cls, spec: Mapping, runs: pd.DataFrame) -> Family:
+        """The model of ``spec``'s options on ``runs`` (data-scaled defaults recomputed)."""
+        runs = runs.copy()
+        runs.attrs["flops_per_param_token"] = float(spec.get("flops_per_param_token", 6.0))
+        return cls(runs, **cls.options(spec))
+
+    @staticmethod
+    def options(spec: Mapping) -> dict:
+        """The constructor keywords (what the user chose) recorded in ``spec``."""
+        raise NotImplementedError
+
+    @property
+    def spec(self) -> dict:
+        raise NotImplementedError
+
+    @property
+    def model(self) -> pm.Model:
+        """The PyMC model, built on first use (a fit answers from draws without it)."""
+        if getattr(self, "_model", None) is None:
+            self._model = self._build()
+        return self._model
+
+    def _build(self) -> pm.Model:
+        raise NotImplementedError
+
+    def compile_key(self) -> str:
+        """A hash of everything the compiled model holds except the observed losses.
+
+        Two models with equal keys (same family, options, priors and the same runs up to their
+        losses, e.g. replicate data sets of one simulated design) share one nutpie compilation
+        within a process. The default priors are scaled to the losses, so a different run table
+        usually compiles anew unless every prior is given.
+        """
+        design = self.runs.drop(columns="loss")
+        graph = {k: v for k, v in self.spec.items() if k != "user_priors"}
+        digest = hashlib.sha256(json.dumps(graph, sort_keys=True, default=str).encode())
+        digest.update(pd.util.hash_pandas_object(design, index=True).to_numpy().tobytes())
+        digest.update(json.dumps([str(c) for c in design.columns]).encode())
+        return digest.hexdigest()
+
+    def _noise_priors(self, scale: float) -> dict:
+        """``sigma ~ HalfNormal(scale)``; ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010)."""
+        out = {"sigma": {"dist": "HalfNormal", "sigma": float(max(scale, 0.01))}}
+        if self.noise == "student_t":
+            out["nu"] = {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}
+        return out
+
+    def _likelihood(self, log_mu, create) -> None:
+        """The observed log losses about ``log_mu`` (inside the model context)."""
+        sigma = create("sigma")
+        observed = pm.Data(OBSERVED, np.log(self.runs["loss"].to_numpy()), dims="run")
+        if self.noise == "student_t":
+            pm.StudentT("log_loss", nu=create("nu"), mu=log_mu, sigma=sigma, observed=observed,
+                        dims="run")
+        else:
+            pm.Normal("log_loss", mu=log_mu, sigma=sigma, observed=observed, dims="run")
+
+    # -- inference ---------------------------------------------------------------------------
+    def fit(self, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
+            random_seed: int | None = None, sampler: str = "nutpie",
+            target_accept: float = 0.9, progressbar: bool = True):
+        """Sample the posterior by NUTS and return a :class:`bayescale.Fit`.
+
+        Parameters
+        ----------
+        draws, tune, chains
+            Kept draws per chain, tuning steps per chain, number of chains.
+        random_seed
+            Seed for reproducible draws; ``None`` takes fresh entropy (recorded in attrs).
+        sampler
+            ``"nutpie"`` (default; Rust NUTS on a numba-compiled log density), ``"pymc"``
+            (PyMC's own NUTS) or ``"numpyro"`` (JAX; needs the ``jax`` extra).
+        target_accept
+            NUTS target acceptance rate; raise it towards 0.99 if divergences are reported.
+        progressbar
+            Show the sampler's progress bar.
+
+        Returns
+        -------
+        bayescale.Fit
+            The posterior with log-likelihood, observed data and the model spec in attrs. A
+            :class:`bayescale.SamplerWarning` is issued for divergences, R-hat > 1.01 or bulk
+            ESS < 400.
+
+        Raises
+        ------
+        ValueError
+            For non-positive ``draws``/``chains``, negative ``tune``, an unknown sampler, a
+            ``target_accept`` outside [0.5, 1) or a bad seed.
+        """
+        idata, seed = sample(self.model, draws=draws, tune=tune, chains=chains,
+                             random_seed=random_seed, sampler=sampler,
+                             target_accept=target_accept, progressbar=progressbar,
+                             compile_key=self.compile_key(),
+                             data={OBSERVED: np.log(self.runs["loss"].to_numpy())})
+        idata = self._complete(idata)
+        fit = Fit.from_sampler(idata, spec=self.spec, runs=self.runs, sampler=sampler, seed=seed)
+        fit.warn_diagnostics()
+        return fit
+
+    def _complete(self, idata: xr.DataTree) -> xr.DataTree:
+        """Hook for a family to add coordinates to the sampler's draws."""
+        return idata
+
+    # -- answers from draws --------------------------------------------------------------------
+    def log_mean_draws(self, posterior: xr.Dataset, table: pd.DataFrame,
+                       rng: np.random.Generator) -> np.ndarray:
+        """log mean loss per draw at the rows of ``table``: shape (chain, draw, row)."""
+        raise NotImplementedError
+
+    def points(self, points) -> pd.DataFrame:
+        """``points`` (DataFrame or dict of arrays) checked and completed for this family."""
+        raise NotImplementedError
+
+    def noise_draws(self, posterior: xr.Dataset, shape: tuple,
+                    rng: np.random.Generator) -> np.ndarray:
+        """A fresh draw of the log-scale noise per posterior draw (for new runs)."""
+        sigma = posterior["sigma"].values[..., None]
+        if self.noise == "student_t":
+            return sigma * rng.standard_t(posterior["nu"].values[..., None], size=shape)
+        return sigma * rng.standard_normal(shape)
+
+    def noise_parameters(self, posterior: xr.Dataset) -> tuple[np.ndarray, np.ndarray | None]:
+        """(sigma, nu) per draw with a trailing point axis; nu is None for Normal noise."""
+        sigma = posterior["sigma"].values[..., None]
+        nu = posterior["nu"].values[..., None] if self.noise == "student_t" else None
+        return sigma, nu
+
+    def log_likelihood(self, posterior: xr.Dataset, y: np.ndarray,
+                       chunk: int = 20_000_000) -> np.ndarray:
+        """log p(y_run | draw) for the model's runs: (chain, draw, run), in chunks of runs."""
+        sigma, nu = self.noise_parameters(posterior)
+        n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+        ll = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(self.runs)))
+        step = max(1, chunk // n_draws)  # bounds the temporaries on large tables
+        for start in range(0, len(self.runs), step):
+            part = slice(start, start + step)
+            log_mu = self.log_mean_draws(posterior, self.runs.iloc[part], np.random.default_rng(0))
+            ll[..., part] = noise_logpdf(y[part], log_mu, sigma, nu)
+        return ll
+
+    def summary_names(self, posterior: xr.Dataset) -> list[str]:
+        """The posterior variables :meth:`bayescale.Fit.summary` reports, in order."""
+        raise NotImplementedError
+
+    def diagnostic_vars(self, posterior: xr.Dataset) -> list[str]:
+        """The posterior variables the diagnostics judge (default: the scalar parameters)."""
+        return [v for v in posterior.data_vars if posterior[v].ndim == 2]
+
+    @property
+    def has_optimum(self) -> bool:
+        """Whether :meth:`optimal` answers (a compute-optimal N*, D* exists)."""
+        return False
+
+    def optimal(self, posterior: xr.Dataset, budgets: np.ndarray,
+                rng: np.random.Generator) -> dict[str, np.ndarray]:
+        """N*, D*, D*/N* and the loss at the optimum per draw and budget."""
+        raise ValueError(f"{self.describe()}: this model has no compute-optimal allocation")
+
+    def describe(self) -> str:
+        """One line: the model and its terms."""
+        raise NotImplementedError

@@ -1,0 +1,133 @@
+"""Contract tests: the same properties checked for every model family x law.
+
+Each case is a model of a registered family; the "fit" is a posterior of prior draws (no NUTS)
+except where the property is about sampling (refit, leave-future-out), which use tiny fits.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import matplotlib
+
+matplotlib.use("Agg")
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import pymc as pm  # noqa: E402
+import pytest  # noqa: E402
+import xarray as xr  # noqa: E402
+
+import bayescale as bs  # noqa: E402
+from bayescale import plots, report  # noqa: E402
+from bayescale.fit import FAMILIES  # noqa: E402
+
+CASES = [*(("scaling_law", law) for law in bs.laws.LAWS), ("isoflop", None)]
+IDS = [law or family for family, law in CASES]
+
+
+def _runs(family: str) -> pd.DataFrame:
+    if family == "isoflop":
+        return bs.datasets.load("cs336_isoflops")
+    rng = np.random.default_rng(0)  # a small sweep: 6 budgets x 5 sizes, 2% noise
+    budgets = np.repeat(np.geomspace(1e17, 1e20, 6), 5)
+    params = np.sqrt(budgets / 120.0) * np.tile(np.geomspace(1 / 4, 4, 5), 6)
+    tokens = budgets / (6 * params)
+    loss = bs.laws.mean("chinchilla", {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34,
+                                       "beta": 0.36}, {"params": params, "tokens": tokens})
+    return bs.prepare(pd.DataFrame({"params": params, "tokens": tokens,
+                                    "loss": loss * np.exp(0.02 * rng.standard_normal(30))}))
+
+
+def _model(family: str, law: str | None, runs: pd.DataFrame):
+    return FAMILIES[family](runs, **({"law": law} if law else {}))
+
+
+@pytest.fixture(scope="module", params=CASES, ids=IDS)
+def case(request):
+    """(model, a Fit of 40 prior draws in 2 chains) for one family x law."""
+    family, law = request.param
+    runs = _runs(family)
+    model = _model(family, law, runs)
+    with model.model:
+        prior = pm.sample_prior_predictive(draws=80, random_seed=1).prior.to_dataset()
+    halves = [prior.isel(chain=0, draw=slice(40 * i, 40 * (i + 1))).assign_coords(draw=range(40))
+              for i in range(2)]
+    prior = xr.concat(halves, dim="chain").assign_coords(chain=[0, 1])
+    if "budget" in prior.dims:
+        prior = prior.assign_coords(budget=model.budgets)
+    fit = bs.Fit.from_sampler(xr.DataTree.from_dict({"posterior": prior}), spec=model.spec,
+                              runs=runs, sampler="prior", seed=1)
+    return model, fit
+
+
+def test_log_likelihood_equals_pymc(case):
+    model, fit = case
+    reference = pm.compute_log_likelihood(fit.idata, model=model.model,
+                                          extend_inferencedata=False, progressbar=False)
+    ours = fit.idata["log_likelihood"]["log_loss"]
+    np.testing.assert_allclose(ours.values, reference["log_loss"].transpose(*ours.dims).values,
+                               rtol=1e-9, atol=1e-6)
+
+
+def test_save_then_load_gives_the_same_fit(case, tmp_path):
+    _, fit = case
+    fit.save(tmp_path / "fit.nc")
+    back = bs.load(tmp_path / "fit.nc")
+    assert type(back.model) is type(fit.model) and back.spec == fit.spec
+    xr.testing.assert_identical(back.posterior, fit.posterior)
+    with np.errstate(over="ignore"):  # prior draws of Kaplan's N_c reach float64's limit
+        pd.testing.assert_frame_equal(back.summary(), fit.summary())
+    points = fit.runs.iloc[:3]
+    xr.testing.assert_allclose(back.predict(points, kind="new_run", random_seed=2),
+                               fit.predict(points, kind="new_run", random_seed=2))
+
+
+def test_from_spec_gives_the_same_compile_key(case):
+    model, fit = case
+    again = type(model).from_spec(fit.spec, fit.runs)
+    assert again.compile_key() == model.compile_key()
+    assert fit.model.compile_key() == model.compile_key()
+
+
+def test_loo_comparison_runs(case):
+    _, fit = case
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.ParetoKWarning)  # prior draws: LOO is rough
+        table = bs.compare({"a": fit, "b": fit}, method="loo")
+    assert list(table.index) and table["elpd"].iloc[0] == table["elpd"].iloc[1]
+
+
+def test_checks_ranks_and_targets_plot(case):
+    _, fit = case
+    for figure in (plots.plot_checks(fit), plots.plot_ranks(fit)):
+        assert figure.axes
+        plt.close(figure)
+    table = report.targets_table(fit, [1e21])
+    assert len(table) == 1 and (table.filter(like="loss").to_numpy() > 0).all()
+
+
+def test_a_fit_answers_what_its_model_allows(case):
+    model, fit = case
+    if model.has_optimum:
+        opt = fit.optimal([1e21], random_seed=0)
+        np.testing.assert_allclose(opt["params_opt"] * opt["tokens_opt"] * 6, 1e21, rtol=1e-9)
+    else:
+        with pytest.raises(ValueError, match="no compute-optimal allocation|optimal\\(\\) needs"):
+            fit.optimal([1e21])
+
+
+@pytest.mark.parametrize("family, law", [("isoflop", None), ("scaling_law", "kaplan")],
+                         ids=["isoflop", "kaplan"])
+def test_refit_and_leave_future_out_run(family, law):
+    """refit and LFO rebuild any family from its spec (tiny fits, one compile each)."""
+    runs = _runs(family)
+    kwargs = {"draws": 60, "tune": 60, "chains": 2, "random_seed": 0, "progressbar": False}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplerWarning)
+        fit = _model(family, law, runs).fit(**kwargs)
+        again = bs.refit(fit, runs)
+        table = bs.compare({"one": fit}, method="lfo", holdout=0.3, **kwargs)
+    assert type(again.model) is type(fit.model) and again.spec == fit.spec
+    assert table.loc["one", "n_holdout"] > 0 and np.isfinite(table.loc["one", "elpd"])
