@@ -41,8 +41,10 @@ def family_of(spec: Mapping) -> type:
     return FAMILIES[name]
 
 
-#: Version of the results-file layout written by :meth:`Fit.save`.
-FORMAT_VERSION = 1
+#: Version of the results-file layout written by :meth:`Fit.save`. 2 (bayescale 0.2): an
+#: ``xarray.DataTree`` whose spec names its family (``spec["model"]``). 1 (bayescale 0.1): the
+#: same groups from ArviZ 0.x; a scaling-law spec had no ``model`` key (load converts it).
+FORMAT_VERSION = 2
 #: Draws x runs evaluated at once when computing the log-likelihood (about 160 MB each).
 _CHUNK_ELEMENTS = 20_000_000
 

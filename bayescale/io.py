@@ -68,6 +68,13 @@ def load(path):
     missing = [g for g in ("posterior", "observed_data", "constant_data") if g not in groups]
     if missing:
         raise ValueError(f"{path} lacks group(s) {missing}")
-    spec = json.loads(text)
+    spec = _upgrade(json.loads(text), int(attrs["bayescale_format"]))
     family_of(spec)  # a family this bayescale knows (ValueError naming the known ones)
     return Fit(idata, spec)
+
+
+def _upgrade(spec: dict, version: int) -> dict:
+    """A spec of an older results format in the current one (format 1: name the family)."""
+    if version < 2:
+        spec = {"model": "scaling_law"} | spec
+    return spec

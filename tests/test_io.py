@@ -42,3 +42,21 @@ def test_newer_format_is_refused_with_the_version(fake_fit, tmp_path):
     idata.to_netcdf(tmp_path / "newer.nc")
     with pytest.raises(ValueError, match="format 99"):
         bs.load(tmp_path / "newer.nc")
+
+
+def test_a_format_1_results_file_is_converted_on_load(fake_fit, tmp_path):
+    """bayescale 0.1 wrote format 1: no family in a scaling law's spec."""
+    import hashlib
+    import json
+
+    fake_fit.save(tmp_path / "now.nc")
+    tree = xr.open_datatree(tmp_path / "now.nc").load()
+    old = {k: v for k, v in json.loads(tree["posterior"].attrs["spec"]).items() if k != "model"}
+    text = json.dumps(old, sort_keys=True)
+    tree["posterior"].attrs.update(bayescale_format=1, spec=text,
+                                   spec_hash=hashlib.sha256(text.encode()).hexdigest())
+    tree.to_netcdf(tmp_path / "v1.nc", engine="h5netcdf")
+    back = bs.load(tmp_path / "v1.nc")
+    assert back.spec["model"] == "scaling_law"
+    np.testing.assert_allclose(back.optimal([1e24])["params_opt"].values,
+                               fake_fit.optimal([1e24])["params_opt"].values, rtol=1e-12)
