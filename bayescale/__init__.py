@@ -7,22 +7,25 @@
 
 from __future__ import annotations
 
-__version__ = "0.2.0"
+from bayescale._version import __version__  # noqa: E402
 
-from bayescale import baselines, datasets, laws  # noqa: E402
-from bayescale import calibration  # noqa: E402
-from bayescale.compare import ParetoKWarning, compare, fit_many, refit  # noqa: E402
-from bayescale.curves import checkpoints, replicates  # noqa: E402
-from bayescale.fit import Fit  # noqa: E402
-from bayescale.isoflop import IsoFlop, plot_isoflop  # noqa: E402
-from bayescale.intervals import interval  # noqa: E402
-from bayescale.io import load  # noqa: E402
-from bayescale.model import ScalingLaw  # noqa: E402
-from bayescale.readers import read_opda, read_runs  # noqa: E402
-from bayescale.recommend import Recommendation  # noqa: E402
-from bayescale.runs import add_shape_columns, prepare  # noqa: E402
-from bayescale.sampling import SamplerWarning  # noqa: E402
-from bayescale.simulate import Truth, simulate  # noqa: E402
+from bayescale.analysis import baselines  # noqa: E402
+from bayescale.data import datasets  # noqa: E402
+from bayescale.model import laws  # noqa: E402
+from bayescale.analysis import calibration  # noqa: E402
+from bayescale.analysis.compare import ParetoKWarning, compare, fit_many, refit  # noqa: E402
+from bayescale.data.curves import checkpoints, replicates  # noqa: E402
+from bayescale.model.fit import Fit  # noqa: E402
+from bayescale.model.isoflop import IsoFlop  # noqa: E402
+from bayescale.report.isoflop_plot import plot_isoflop  # noqa: E402
+from bayescale.inference.intervals import interval  # noqa: E402
+from bayescale.results.io import load  # noqa: E402
+from bayescale.model.scaling import ScalingLaw  # noqa: E402
+from bayescale.data.readers import read_opda, read_runs  # noqa: E402
+from bayescale.model.recommend import Recommendation  # noqa: E402
+from bayescale.data.runs import add_shape_columns, prepare  # noqa: E402
+from bayescale.inference.diagnostics import SamplerWarning  # noqa: E402
+from bayescale.model.simulate import Truth, simulate  # noqa: E402
 
 __all__ = [
     "__version__",

@@ -1,7 +1,7 @@
 """Calibration study: coverage of 50% and 90% intervals over many simulated data sets.
 
 For each law, fits ``--datasets`` data sets drawn from the calibration prior (simulation-based
-calibration) and ``--fixed`` data sets from one fixed truth, with :func:`bayescale.calibration.
+calibration) and ``--fixed`` data sets from one fixed truth, with :func:`bayescale.analysis.calibration.
 calibrate`, and prints the coverage tables (markdown) that go in ``benchmarks/RESULTS.md``.
 Saves each result (netCDF) and its rank histograms (PNG) under ``--out``.
 
@@ -21,7 +21,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from bayescale import calibration  # noqa: E402
+from bayescale.analysis import calibration  # noqa: E402
 
 #: Acceptance band of the calibration issue: coverage of the nominal 90% and 50% intervals.
 BANDS = {90: (0.85, 0.95), 50: (0.42, 0.58)}

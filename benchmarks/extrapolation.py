@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale.baselines import huber_lbfgs
+from bayescale.analysis.baselines import huber_lbfgs
 
 CASES = {"chinchilla": 1e21, "olmo_ladder": 1e21}
 

@@ -37,7 +37,7 @@ import numpy as np
 import pandas as pd
 
 import bayescale as bs
-from bayescale.curves import MIN_FRACTION
+from bayescale.data.curves import MIN_FRACTION
 
 SIZES = ["190M", "370M", "760M", "1B", "3B"]
 SPLITS = {"test": (SIZES[:4], "3B"), "validation": (SIZES[:3], "1B")}

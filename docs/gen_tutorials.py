@@ -52,10 +52,10 @@ import pandas as pd  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter  # noqa: E402
 
 import bayescale as bs  # noqa: E402
-from bayescale import plots  # noqa: E402
-from bayescale.baselines import argmin_loglinear, huber_lbfgs  # noqa: E402
-from bayescale.recipe import Recipe  # noqa: E402
-from bayescale.report import targets_table  # noqa: E402
+from bayescale.report import plots  # noqa: E402
+from bayescale.analysis.baselines import argmin_loglinear, huber_lbfgs  # noqa: E402
+from bayescale.report.recipe import Recipe  # noqa: E402
+from bayescale.report.answer import targets_table  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -180,7 +180,7 @@ CLI_DESCRIBED = ("fit", "predict", "compare", "datasets")
 # -- the CLI's help --------------------------------------------------------------------------
 def write_cli_help(out: Path) -> list[str]:
     """Write ``cli_help.txt`` and ``cli_<verb>.txt``: the real ``--help`` of every verb."""
-    from bayescale.cli import main
+    from bayescale.report.cli import main
 
     def help_of(argv: list[str]) -> str:
         buffer = io.StringIO()

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.baselines import (
+from bayescale.analysis.baselines import (
     HOFFMANN_GRID,
     HuberFit,
     argmin_loglinear,

@@ -11,7 +11,7 @@ import pytest
 import xarray as xr
 
 import bayescale as bs
-from bayescale import calibration
+from bayescale.analysis import calibration
 
 SMALL = {"draws": 100, "tune": 150, "chains": 2}
 

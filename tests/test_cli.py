@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 
 import bayescale as bs
-from bayescale.cli import main
+from bayescale.report.cli import main
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 TINY = ["--draws", "100", "--tune", "100", "--chains", "2", "--seed", "3", "--no-progress"]

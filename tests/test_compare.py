@@ -1,4 +1,4 @@
-"""Tests of bayescale.compare: PSIS-LOO and leave-future-out comparison, refits, executors.
+"""Tests of bayescale.analysis.compare: PSIS-LOO and leave-future-out comparison, refits, executors.
 
 Real fits are few and tiny (draws=200, tune=200, chains=2) and shared through session fixtures;
 every nutpie fit costs a ~15 s compile, so they are counted: the shared ``chinchilla_fit`` of
@@ -18,7 +18,7 @@ import pytest
 from scipy import stats
 
 import bayescale as bs
-from bayescale.compare import (LFO_COLUMNS, LOO_COLUMNS, ParetoKWarning, compare, fit_many,
+from bayescale.analysis.compare import (LFO_COLUMNS, LOO_COLUMNS, ParetoKWarning, compare, fit_many,
                                log_predictive_density, refit)
 
 TINY = {"draws": 200, "tune": 200, "chains": 2, "progressbar": False}
@@ -214,7 +214,7 @@ def test_process_pool_refit_matches_serial(fits, runs):
 def test_refit_rebuilds_the_same_model_with_the_recorded_sampler_settings(monkeypatch,
                                                                           chinchilla_fit):
     """A refit keeps offsets and continuous terms, and the original tune and target_accept."""
-    module = sys.modules["bayescale.compare"]  # bayescale.compare is also the function's name
+    module = sys.modules["bayescale.analysis.compare"]  # bayescale.analysis.compare is also the function's name
     runs = bs.simulate(runs_per_budget=8, random_seed=3)
     model = bs.ScalingLaw(runs, offsets=["num_heads"], continuous=["learning_rate"])
     spec, _, _ = module._job("m", model, {})

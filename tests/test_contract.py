@@ -20,8 +20,9 @@ import pytest  # noqa: E402
 import xarray as xr  # noqa: E402
 
 import bayescale as bs  # noqa: E402
-from bayescale import plots, report  # noqa: E402
-from bayescale.fit import FAMILIES  # noqa: E402
+from bayescale.report import plots  # noqa: E402
+from bayescale.report import answer as report  # noqa: E402
+from bayescale.model.fit import FAMILIES  # noqa: E402
 
 CASES = [*(("scaling_law", law) for law in bs.laws.LAWS), ("isoflop", None)]
 IDS = [law or family for family, law in CASES]

@@ -18,7 +18,7 @@ import pytest
 import bayescale as bs
 
 SHARED = Path(__file__).resolve().parents[2] / "shared" / "data"
-BUNDLED = Path(str(resources.files("bayescale.datasets").joinpath("data")))
+BUNDLED = Path(str(resources.files("bayescale.data.datasets").joinpath("data")))
 RAW = SHARED if SHARED.is_dir() else BUNDLED
 
 #: name -> (file, documented rows, "repo @ commit" from SOURCES.md, licence keyword)

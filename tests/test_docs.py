@@ -18,7 +18,8 @@ import bayescale as bs
 ROOT = Path(__file__).resolve().parents[1]
 DOCS = ROOT / "docs"
 #: Modules the API reference documents beside ``bayescale.__all__``.
-MODULES = ("baselines", "compare", "isoflop", "plots", "recipe", "report", "laws", "datasets")
+MODULES = ("analysis.baselines", "analysis.compare", "model.isoflop", "report.plots", "report.recipe",
+           "report.answer", "model.laws", "data.datasets", "model.terms", "model.family")
 SNIPPET = re.compile(r'^\s*--8<--\s+"([^"]+)"', re.MULTILINE)
 GENERATED_IMAGE = re.compile(r"\]\((?:\.\./)*generated/([^)\s]+)\)")
 

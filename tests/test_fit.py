@@ -65,7 +65,7 @@ def test_log_likelihood_equals_pymc(chinchilla_fit, chinchilla_runs):
 
 def test_log_likelihood_in_chunks_equals_one_pass(chinchilla_fit, monkeypatch):
     """Large tables are evaluated a few runs at a time; the result must not change."""
-    from bayescale import fit as fit_module
+    from bayescale.model import fit as fit_module
 
     draws = chinchilla_fit.posterior.sizes["chain"] * chinchilla_fit.posterior.sizes["draw"]
     monkeypatch.setattr(fit_module, "_CHUNK_ELEMENTS", 7 * draws)  # 7 runs per chunk

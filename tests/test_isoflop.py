@@ -1,4 +1,4 @@
-"""Tests of bayescale.isoflop: the Bayesian IsoFLOP model (Hoffmann et al. approach 2).
+"""Tests of bayescale.model.isoflop: the Bayesian IsoFLOP model (Hoffmann et al. approach 2).
 
 The CS336 "synthetic IsoFLOP" profiles are generated exactly by a Chinchilla law
 (E = 2.69, alpha = 0.34, beta = 0.36; A and B by linear least squares reproduce all 72 losses
@@ -24,7 +24,8 @@ import xarray as xr  # noqa: E402
 from scipy import stats  # noqa: E402
 
 import bayescale as bs  # noqa: E402
-from bayescale.isoflop import IsoFlop, plot_isoflop  # noqa: E402
+from bayescale.model.isoflop import IsoFlop  # noqa: E402
+from bayescale.report.isoflop_plot import plot_isoflop  # noqa: E402
 
 E, ALPHA, BETA = 2.69, 0.34, 0.36
 

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy import optimize
 
-from bayescale import laws
+from bayescale.model import laws
 
 EPOCH = {"E": 1.817, "A": 482.0, "B": 2085.0, "alpha": 0.348, "beta": 0.366}
 HOFFMANN = {"E": 1.69, "A": 406.4, "B": 410.7, "alpha": 0.34, "beta": 0.28}

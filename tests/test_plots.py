@@ -17,7 +17,7 @@ import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 
 import bayescale as bs  # noqa: E402
-from bayescale import plots  # noqa: E402
+from bayescale.report import plots  # noqa: E402
 from conftest import with_sampled  # noqa: E402
 
 

@@ -47,7 +47,7 @@ def test_nutpie_reuses_a_compiled_model_for_new_losses_of_the_same_design(flops_
     draws equal those of a fresh compilation (the swap of data is exact)."""
     import nutpie
 
-    from bayescale import sampling
+    from bayescale.inference import sampling
 
     calls = []
     compile_model = nutpie.compile_pymc_model
@@ -78,7 +78,7 @@ def _result_with_divergences(where: str):
     draws placed either at the smallest values of ``batch_size_tau`` or at random."""
     import arviz as az
 
-    from bayescale.sampling import PosteriorResult
+    from bayescale.inference.diagnostics import PosteriorResult
 
     rng = np.random.default_rng(0)
     shape = (4, 250)

@@ -22,9 +22,9 @@ import numpy as np
 import pandas as pd
 from scipy.special import logsumexp
 
-from bayescale.fit import Fit, family_of
-from bayescale.family import Family
-from bayescale.sampling import noise_logpdf
+from bayescale.model.fit import Fit, family_of
+from bayescale.model.family import Family
+from bayescale.inference.sampling import noise_logpdf
 
 __all__ = ["compare", "refit", "fit_many", "ParetoKWarning", "METHODS", "LOO_COLUMNS",
            "LFO_COLUMNS", "PARETO_K_MAX", "DEFAULT_HOLDOUT"]

@@ -36,11 +36,11 @@ import pymc as pm
 import xarray as xr
 from scipy import stats
 
-from bayescale.compare import fit_many
-from bayescale.laws import get_law, log_mean
-from bayescale.model import ScalingLaw
-from bayescale.runs import prepare
-from bayescale.sampling import SamplerWarning
+from bayescale.analysis.compare import fit_many
+from bayescale.model.laws import get_law, log_mean
+from bayescale.model.scaling import ScalingLaw
+from bayescale.data.runs import prepare
+from bayescale.inference.diagnostics import SamplerWarning
 
 __all__ = ["calibrate", "coverage", "plot_calibration", "default_design", "default_priors",
            "REFERENCE_TRUTHS", "MODES", "PROBS"]

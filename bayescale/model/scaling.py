@@ -38,14 +38,14 @@ import pandas as pd
 import pymc as pm
 import pytensor.tensor as pt
 
-from bayescale import priors as _priors
-from bayescale.laws import Law, get_law
-from bayescale.runs import check_duplicates, check_positive_column, require_columns
-from bayescale.family import NOISES, Family
-from bayescale.fit import register
-from bayescale.points import points_table
-from bayescale.sampling import SAMPLERS
-from bayescale.terms import ContinuousOptimum, Offsets
+from bayescale.model import priors as _priors
+from bayescale.model.laws import Law, get_law
+from bayescale.data.runs import check_duplicates, check_positive_column, require_columns
+from bayescale.model.family import NOISES, Family
+from bayescale.model.fit import register
+from bayescale.model.points import points_table
+from bayescale.inference.sampling import SAMPLERS
+from bayescale.model.terms import ContinuousOptimum, Offsets
 
 __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
 
@@ -64,7 +64,7 @@ class ScalingLaw(Family):
         ``tokens`` for ``chinchilla``, ``flops`` for ``flops``) and ``loss``.
     law
         ``"chinchilla"`` (E + A N^-alpha + B D^-beta), ``"flops"`` (E + A C^-alpha) or
-        ``"flops_pure"`` (A C^-alpha); see :data:`bayescale.laws.LAWS`.
+        ``"flops_pure"`` (A C^-alpha); see :data:`bayescale.model.laws.LAWS`.
     offsets
         Columns of categorical hyperparameters (batch size, learning rate, ...) that get a
         latent offset on log loss per level, pooled with scale ``<column>_tau``; a column's
@@ -127,12 +127,12 @@ class ScalingLaw(Family):
     def default_priors(self) -> dict[str, dict]:
         """The default priors, scaled to this run table.
 
-        - the law's own (see :mod:`bayescale.laws`): for a sum law ``log_E ~ Normal(log(min
+        - the law's own (see :mod:`bayescale.model.laws`): for a sum law ``log_E ~ Normal(log(min
           loss / 2), 1)``, each term's size at the runs' geometric-mean N, D or C
           ``~ Normal(log(median loss / number of terms), 2)`` and exponents
           ``~ LogNormal(log 0.3, 0.75)`` (90% prior mass in 0.09-1.0).
         - ``sigma ~ HalfNormal(sd of log loss)``; ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010).
-        - each hyperparameter term's (see :mod:`bayescale.terms`): ``<offset>_tau ~
+        - each hyperparameter term's (see :mod:`bayescale.model.terms`): ``<offset>_tau ~
           HalfNormal(0.1)``; ``<col>_kappa ~ HalfNormal(0.1)``, ``<col>_opt_ref ~ Normal(mean
           log x, 2 sd log x + 0.5)``, ``<col>_opt_slope ~ Normal(0, 0.5)``.
         """

@@ -22,10 +22,10 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 
-from bayescale.curves import CONFIG
-from bayescale.laws import compute_optimal, log_mean
-from bayescale.points import check_budgets
-from bayescale.runs import add_shape_columns, prepare
+from bayescale.data.curves import CONFIG
+from bayescale.model.laws import compute_optimal, log_mean
+from bayescale.model.points import check_budgets
+from bayescale.data.runs import add_shape_columns, prepare
 
 __all__ = ["Truth", "simulate"]
 
@@ -129,7 +129,7 @@ def simulate(truth: Truth | None = None, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e1
     """
     truth = Truth() if truth is None else truth
     if not isinstance(truth, Truth):
-        raise TypeError(f"truth must be a bayescale.simulate.Truth, got {type(truth).__name__}")
+        raise TypeError(f"truth must be a bayescale.model.simulate.Truth, got {type(truth).__name__}")
     budgets = check_budgets(budgets)
     if isinstance(runs_per_budget, bool) or not isinstance(runs_per_budget, int) \
             or runs_per_budget < 1:

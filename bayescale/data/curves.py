@@ -31,7 +31,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-from bayescale.runs import check_positive_column, require_columns
+from bayescale.data.runs import check_positive_column, require_columns
 
 __all__ = ["checkpoints", "replicates", "MIN_FRACTION", "CURVE", "CONFIG"]
 

@@ -76,8 +76,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _fit(args) -> int:
     import bayescale as bs
-    from bayescale.recipe import Recipe
-    from bayescale.report import format_answer, write_results
+    from bayescale.report.recipe import Recipe
+    from bayescale.report.answer import format_answer, write_results
 
     recipe = Recipe.read(args.recipe)
     out = Path(args.out)
@@ -134,14 +134,14 @@ def _print_diagnostics(fit, caught) -> None:
 
 def _predict(args) -> int:
     import bayescale as bs
-    from bayescale.report import format_answer
+    from bayescale.report.answer import format_answer
 
     fit = bs.load(args.posterior)
     if args.budgets is not None:
         print(f"{fit!r}\nmedian [{args.prob:.0%} interval]:")
         print(format_answer(fit, args.budgets, prob=args.prob))
         return 0
-    from bayescale.readers import read_table
+    from bayescale.data.readers import read_table
 
     points = read_table(args.points)
     draws = fit.predict(points, kind=args.kind, random_seed=0)["loss"]

@@ -22,9 +22,10 @@ from matplotlib.ticker import (  # noqa: E402
     LogLocator,
 )
 
-from bayescale.intervals import check_prob  # noqa: E402
-from bayescale.runs import require_columns  # noqa: E402
-from bayescale.sampling import group  # noqa: E402
+from bayescale.inference.intervals import check_prob  # noqa: E402
+from bayescale.data.runs import require_columns  # noqa: E402
+from bayescale.inference.trees import group  # noqa: E402
+from bayescale.model.fit import Fit  # noqa: E402
 
 __all__ = ["plot_law", "plot_optimal", "plot_ranks", "plot_offsets", "plot_checks",
            "plot_params", "plot_curves"]
@@ -218,8 +219,6 @@ def _plot_pit_ecdf(ax, pit: np.ndarray, prob: float) -> None:
 
 # -- Kaplan's views ----------------------------------------------------------------------------
 def _check_view(fit, runs, prob: float, columns) -> pd.DataFrame:
-    from bayescale.fit import Fit
-
     if not isinstance(fit, Fit):
         raise TypeError(f"fit must be a bayescale.Fit, got {type(fit).__name__}")
     if not fit.law.has_optimum:

@@ -7,7 +7,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
-from bayescale.runs import _derive, check_positive_column
+from bayescale.data.runs import _derive, check_positive_column
 
 __all__ = ["check_budgets", "points_table"]
 

@@ -7,7 +7,7 @@ mean loss of any table of points, the parameters worth summarising, the compute-
 allocation where it has one. :class:`bayescale.Fit`, comparison, refits, calibration, reports
 and the CLI ask a fit's family; none of them knows which family it is.
 
-Register a new family with :func:`bayescale.fit.register` (a class attribute ``family`` names
+Register a new family with :func:`bayescale.model.fit.register` (a class attribute ``family`` names
 it).
 """
 
@@ -23,8 +23,8 @@ import pandas as pd
 import pymc as pm
 import xarray as xr
 
-from bayescale.fit import Fit
-from bayescale.sampling import noise_logpdf, sample
+from bayescale.model.fit import Fit
+from bayescale.inference.sampling import noise_logpdf, sample
 
 __all__ = ["Family", "NOISES", "OBSERVED"]
 

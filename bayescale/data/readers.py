@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from bayescale.runs import prepare
+from bayescale.data.runs import prepare
 
 __all__ = ["read_table", "read_runs", "read_opda", "OPDA_HYPERPARAMETERS"]
 

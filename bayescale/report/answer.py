@@ -7,8 +7,10 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
-from bayescale.intervals import interval
-from bayescale.points import check_budgets
+from bayescale.inference.intervals import interval
+from bayescale.model.points import check_budgets
+from bayescale.report import plots
+from bayescale.report.isoflop_plot import plot_isoflop
 
 __all__ = ["targets_table", "format_targets", "format_answer", "write_results"]
 
@@ -68,9 +70,6 @@ def format_answer(fit, budgets, *, prob: float = 0.9) -> str:
 
 def _main_figures(fit, budgets, prob) -> dict:
     """The figures of the model's own view (its family's ``report_view``)."""
-    from bayescale import plots
-    from bayescale.isoflop import plot_isoflop
-
     if fit.model.report_view == "isoflop":
         return {"isoflop.png": plot_isoflop(fit, budgets or None, prob=prob)}
     figures = {"law.png": plots.plot_law(fit, budgets, prob=prob).figure}
@@ -80,8 +79,6 @@ def _main_figures(fit, budgets, prob) -> dict:
 
 
 def _figures(fit, budgets, prob) -> dict:
-    from bayescale import plots
-
     figures = _main_figures(fit, budgets, prob) | {
         "checks.png": plots.plot_checks(fit, prob=prob), "ranks.png": plots.plot_ranks(fit)}
     if fit.spec.get("offsets"):

@@ -8,9 +8,9 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale.intervals import interval
-from bayescale.points import check_budgets
-from bayescale.runs import add_shape_columns
+from bayescale.inference.intervals import interval
+from bayescale.model.points import check_budgets
+from bayescale.data.runs import add_shape_columns
 
 __all__ = ["Recommendation", "recommend"]
 

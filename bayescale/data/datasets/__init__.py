@@ -15,7 +15,7 @@ from importlib import resources
 
 import pandas as pd
 
-from bayescale.runs import add_shape_columns, prepare
+from bayescale.data.runs import add_shape_columns, prepare
 
 __all__ = ["Dataset", "REGISTRY", "load", "list", "info"]
 
@@ -134,7 +134,7 @@ def load(name: str) -> pd.DataFrame:
     Parameters
     ----------
     name
-        One of ``bayescale.datasets.list()["name"]``.
+        One of ``bayescale.data.datasets.list()["name"]``.
 
     Returns
     -------

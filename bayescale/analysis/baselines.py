@@ -25,10 +25,10 @@ import pandas as pd
 from scipy.optimize import minimize
 from scipy.special import huber
 
-from bayescale.intervals import check_prob
-from bayescale.laws import compute_optimal, get_law, mean
-from bayescale.points import check_budgets, points_table
-from bayescale.runs import check_positive_column, require_columns
+from bayescale.inference.intervals import check_prob
+from bayescale.model.laws import compute_optimal, get_law, mean
+from bayescale.model.points import check_budgets, points_table
+from bayescale.data.runs import check_positive_column, require_columns
 
 try:  # installed with PyMC; optional here so that this module needs only NumPy and SciPy
     from threadpoolctl import threadpool_limits
@@ -406,7 +406,7 @@ class HuberFit:
 
     @property
     def theta(self) -> dict[str, float]:
-        """The law's parameters as a dict (the form :mod:`bayescale.laws` takes)."""
+        """The law's parameters as a dict (the form :mod:`bayescale.model.laws` takes)."""
         return {name: getattr(self, name) for name in _PARAMS}
 
     @property
@@ -448,7 +448,7 @@ class HuberFit:
                                                for c in ("params", "tokens")})
 
     def optimal(self, budgets, *, prob: float | None = None) -> pd.DataFrame:
-        """The compute-optimal allocation at ``budgets`` (:func:`bayescale.laws.compute_optimal`).
+        """The compute-optimal allocation at ``budgets`` (:func:`bayescale.model.laws.compute_optimal`).
 
         Parameters
         ----------

@@ -16,10 +16,12 @@ import numpy as np
 import pandas as pd
 import xarray as xr
 
-from bayescale import __version__
-from bayescale.intervals import interval
-from bayescale.points import check_budgets
-from bayescale.sampling import PosteriorResult, SamplerWarning, group, set_groups
+from bayescale._version import __version__
+from bayescale.inference.intervals import interval
+from bayescale.model.points import check_budgets
+from bayescale.model.recommend import recommend
+from bayescale.inference.diagnostics import PosteriorResult, SamplerWarning
+from bayescale.inference.trees import group, set_groups
 
 __all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION", "FAMILIES", "register", "family_of"]
 
@@ -208,8 +210,6 @@ class Fit(PosteriorResult):
 
     def recommend(self, budget, *, prob: float = 0.9, top: int = 5):
         """What to train at ``budget``: see :func:`bayescale.recommend.recommend`."""
-        from bayescale.recommend import recommend
-
         return recommend(self, budget, prob=prob, top=top)
 
     # -- internals ----------------------------------------------------------------------------

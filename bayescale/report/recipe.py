@@ -3,7 +3,7 @@
 A recipe is a TOML file with these tables (every key optional unless marked)::
 
     [data]
-    dataset = "chinchilla"        # a bundled data set (bayescale.datasets.list()), or
+    dataset = "chinchilla"        # a bundled data set (bayescale.data.datasets.list()), or
     path = "runs.csv"             # a CSV / JSON / JSONL / Parquet file, relative to the recipe
     columns = { params = "N", tokens = "D", flops = "C", loss = "val_loss" }   # with path
     flops_per_param_token = 6.0   # with path
@@ -43,9 +43,10 @@ from pathlib import Path
 
 import pandas as pd
 
-from bayescale import datasets
-from bayescale.points import check_budgets
-from bayescale.readers import read_runs
+from bayescale.data import datasets
+from bayescale.model.points import check_budgets
+from bayescale.data.readers import read_runs
+from bayescale.model.fit import FAMILIES
 
 __all__ = ["Recipe"]
 
@@ -141,8 +142,6 @@ class Recipe:
         """The model of the recipe: its ``[model] family`` (default ``scaling_law``, a
         :class:`bayescale.ScalingLaw`) built on the runs with the table's other keys."""
         import inspect
-
-        from bayescale.fit import FAMILIES
 
         runs = self.runs() if runs is None else runs
         options = dict(self.model)
