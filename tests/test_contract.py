@@ -132,3 +132,19 @@ def test_refit_and_leave_future_out_run(family, law):
         table = bs.compare({"one": fit}, method="lfo", holdout=0.3, **kwargs)
     assert type(again.model) is type(fit.model) and again.spec == fit.spec
     assert table.loc["one", "n_holdout"] > 0 and np.isfinite(table.loc["one", "elpd"])
+
+
+def test_the_spec_is_typed_and_round_trips_through_json(case):
+    import json
+
+    from bayescale.model.spec import SPECS, spec_from_dict
+
+    model, fit = case
+    assert type(fit.spec) is SPECS[model.family] and fit.spec.model == model.family
+    assert fit.spec.version == bs.model.fit.FORMAT_VERSION
+    back = spec_from_dict(json.loads(json.dumps(fit.spec.to_dict())))
+    assert back == fit.spec and type(back) is type(fit.spec)
+    with pytest.raises(ValueError, match=r"unknown key\(s\) \['bogus'\]"):
+        spec_from_dict(fit.spec.to_dict() | {"bogus": 1})
+    with pytest.raises(ValueError, match="unknown model family 'gp'"):
+        spec_from_dict(fit.spec.to_dict() | {"model": "gp"})

@@ -20,6 +20,7 @@ from bayescale._version import __version__
 from bayescale.inference.intervals import interval
 from bayescale.model.points import check_budgets
 from bayescale.model.recommend import recommend
+from bayescale.model.spec import SPEC_VERSION, Spec, spec_from_dict
 from bayescale.inference.diagnostics import PosteriorResult, SamplerWarning
 from bayescale.inference.trees import group, set_groups
 
@@ -46,7 +47,7 @@ def family_of(spec: Mapping) -> type:
 #: Version of the results-file layout written by :meth:`Fit.save`. 2 (bayescale 0.2): an
 #: ``xarray.DataTree`` whose spec names its family (``spec["model"]``). 1 (bayescale 0.1): the
 #: same groups from ArviZ 0.x; a scaling-law spec had no ``model`` key (load converts it).
-FORMAT_VERSION = 2
+FORMAT_VERSION = SPEC_VERSION
 #: Draws x runs evaluated at once when computing the log-likelihood (about 160 MB each).
 _CHUNK_ELEMENTS = 20_000_000
 
@@ -60,21 +61,21 @@ class Fit(PosteriorResult):
     in ``constant_data``), so a fit of any family predicts, summarises and compares alike.
     """
 
-    def __init__(self, idata: xr.DataTree, spec: dict) -> None:
+    def __init__(self, idata: xr.DataTree, spec: Spec | Mapping) -> None:
         self.idata = idata
-        self.spec = spec
+        self.spec = spec_from_dict(spec)
         self._model = None
 
     # -- construction -----------------------------------------------------------------------
     @classmethod
-    def from_sampler(cls, idata: xr.DataTree, *, spec: dict, runs: pd.DataFrame,
+    def from_sampler(cls, idata: xr.DataTree, *, spec: Spec | Mapping, runs: pd.DataFrame,
                      sampler: str, seed: int) -> Fit:
         """Complete a sampler's DataTree: observed and constant data, log-likelihood, attrs.
 
         A replicate column marked in ``runs.attrs["replicates"]`` (see
         :func:`bayescale.replicates`) is recorded in the spec when it is an offset column.
         """
-        spec = _with_replicates(spec, runs)
+        spec = _with_replicates(spec_from_dict(spec), runs)
         coords = {"run": _run_coords(runs)}
         observed = xr.Dataset({"log_loss": ("run", np.log(runs["loss"].to_numpy()))}, coords=coords)
         constant = xr.Dataset({_var_name(c): ("run", _storable(runs[c])) for c in runs.columns},
@@ -238,7 +239,7 @@ class Fit(PosteriorResult):
 def spec_attrs(spec: Mapping) -> dict:
     """The attrs that carry a spec: its JSON and a hash of it (what :func:`bayescale.load`
     checks), plus its law, noise and offsets where the spec has them."""
-    text = json.dumps(spec, sort_keys=True)
+    text = json.dumps(dict(spec), sort_keys=True)
     out = {"spec": text, "spec_hash": hashlib.sha256(text.encode()).hexdigest()}
     out.update({k: spec[k] for k in ("model", "law", "noise") if k in spec})
     if "offsets" in spec:
@@ -260,7 +261,7 @@ def _row_names(post: xr.Dataset, names: list[str]) -> list[str]:
     return out
 
 
-def _with_replicates(spec: dict, runs: pd.DataFrame) -> dict:
+def _with_replicates(spec: Spec, runs: pd.DataFrame) -> Spec:
     """The spec with ``replicates`` set to the run table's marked replicate column, if that
     column is an offset (else a warning: sigma then mixes seed noise and misfit)."""
     column = runs.attrs.get("replicates")
@@ -271,7 +272,7 @@ def _with_replicates(spec: dict, runs: pd.DataFrame) -> dict:
                       f"offset: sigma mixes seed noise and misfit; fit with "
                       f"offsets=[{column!r}, ...] to separate them", UserWarning, stacklevel=4)
         return spec
-    return dict(spec) | {"replicates": column}
+    return spec.replace(replicates=column)
 
 
 def _run_coords(runs: pd.DataFrame) -> np.ndarray:

@@ -40,6 +40,7 @@ from bayescale.model.family import NOISES, Family
 from bayescale.model.fit import Fit, register
 from bayescale.inference.trees import group, set_groups
 from bayescale.model.points import points_table
+from bayescale.model.spec import IsoFlopSpec
 from bayescale.data.runs import check_positive_column, require_columns
 
 __all__ = ["IsoFlop", "MIN_BUDGETS", "MIN_SIZES"]
@@ -145,18 +146,13 @@ class IsoFlop(Family):
         return out | self._noise_priors(np.std(spread))
 
     @property
-    def spec(self) -> dict:
-        """The model's full specification (JSON-serialisable): travels with every fit."""
-        return {
-            "model": "isoflop",
-            "noise": self.noise,
-            "budgets": [float(c) for c in self.budgets],
-            "priors": self.priors,
-            "user_priors": self.user_priors,
-            "log_flops_reference": self.log_flops_reference,
-            "log_params_reference": self.log_params_reference,
-            "flops_per_param_token": float(self.runs.attrs.get("flops_per_param_token", 6.0)),
-        }
+    def spec(self) -> IsoFlopSpec:
+        """The model's full specification (typed, JSON-serialisable): travels with every fit."""
+        return IsoFlopSpec(
+            noise=self.noise, budgets=[float(c) for c in self.budgets], priors=self.priors,
+            user_priors=self.user_priors, log_flops_reference=self.log_flops_reference,
+            log_params_reference=self.log_params_reference,
+            flops_per_param_token=float(self.runs.attrs.get("flops_per_param_token", 6.0)))
 
     def _build(self) -> pm.Model:
         x = np.log(self.budgets) - self.log_flops_reference

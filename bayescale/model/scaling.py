@@ -45,6 +45,7 @@ from bayescale.model.family import NOISES, Family
 from bayescale.model.fit import register
 from bayescale.model.points import points_table
 from bayescale.inference.sampling import SAMPLERS
+from bayescale.model.spec import ScalingLawSpec
 from bayescale.model.terms import ContinuousOptimum, Offsets
 
 __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
@@ -151,22 +152,15 @@ class ScalingLaw(Family):
         return self.law.positive.union({"sigma", "nu"}, *(t.positive for t in self.terms))
 
     @property
-    def spec(self) -> dict:
-        """The model's full specification (JSON-serialisable): travels with every fit."""
-        return {
-            "model": self.family,
-            "law": self.law.name,
-            "noise": self.noise,
-            "offsets": list(self.offsets),
-            "continuous": list(self.continuous),
-            "levels": {col: [_plain(v) for v in lv] for col, lv in self.levels.items()},
-            "offsets_sum_to_zero": True,
-            "centred_offsets": list(self.centred),
-            "priors": self.priors,
-            "user_priors": self.user_priors,
-            "log_reference": self.log_reference,
-            "flops_per_param_token": float(self.runs.attrs.get("flops_per_param_token", 6.0)),
-        }
+    def spec(self) -> ScalingLawSpec:
+        """The model's full specification (typed, JSON-serialisable): travels with every fit."""
+        return ScalingLawSpec(
+            law=self.law.name, noise=self.noise, offsets=list(self.offsets),
+            continuous=list(self.continuous),
+            levels={col: [_plain(v) for v in lv] for col, lv in self.levels.items()},
+            centred_offsets=list(self.centred), priors=self.priors,
+            user_priors=self.user_priors, log_reference=self.log_reference,
+            flops_per_param_token=float(self.runs.attrs.get("flops_per_param_token", 6.0)))
 
     def _build(self) -> pm.Model:
         runs, law = self.runs, self.law

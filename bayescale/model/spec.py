@@ -1,0 +1,105 @@
+"""Typed, versioned model specifications: what a fit records of its model.
+
+A spec is a frozen dataclass per family: the family's options (what the user chose) and what
+was derived from the run table (priors, reference points, levels, budgets). It travels as JSON
+in a results file's attrs (with a hash :func:`bayescale.load` checks), and rebuilds the model
+(:meth:`bayescale.model.family.Family.from_spec`). A spec also reads as a read-only mapping
+(``spec["law"]``, ``spec.get("offsets")``, ``dict(spec)``) so that plain dicts of the same keys,
+such as a spec loaded from JSON, are accepted wherever a spec is.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
+from typing import ClassVar
+
+__all__ = ["Spec", "ScalingLawSpec", "IsoFlopSpec", "SPECS", "SPEC_VERSION", "spec_from_dict"]
+
+#: Version of the spec's layout (and of the results files that carry it).
+SPEC_VERSION = 2
+
+
+@dataclass(frozen=True, eq=False)  # equality: the mapping's (a dict of the same keys is equal)
+class Spec(Mapping):
+    """The fields every family's spec has."""
+
+    model: ClassVar[str]
+    noise: str
+    priors: dict
+    user_priors: dict
+    flops_per_param_token: float = 6.0
+    version: int = SPEC_VERSION
+
+    # -- read-only mapping view --------------------------------------------------------------
+    def __getitem__(self, key: str):
+        if key == "model":
+            return self.model
+        if key not in self._keys():
+            raise KeyError(key)
+        return getattr(self, key)
+
+    def _keys(self) -> list[str]:
+        return ["model", *(f.name for f in dataclasses.fields(self)
+                           if getattr(self, f.name) is not None)]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._keys())
+
+    def __len__(self) -> int:
+        return len(self._keys())
+
+    def to_dict(self) -> dict:
+        """A JSON-serialisable dict (what a results file stores)."""
+        return {key: self[key] for key in self}
+
+    def replace(self, **changes) -> Spec:
+        """A copy with ``changes``."""
+        return dataclasses.replace(self, **changes)
+
+
+@dataclass(frozen=True, eq=False)  # equality: the mapping's (a dict of the same keys is equal)
+class ScalingLawSpec(Spec):
+    """A :class:`bayescale.ScalingLaw`: the law, its hyperparameter terms and their levels."""
+
+    model: ClassVar[str] = "scaling_law"
+    law: str = "chinchilla"
+    offsets: list = field(default_factory=list)
+    continuous: list = field(default_factory=list)
+    levels: dict = field(default_factory=dict)
+    offsets_sum_to_zero: bool = True
+    centred_offsets: list = field(default_factory=list)
+    log_reference: dict = field(default_factory=dict)
+    replicates: str | None = None
+
+
+@dataclass(frozen=True, eq=False)  # equality: the mapping's (a dict of the same keys is equal)
+class IsoFlopSpec(Spec):
+    """A :class:`bayescale.IsoFlop`: the fitted budgets and the reference point."""
+
+    model: ClassVar[str] = "isoflop"
+    budgets: list = field(default_factory=list)
+    log_flops_reference: float = 0.0
+    log_params_reference: float = 0.0
+
+
+#: The spec class of each family, by the family's name.
+SPECS: dict[str, type[Spec]] = {cls.model: cls for cls in (ScalingLawSpec, IsoFlopSpec)}
+
+
+def spec_from_dict(data: Mapping) -> Spec:
+    """The typed spec of ``data`` (a dict as stored in a results file); a ValueError names an
+    unknown family or key."""
+    if isinstance(data, Spec):
+        return data
+    values = dict(data)
+    name = values.pop("model", "scaling_law")
+    if name not in SPECS:
+        raise ValueError(f"unknown model family {name!r}; known families are {list(SPECS)}")
+    cls = SPECS[name]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(values) - known)
+    if unknown:
+        raise ValueError(f"a {name} spec has unknown key(s) {unknown}; it has {sorted(known)}")
+    return cls(**values)
