@@ -102,3 +102,29 @@ def test_no_law_or_family_name_checks(path):
     comparison of its name with a string."""
     hits = [line.strip() for line in path.read_text().splitlines() if NAME_CHECK.search(line)]
     assert not hits, hits
+
+
+def _code_lines(path: Path) -> tuple[list[int], ast.Module]:
+    """Line numbers holding code: not blank, not a comment, not a docstring."""
+    source = path.read_text()
+    tree = ast.parse(source)
+    docs = set()
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef)) \
+                and ast.get_docstring(node, clean=False) is not None:
+            first = node.body[0]
+            docs.update(range(first.lineno, first.end_lineno + 1))
+    code = [i for i, line in enumerate(source.splitlines(), 1)
+            if line.strip() and not line.strip().startswith("#") and i not in docs]
+    return code, tree
+
+
+@pytest.mark.parametrize("path", FILES, ids=lambda p: _module(p))
+def test_modules_and_functions_stay_small(path):
+    """At most 400 lines of code a module and 40 a function (docstrings and comments aside)."""
+    code, tree = _code_lines(path)
+    assert len(code) <= 400, f"{len(code)} lines of code"
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            lines = sum(node.lineno <= i <= node.end_lineno for i in code)
+            assert lines <= 40, f"{node.name} has {lines} lines of code"

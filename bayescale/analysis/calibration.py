@@ -157,14 +157,7 @@ def calibrate(law: str = "chinchilla", *, datasets: int = 100, mode: str = "prio
         sampler settings, seed, priors and design.
     """
     law_ = get_law(law)
-    if mode not in MODES:
-        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
-    if isinstance(datasets, bool) or not isinstance(datasets, (int, np.integer)) or datasets < 1:
-        raise ValueError(f"datasets must be a positive integer, got {datasets!r}")
-    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
-        raise ValueError(f"batch must be a positive integer, got {batch!r}")
-    if truth is not None and mode != "fixed":
-        raise ValueError("truth is only used with mode='fixed'")
+    _check_arguments(mode, datasets, batch, truth)
     design = default_design(law_.name) if design is None else prepare(design)
     priors = default_priors(law_.name, design) if priors is None else dict(priors)
     model = ScalingLaw(design, law=law_.name, priors=priors, noise=noise)
@@ -181,20 +174,10 @@ def calibrate(law: str = "chinchilla", *, datasets: int = 100, mode: str = "prio
     derived = _derived(law_, truths, targets)
     quantities = [*params, *derived]
     truth_table = np.column_stack([truths[p] for p in params] + list(derived.values()))
-    spec = {"law": law_.name, "noise": noise, "offsets": [], "continuous": [],
-            "user_priors": priors,
-            "flops_per_param_token": float(design.attrs.get("flops_per_param_token", 6.0))}
-    rows = []
-    for start in range(0, datasets, batch):
-        stop = min(start + batch, datasets)
-        jobs = {str(i): (spec, design.assign(loss=np.exp(log_losses[i])))
-                for i in range(start, stop)}
-        fits = _fit_batch(jobs, executor, random_seed + start, draws=draws, tune=tune,
-                          chains=chains, target_accept=target_accept)
-        for i in range(start, stop):
-            rows.append(_score(fits[str(i)], law_, params, targets, truth_table[i]))
-        if progress is not None:
-            progress(stop, datasets)
+    rows = _fit_and_score(model.spec, design, log_losses, truth_table, law_, params, targets,
+                          batch=batch, executor=executor, random_seed=random_seed,
+                          progress=progress, draws=draws, tune=tune, chains=chains,
+                          target_accept=target_accept)
     return _result(rows, truth_table, quantities, {
         "law": law_.name, "mode": mode, "noise": noise, "draws": draws, "tune": tune,
         "chains": chains, "target_accept": target_accept, "random_seed": random_seed,
@@ -202,6 +185,34 @@ def calibrate(law: str = "chinchilla", *, datasets: int = 100, mode: str = "prio
         "truth": json.dumps(dict(truth or REFERENCE_TRUTHS[law_.name])) if mode == "fixed" else "",
         "design": design.drop(columns="loss").to_json(orient="records"),
         "targets": json.dumps(targets.tolist())})
+
+
+def _check_arguments(mode, datasets, batch, truth) -> None:
+    if mode not in MODES:
+        raise ValueError(f"mode must be one of {list(MODES)}, got {mode!r}")
+    if isinstance(datasets, bool) or not isinstance(datasets, (int, np.integer)) or datasets < 1:
+        raise ValueError(f"datasets must be a positive integer, got {datasets!r}")
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 1:
+        raise ValueError(f"batch must be a positive integer, got {batch!r}")
+    if truth is not None and mode != "fixed":
+        raise ValueError("truth is only used with mode='fixed'")
+
+
+def _fit_and_score(spec, design, log_losses, truth_table, law, params, targets, *, batch,
+                   executor, random_seed, progress, **fit_kwargs) -> list[dict]:
+    """Fit the simulated data sets in batches (one compilation: same design and priors) and
+    score each against its truth."""
+    rows, datasets = [], len(log_losses)
+    for start in range(0, datasets, batch):
+        stop = min(start + batch, datasets)
+        jobs = {str(i): (spec, design.assign(loss=np.exp(log_losses[i])))
+                for i in range(start, stop)}
+        fits = _fit_batch(jobs, executor, random_seed + start, **fit_kwargs)
+        for i in range(start, stop):
+            rows.append(_score(fits[str(i)], law, params, targets, truth_table[i]))
+        if progress is not None:
+            progress(stop, datasets)
+    return rows
 
 
 def coverage(result: xr.Dataset) -> pd.DataFrame:

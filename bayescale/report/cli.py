@@ -16,7 +16,14 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayescale", description="Bayesian scaling laws: fit, predict, compare.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
+    for add in (_fit_parser, _predict_parser, _compare_parser):
+        add(sub)
+    data = sub.add_parser("datasets", help="list the bundled data sets, or show one")
+    data.add_argument("name", nargs="?", help="a data set to describe")
+    return parser
 
+
+def _fit_parser(sub) -> None:
     fit = sub.add_parser("fit", help="fit a recipe (models/*.toml) and write a results folder",
                          description="Fit the recipe by NUTS, print the parameter posteriors, "
                          "the answer at the recipe's target budgets and sampler diagnostics; "
@@ -31,6 +38,8 @@ def _parser() -> argparse.ArgumentParser:
     fit.add_argument("--force", action="store_true", help="overwrite an existing results folder")
     fit.add_argument("--no-progress", action="store_true", help="hide the sampling progress bar")
 
+
+def _predict_parser(sub) -> None:
     pred = sub.add_parser("predict", help="intervals at budgets or configurations from a "
                           "saved posterior.nc",
                           description="Answer at target budgets (--budgets) or predict the loss "
@@ -45,6 +54,8 @@ def _parser() -> argparse.ArgumentParser:
     pred.add_argument("--prob", type=float, default=0.9, help="interval probability")
     pred.add_argument("--out", help="with --points: write the intervals to this CSV")
 
+
+def _compare_parser(sub) -> None:
     comp = sub.add_parser("compare", help="rank saved fits by LOO or leave-future-out",
                           description="Compare fits of the same runs: PSIS-LOO (interpolation) "
                           "or leave-future-out refits scored on the largest budgets "
@@ -56,10 +67,6 @@ def _parser() -> argparse.ArgumentParser:
     comp.add_argument("--draws", type=int, help="lfo: draws per chain of the refits")
     comp.add_argument("--chains", type=int, help="lfo: chains of the refits")
     comp.add_argument("--seed", type=int, help="lfo: random seed of the refits")
-
-    data = sub.add_parser("datasets", help="list the bundled data sets, or show one")
-    data.add_argument("name", nargs="?", help="a data set to describe")
-    return parser
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -116,21 +116,7 @@ def _plot_allocation(fit: Fit, ax, targets, prob: float, random_seed) -> None:
         ax.errorbar(fit.model.budgets, med, yerr=err, fmt="o", ms=4, color=colour, mec="black",
                     mew=0.5, capsize=2)
     if targets is not None:
-        opt = fit.optimal(targets, random_seed=random_seed)
-        text = [f"median [{prob:.0%} interval]"]
-        for c in targets:
-            ax.axvline(c, color="grey", ls="--", lw=0.8)
-            text.append(f"C = {c:.0e} FLOPs:")
-            for var, name, colour in (("params_opt", "N*", "tab:blue"),
-                                      ("tokens_opt", "D*", "tab:orange")):
-                draws = opt[var].sel(budget=c)
-                med, low, high = (float(draws.quantile(q)) for q in (0.5, lo, hi))
-                ax.errorbar(c, med, yerr=[[med - low], [high - med]], fmt="s", ms=5,
-                            color=colour, mec="black", mew=0.6, capsize=3, zorder=4)
-                text.append(f"  {name} = {med:.3g} [{low:.3g}, {high:.3g}]")
-        ax.text(0.98, 0.03, "\n".join(text), transform=ax.transAxes, fontsize=7, ha="right",
-                va="bottom", ma="left", family="monospace",
-                bbox={"fc": "white", "ec": "0.8", "alpha": 0.9})
+        _mark_targets(fit, ax, targets, prob, random_seed)
     ax.set_xscale("log")
     ax.set_yscale("log")
     ax.set_xlabel("training compute C (FLOPs)")
@@ -139,3 +125,21 @@ def _plot_allocation(fit: Fit, ax, targets, prob: float, random_seed) -> None:
     ax.legend(fontsize=7, loc="upper left")
 
 
+def _mark_targets(fit: Fit, ax, targets, prob: float, random_seed) -> None:
+    """N* and D* at the target budgets with their intervals, and a box with the numbers."""
+    lo, hi = (1 - prob) / 2, (1 + prob) / 2
+    opt = fit.optimal(targets, random_seed=random_seed)
+    text = [f"median [{prob:.0%} interval]"]
+    for c in targets:
+        ax.axvline(c, color="grey", ls="--", lw=0.8)
+        text.append(f"C = {c:.0e} FLOPs:")
+        for var, name, colour in (("params_opt", "N*", "tab:blue"),
+                                  ("tokens_opt", "D*", "tab:orange")):
+            draws = opt[var].sel(budget=c)
+            med, low, high = (float(draws.quantile(q)) for q in (0.5, lo, hi))
+            ax.errorbar(c, med, yerr=[[med - low], [high - med]], fmt="s", ms=5,
+                        color=colour, mec="black", mew=0.6, capsize=3, zorder=4)
+            text.append(f"  {name} = {med:.3g} [{low:.3g}, {high:.3g}]")
+    ax.text(0.98, 0.03, "\n".join(text), transform=ax.transAxes, fontsize=7, ha="right",
+            va="bottom", ma="left", family="monospace",
+            bbox={"fc": "white", "ec": "0.8", "alpha": 0.9})

@@ -72,6 +72,31 @@ def plot_law(fit, budgets=None, *, prob: float = 0.9, ax=None):
         _, ax = plt.subplots(figsize=(7.5, 5))
     runs = fit.runs
     grid = _grid(fit, budgets)
+    mean, new, label = _law_curves(fit, grid)
+    _mark(ax, fit, budgets)
+    lo, mid, hi = _quantiles(new, prob)
+    ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.15, lw=0,
+                    label=f"{prob:.0%} interval, new run")
+    lo, mid, hi = _quantiles(mean, prob)
+    ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.35, lw=0,
+                    label=f"{prob:.0%} interval, mean")
+    ax.plot(grid, mid, color="tab:blue", lw=1.5, label=label)
+    _scatter_runs(ax, runs)
+    if budgets:
+        at = np.searchsorted(grid, budgets)
+        ax.errorbar(grid[at], mid[at], yerr=[mid[at] - lo[at], hi[at] - mid[at]], fmt="o",
+                    color="tab:red", ms=4, capsize=3, zorder=4,
+                    label=f"mean loss at target, {prob:.0%} interval")
+    ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)",
+           ylabel="final loss (nats/token)", title="Runs and the fitted law, extrapolated")
+    _plain_ticks(ax.yaxis)
+    ax.legend(fontsize=8, loc="upper right")
+    return ax
+
+
+def _law_curves(fit, grid: np.ndarray):
+    """The mean and new-run loss draws along ``grid`` of compute, and the curve's label: at
+    the compute-optimal allocation for a law in N and D, mu(C) for a law in compute."""
     if fit.law.has_optimum:
         points = fit.optimal(grid)
         mean = points["loss_opt"].values
@@ -83,30 +108,17 @@ def plot_law(fit, budgets=None, *, prob: float = 0.9, ax=None):
         mean = fit.predict({"flops": grid})["loss"].values
         new = fit.predict({"flops": grid}, kind="new_run", random_seed=0)["loss"].values
         label = f"law {fit.law.name}: {fit.law.formula}"
-    _mark(ax, fit, budgets)
-    lo, mid, hi = _quantiles(new, prob)
-    ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.15, lw=0,
-                    label=f"{prob:.0%} interval, new run")
-    lo, mid, hi = _quantiles(mean, prob)
-    ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.35, lw=0,
-                    label=f"{prob:.0%} interval, mean")
-    ax.plot(grid, mid, color="tab:blue", lw=1.5, label=label)
+    return mean, new, label
+
+
+def _scatter_runs(ax, runs: pd.DataFrame) -> None:
+    """The runs' losses against compute, coloured by N where the runs have it."""
     if "params" in runs:
         sc = ax.scatter(runs["flops"], runs["loss"], c=runs["params"], norm=LogNorm(), s=12,
                         cmap="viridis", edgecolor="none", zorder=3)
         plt.colorbar(sc, ax=ax, label="parameters N")
     else:
         ax.scatter(runs["flops"], runs["loss"], s=12, color="k", zorder=3, label="runs")
-    if budgets:
-        at = np.searchsorted(grid, budgets)
-        ax.errorbar(grid[at], mid[at], yerr=[mid[at] - lo[at], hi[at] - mid[at]], fmt="o",
-                    color="tab:red", ms=4, capsize=3, zorder=4,
-                    label=f"mean loss at target, {prob:.0%} interval")
-    ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)",
-           ylabel="final loss (nats/token)", title="Runs and the fitted law, extrapolated")
-    _plain_ticks(ax.yaxis)
-    ax.legend(fontsize=8, loc="upper right")
-    return ax
 
 
 def plot_optimal(fit, budgets=None, *, prob: float = 0.9, ax=None):
