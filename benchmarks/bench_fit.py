@@ -3,7 +3,9 @@
 Runs, each as a new process: (a) the CLI end to end with empty compile caches (cold), (b) the
 same again with the caches it left (warm), (c) benchmarks/plain_pymc.py (uncentred model,
 PyMC's default sampler, same draws and chains). Prints wall time, the minimum bulk ESS over the
-law's parameters per second of wall time, peak resident memory, and the ratios.
+law's parameters per second of wall time, peak resident memory, and the ratios; then (d) the
+stages of one fit in a fresh process with warm caches: import, model (validation, priors and
+the PyTensor graph), nutpie's compilation, sampling, and the results folder.
 
     python benchmarks/bench_fit.py [--draws 1000] [--chains 4] [--skip-plain]
 """
@@ -19,7 +21,8 @@ import tempfile
 import time
 from pathlib import Path
 
-import arviz as az
+import arviz_stats as azs
+import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[1]
 PARAMS = ["alpha", "beta", "sigma", "nu"]
@@ -40,8 +43,9 @@ def _run(cmd: list[str], env: dict) -> tuple[float, float]:
 
 
 def _min_ess(path: Path, names: list[str]) -> float:
-    post = az.from_netcdf(path).posterior
-    ess = az.ess(post[[n for n in names if n in post]], method="bulk")
+    with xr.open_datatree(path) as tree:
+        post = tree["posterior"].to_dataset().load()
+    ess = azs.ess(post[[n for n in names if n in post]], method="bulk")
     return float(min(ess[v].min() for v in ess.data_vars))
 
 
@@ -80,6 +84,45 @@ def main() -> None:
         for label, wall, ess, _ in rows[:2]:
             print(f"{label}: {base[1] / wall:.1f}x faster wall, "
                   f"{(ess / wall) / (base[2] / base[1]):.1f}x the plain script's ESS/s")
+    print("stages of one fit (fresh process, warm caches):")
+    for name, seconds in _stages(env, args.draws, args.chains, work / "stages"):
+        print(f"  {name:<32} {seconds:>6.1f} s")
+
+
+#: One fit, timed stage by stage (run as a fresh process; prints "stage seconds" lines).
+STAGES = """
+import sys, time
+t = time.perf_counter()
+def stage(name):
+    global t
+    now = time.perf_counter(); print(name, now - t, flush=True); t = now
+import bayescale as bs, nutpie, numpy as np
+from bayescale.inference import sampling
+from bayescale.report.answer import write_results
+from bayescale.report.recipe import Recipe
+stage("import")
+recipe = Recipe.read(sys.argv[1])
+model = recipe.scaling_law()
+model.model
+stage("model and graph")
+sampling.clear_compile_cache()
+compiled = nutpie.compile_pymc_model(model.model)
+sampling._COMPILED[model.compile_key()] = compiled
+stage("nutpie compile")
+kwargs = recipe.fit_kwargs(draws=int(sys.argv[2]), chains=int(sys.argv[3]), progressbar=False)
+fit = model.fit(**kwargs)
+stage("sampling (and log-likelihood)")
+write_results(fit, sys.argv[4], budgets=recipe.budgets, overwrite=True)
+stage("results folder")
+"""
+
+
+def _stages(env: dict, draws: int, chains: int, out: Path) -> list[tuple[str, float]]:
+    done = subprocess.run([sys.executable, "-c", STAGES, str(ROOT / "models" / "chinchilla.toml"),
+                           str(draws), str(chains), str(out)], env=env, capture_output=True,
+                          text=True, check=True)
+    rows = [line.rsplit(" ", 1) for line in done.stdout.splitlines() if line.strip()]
+    return [(name, float(seconds)) for name, seconds in rows]
 
 
 if __name__ == "__main__":
