@@ -32,6 +32,8 @@ EXPECTED = {
     "olmo_ladder": ("olmo_ladder_final.csv", 30, "allenai/OLMo-ladder @ 67a3f440", "Apache-2.0"),
     "olmo_ladder_curves": ("olmo_ladder_curves.csv", 3569, "allenai/OLMo-ladder @ 67a3f440",
                            "Apache-2.0"),
+    "porian2024_owt2": ("porian2024_owt2.csv", 468,
+                        "formll/resolving-scaling-law-discrepancies @ 0dc60d91", "none stated"),
 }
 
 
@@ -130,3 +132,12 @@ def test_load_returns_a_fresh_table():
 def test_unknown_name_raises_naming_it(function):
     with pytest.raises(ValueError, match=r"unknown dataset 'chinchila'.*'chinchilla'"):
         function("chinchila")
+
+
+def test_porian_sweep_has_its_four_setups_and_twelve_doubling_budgets(loaded):
+    runs = loaded["porian2024_owt2"]
+    setups = runs.groupby(["hparams", "warmup", "decay"]).size()
+    assert len(setups) == 4 and setups.sum() == 468
+    budgets = np.unique(runs["flops"])
+    np.testing.assert_allclose(budgets, 1.25e16 * 2.0 ** np.arange(12), rtol=1e-9)
+    np.testing.assert_allclose(runs["flops"], 6 * runs["params"] * runs["tokens"], rtol=1e-6)

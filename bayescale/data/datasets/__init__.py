@@ -65,6 +65,10 @@ def _olmo(file: str) -> pd.DataFrame:
     return prepare(raw, params="params_N", tokens="total_tokens", flops="flops", loss="c4_en_CE")
 
 
+def _porian(file: str) -> pd.DataFrame:
+    return prepare(_read_csv(file), params="params", tokens="tokens", flops="flops", loss="loss")
+
+
 _EPOCH = ("epoch-research/analyzing-chinchilla @ 92258837 : data/svg_extracted_data.csv "
           "(Besiroglu et al. 2024, 'Chinchilla Scaling: A replication attempt')")
 _OLMO = ("allenai/OLMo-ladder @ 67a3f440 : src/scripts/paper/data/ladder-runs/*.csv "
@@ -114,6 +118,19 @@ REGISTRY: dict[str, Dataset] = {
             "Intermediate evaluations (learning curves) of the 30 OLMo ladder runs: one row per "
             "checkpoint, tokens = total_tokens seen so far.",
             "c4_en_CE (C4 English validation cross-entropy)", _OLMO, "Apache-2.0", _olmo,
+        ),
+        Dataset(
+            "porian2024_owt2", "porian2024_owt2.csv", 468,
+            "Porian et al. (2024), 'Resolving Discrepancies in Compute-Optimal Scaling of "
+            "Language Models': IsoFLOP sweeps of decoder-only Transformers (5M-901M parameters) "
+            "on OpenWebText2 at 12 budgets 1.25e16-2.56e19 FLOPs (doubling), under 4 training "
+            "setups given by the columns hparams (base / tuned), warmup (long / short) and decay "
+            "(kaplan / chinchilla / const); params is the paper's 'standard' count and flops = "
+            "6 params tokens. Select one setup with a query on those columns.",
+            "loss (validation loss)",
+            "formll/resolving-scaling-law-discrepancies @ 0dc60d91 : "
+            "data/summary_df_owt2.pickle.xz (each setup's data table, param_count 'standard')",
+            "none stated; experiment results published with the paper", _porian,
         ),
     )
 }
