@@ -122,15 +122,20 @@ def test_a_fit_answers_what_its_model_allows(case):
 @pytest.mark.parametrize("family, law", [("isoflop", None), ("scaling_law", "kaplan")],
                          ids=["isoflop", "kaplan"])
 def test_refit_and_leave_future_out_run(family, law):
-    """refit and LFO rebuild any family from its spec (tiny fits, one compile each)."""
+    """refit, fit_many and LFO rebuild any family from its spec (tiny fits)."""
     runs = _runs(family)
     kwargs = {"draws": 60, "tune": 60, "chains": 2, "random_seed": 0, "progressbar": False}
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.SamplerWarning)
-        fit = _model(family, law, runs).fit(**kwargs)
+        model = _model(family, law, runs)
+        fit = model.fit(**kwargs)
         again = bs.refit(fit, runs)
+        many = bs.fit_many({"model": model, "pair": (fit.spec, runs)}, **kwargs)
         table = bs.compare({"one": fit}, method="lfo", holdout=0.3, **kwargs)
     assert type(again.model) is type(fit.model) and again.spec == fit.spec
+    for other in many.values():  # same design, same seed: the same draws
+        xr.testing.assert_identical(other.posterior["a" if family == "isoflop" else "alpha_N"],
+                                    fit.posterior["a" if family == "isoflop" else "alpha_N"])
     assert table.loc["one", "n_holdout"] > 0 and np.isfinite(table.loc["one", "elpd"])
 
 
