@@ -107,6 +107,13 @@ def test_checks_ranks_and_targets_plot(case):
         plt.close(figure)
     table = report.targets_table(fit, [1e21])
     assert len(table) == 1 and (table.filter(like="loss").to_numpy() > 0).all()
+    # how far the answer reaches: decades past the largest run, in C (and N*, D*)
+    runs = fit.runs
+    assert table.loc[0, "decades_flops"] == pytest.approx(np.log10(1e21 / runs["flops"].max()))
+    if "params_opt" in table:
+        assert table.loc[0, "decades_params"] == pytest.approx(
+            np.log10(table.loc[0, "params_opt"] / runs["params"].max()))
+    assert "past the runs" in report.format_targets(table)
 
 
 def test_a_fit_answers_what_its_model_allows(case):

@@ -116,3 +116,16 @@ def test_kaplan_views_refuse_bad_input(fake_fit, curves, chinchilla_runs):
     flops_fit = bs.Fit.from_sampler(idata, spec=spec, runs=chinchilla_runs, sampler="fake", seed=0)
     with pytest.raises(ValueError, match="needs a law in N and D.*'flops'"):
         plots.plot_params(flops_fit)
+
+
+def test_plot_law_has_a_top_axis_in_decades_past_the_largest_run(fake_fit):
+    ax = plots.plot_law(fake_fit, [5.88e23])
+    reach = [child for child in ax.child_axes
+             if child.get_xlabel() == "decades past the largest run"]
+    assert len(reach) == 1
+    ticks = reach[0].get_xticks()
+    labels = [t.get_text() for t in reach[0].get_xticklabels()]
+    top = fake_fit.runs["flops"].max()
+    assert labels[list(np.round(np.log10(ticks / top))).index(0)] == "0"
+    assert labels[list(np.round(np.log10(ticks / top))).index(2)] == "+2"
+    plt.close(ax.figure)

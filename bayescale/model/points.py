@@ -9,7 +9,7 @@ import pandas as pd
 
 from bayescale.data.runs import _derive, check_positive_column
 
-__all__ = ["check_budgets", "points_table"]
+__all__ = ["check_budgets", "points_table", "decades_past"]
 
 
 def check_budgets(budgets, *, argument: str = "budgets") -> np.ndarray:
@@ -51,3 +51,15 @@ def points_table(points, inputs: Sequence[str], flops_per_param_token: float, *,
     for name, values in known.items():
         out[name] = values
     return out
+
+
+def decades_past(runs: pd.DataFrame, column: str, values) -> np.ndarray:
+    """How far ``values`` of ``column`` (flops, params or tokens) lie past the largest run:
+    ``log10(value / max over the runs)``; 0 or less is inside the sweep's range.
+
+    >>> runs = pd.DataFrame({"flops": [1e18, 1e20]})
+    >>> decades_past(runs, "flops", [1e21, 1e23]).round(6).tolist()
+    [1.0, 3.0]
+    """
+    return np.log10(np.asarray(values, dtype=float) / float(runs[column].max()))
+

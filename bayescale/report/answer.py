@@ -8,7 +8,7 @@ import matplotlib.pyplot as plt
 import pandas as pd
 
 from bayescale.inference.intervals import interval
-from bayescale.model.points import check_budgets
+from bayescale.model.points import check_budgets, decades_past
 from bayescale.report import plots
 from bayescale.report.isoflop_plot import plot_isoflop
 
@@ -21,7 +21,10 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
     A model with a compute-optimal allocation (a law in N and D, IsoFLOP): the loss at the
     optimum and N*, D*, D*/N*. Laws in compute: the mean loss mu(C) and a new run's loss at C. With continuous
     hyperparameters, also their optimum ``<col>_opt`` at each budget.
-    Columns are ``budget`` then ``<quantity>``, ``<quantity>_lower``, ``<quantity>_upper``.
+    Columns are ``budget`` then ``<quantity>``, ``<quantity>_lower``, ``<quantity>_upper``,
+    then how far each answer reaches past the runs, in decades (``log10`` of the ratio to the
+    largest run): ``decades_flops`` for the budget and, with an optimum, ``decades_params`` and
+    ``decades_tokens`` for the median N* and D*.
     """
     budgets = check_budgets(budgets)
     if fit.model.has_optimum:
@@ -42,7 +45,18 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
         out[f"{var}_lower"] = wide[("lower", var)].to_numpy()
         out[f"{var}_upper"] = wide[("upper", var)].to_numpy()
     out.attrs["prob"] = prob
-    return out
+    return _with_reach(out, fit.runs)
+
+
+def _with_reach(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    if "flops" not in runs:  # a run table built by hand, with N and D only
+        k = float(runs.attrs.get("flops_per_param_token", 6.0))
+        runs = runs.assign(flops=k * runs["params"] * runs["tokens"])
+    table["decades_flops"] = decades_past(runs, "flops", table["budget"])
+    for column, var in (("params", "params_opt"), ("tokens", "tokens_opt")):
+        if var in table and column in runs:
+            table[f"decades_{column}"] = decades_past(runs, column, table[var])
+    return table
 
 
 def format_targets(table: pd.DataFrame) -> str:
@@ -57,6 +71,11 @@ def format_targets(table: pd.DataFrame) -> str:
             if var in table:
                 lines.append(f"  {label:<18} {row[var]:>10.4g}  "
                              f"[{row[var + '_lower']:.4g}, {row[var + '_upper']:.4g}]")
+        reach = [f"{name} {row[col]:+.2f}" for col, name in
+                 (("decades_flops", "C"), ("decades_params", "N*"), ("decades_tokens", "D*"))
+                 if col in table]
+        if reach:
+            lines.append(f"  {'past the runs':<18} {', '.join(reach)} decades")
     return "\n".join(lines)
 
 

@@ -26,6 +26,7 @@ from bayescale.inference.intervals import check_prob  # noqa: E402
 from bayescale.data.runs import require_columns  # noqa: E402
 from bayescale.inference.trees import group  # noqa: E402
 from bayescale.model.fit import Fit  # noqa: E402
+from bayescale.model.points import decades_past  # noqa: E402
 
 __all__ = ["plot_law", "plot_optimal", "plot_ranks", "plot_offsets", "plot_checks",
            "plot_params", "plot_curves"]
@@ -53,11 +54,26 @@ def _plain_ticks(axis) -> None:
 
 
 def _mark(ax, fit, budgets) -> None:
+    """The runs' range of compute and each target budget."""
     flops = fit.runs["flops"]
     ax.axvspan(flops.min(), flops.max(), color="0.92", zorder=0, label="range of the runs")
     for i, budget in enumerate(budgets or []):
         ax.axvline(budget, color="tab:red", ls="--", lw=1,
                    label="target budget" if i == 0 else None)
+
+
+def _reach_axis(ax, fit) -> None:
+    """A top axis in decades past the largest run: how far each answer reaches (call after
+    the log scale is set, which would reset its ticks)."""
+    from matplotlib.ticker import FixedFormatter, FixedLocator, NullLocator
+
+    top, decades = float(fit.runs["flops"].max()), np.arange(-6, 7)
+    reach = ax.secondary_xaxis("top")
+    reach.xaxis.set_major_locator(FixedLocator(top * 10.0 ** decades))
+    reach.xaxis.set_major_formatter(FixedFormatter([f"{d:+d}" if d else "0" for d in decades]))
+    reach.xaxis.set_minor_locator(NullLocator())
+    reach.set_xlabel("decades past the largest run", fontsize=8)
+    reach.tick_params(labelsize=7)
 
 
 def plot_law(fit, budgets=None, *, prob: float = 0.9, ax=None):
@@ -89,6 +105,7 @@ def plot_law(fit, budgets=None, *, prob: float = 0.9, ax=None):
                     label=f"mean loss at target, {prob:.0%} interval")
     ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)",
            ylabel="final loss (nats/token)", title="Runs and the fitted law, extrapolated")
+    _reach_axis(ax, fit)
     _plain_ticks(ax.yaxis)
     ax.legend(fontsize=8, loc="upper right")
     return ax
