@@ -60,3 +60,38 @@ def test_a_format_1_results_file_is_converted_on_load(fake_fit, tmp_path):
     assert back.spec["model"] == "scaling_law"
     np.testing.assert_allclose(back.optimal([1e24])["params_opt"].values,
                                fake_fit.optimal([1e24])["params_opt"].values, rtol=1e-12)
+
+
+def test_a_format_1_fit_with_free_offsets_keeps_their_new_level_scale(tmp_path):
+    """0.1 fits made before offsets summed to zero drew a new level with sd tau, not
+    tau sqrt(1 + 1/k): loading one keeps that."""
+    import hashlib
+    import json
+
+    import pandas as pd
+
+    rng = np.random.default_rng(0)
+    runs = bs.prepare(pd.DataFrame({"flops": np.repeat([1e18, 1e19, 1e20], 4),
+                                    "loss": rng.uniform(2, 3, 12), "lr": ["a", "b"] * 6}))
+    model = bs.ScalingLaw(runs, law="flops", offsets=["lr"], noise="normal")
+    draws = {"E": np.full((1, 4000), 1.5), "A": np.full((1, 4000), 10.0),
+             "alpha": np.full((1, 4000), 0.05), "sigma": np.full((1, 4000), 0.01),
+             "lr_tau": np.full((1, 4000), 0.1), "lr_offset": np.zeros((1, 4000, 2))}
+    draws |= bs.laws.get_law("flops").sampled_from(draws, model.spec["log_reference"])
+    tree = xr.DataTree.from_dict({"posterior": xr.Dataset(
+        {k: (("chain", "draw", "lr") if v.ndim == 3 else ("chain", "draw"), v)
+         for k, v in draws.items()}, coords={"lr": ["a", "b"]})})
+    fit = bs.Fit.from_sampler(tree, spec=model.spec, runs=runs, sampler="fake", seed=0)
+    fit.save(tmp_path / "now.nc")
+    saved = xr.open_datatree(tmp_path / "now.nc").load()
+    old = {k: v for k, v in json.loads(saved["posterior"].attrs["spec"]).items()
+           if k not in ("model", "offsets_sum_to_zero", "version")}
+    text = json.dumps(old, sort_keys=True)
+    saved["posterior"].attrs.update(bayescale_format=1, spec=text,
+                                    spec_hash=hashlib.sha256(text.encode()).hexdigest())
+    saved.to_netcdf(tmp_path / "v1.nc", engine="h5netcdf")
+    point = {"flops": [1e19], "lr": ["new"]}
+    spread = {name: float(np.log(f.predict(point, random_seed=1)["loss"]).std())
+              for name, f in (("now", fit), ("v1", bs.load(tmp_path / "v1.nc")))}
+    assert spread["v1"] == pytest.approx(0.1, rel=0.05)
+    assert spread["now"] == pytest.approx(0.1 * np.sqrt(1.5), rel=0.05)

@@ -59,6 +59,11 @@ class Family:
         runs.attrs["flops_per_param_token"] = float(spec.get("flops_per_param_token", 6.0))
         return cls(runs, **cls.options(spec))
 
+    def answer_as(self, spec: Mapping) -> Family:
+        """Answer from draws as the model that wrote ``spec`` did (a hook for what an older
+        results format recorded differently; the graph is unaffected). Returns ``self``."""
+        return self
+
     @staticmethod
     def options(spec: Mapping) -> dict:
         """The constructor keywords (what the user chose) recorded in ``spec``."""

@@ -93,7 +93,8 @@ class Fit(PosteriorResult):
     def model(self):
         """The fit's model (its family, rebuilt from the spec on the fitted runs)."""
         if self._model is None:
-            self._model = family_of(self.spec).from_spec(self.spec, self.runs)
+            model = family_of(self.spec).from_spec(self.spec, self.runs)
+            self._model = model.answer_as(self.spec)
         return self._model
 
     @property

@@ -115,6 +115,13 @@ class ScalingLaw(Family):
         self.user_priors = dict(priors or {})
 
     family = "scaling_law"
+    #: whether a new level's offset is seen from the observed levels' mean (sd tau sqrt(1 +
+    #: 1/k)); False only when answering for a bayescale 0.1 fit made before offsets summed to 0
+    offsets_sum_to_zero = True
+
+    def answer_as(self, spec) -> ScalingLaw:
+        self.offsets_sum_to_zero = bool(spec.get("offsets_sum_to_zero", True))
+        return self
 
     @staticmethod
     def options(spec) -> dict:
@@ -220,7 +227,9 @@ class ScalingLaw(Family):
             index = Offsets.index(self.levels[col], table[col])
             known = Offsets.effect(np, posterior[f"{col}_offset"].values, np.maximum(index, 0))
             # a new level, seen from the observed levels' mean (their offsets sum to zero)
-            tau = posterior[f"{col}_tau"].values[..., None] * math.sqrt(1 + 1 / len(self.levels[col]))
+            tau = posterior[f"{col}_tau"].values[..., None]
+            if self.offsets_sum_to_zero:
+                tau = tau * math.sqrt(1 + 1 / len(self.levels[col]))
             total += np.where(index >= 0, known, tau * rng.standard_normal(total.shape))
         return total
 

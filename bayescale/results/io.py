@@ -57,4 +57,6 @@ def _upgrade(spec: dict, version: int) -> dict:
     """A spec of an older results format in the current one (format 1: name the family)."""
     if version < 2:
         spec = {"model": "scaling_law"} | spec
+        if spec["model"] == "scaling_law" and spec.get("offsets"):
+            spec.setdefault("offsets_sum_to_zero", False)  # offsets before they summed to 0
     return spec
