@@ -14,6 +14,7 @@ from bayescale.data import datasets  # noqa: E402
 from bayescale.model import laws  # noqa: E402
 from bayescale.analysis import calibration  # noqa: E402
 from bayescale.analysis.compare import ParetoKWarning, compare, fit_many, refit  # noqa: E402
+from bayescale.analysis.stack import Stack, stack  # noqa: E402
 from bayescale.data.curves import checkpoints, replicates  # noqa: E402
 from bayescale.model.fit import Fit  # noqa: E402
 from bayescale.model.isoflop import IsoFlop  # noqa: E402
@@ -39,6 +40,8 @@ __all__ = [
     "compare",
     "fit_many",
     "refit",
+    "stack",
+    "Stack",
     "ScalingLaw",
     "Truth",
     "add_shape_columns",

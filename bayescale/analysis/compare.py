@@ -20,13 +20,14 @@ from concurrent.futures import Executor
 import arviz_stats as azs
 import numpy as np
 import pandas as pd
+from scipy import optimize, special
 from scipy.special import logsumexp
 
 from bayescale.model.fit import Fit, family_of
 from bayescale.model.family import Family
 from bayescale.inference.sampling import noise_logpdf
 
-__all__ = ["compare", "refit", "fit_many", "ParetoKWarning", "METHODS", "LOO_COLUMNS",
+__all__ = ["compare", "refit", "fit_many", "stacking_weights", "ParetoKWarning", "METHODS", "LOO_COLUMNS",
            "LFO_COLUMNS", "PARETO_K_MAX", "DEFAULT_HOLDOUT"]
 
 METHODS = ("loo", "lfo")
@@ -38,7 +39,7 @@ DEFAULT_HOLDOUT = 0.25
 LOO_COLUMNS = ("rank", "elpd", "se", "elpd_diff", "dse", "weight", "p_loo", "pareto_k_max",
                "n_pareto_k_high")
 #: Columns of the ``method="lfo"`` table (the coverage columns follow ``prob``).
-LFO_COLUMNS = ("rank", "elpd", "se", "elpd_diff", "dse", "elpd_mean", "rel_error",
+LFO_COLUMNS = ("rank", "elpd", "se", "elpd_diff", "dse", "weight", "elpd_mean", "rel_error",
                "coverage_50", "coverage_90", "n_train", "n_holdout")
 
 
@@ -87,7 +88,8 @@ def compare(fits: Mapping[str, Fit], *, method: str = "loo", holdout: float | No
 
         ``"loo"`` adds ``weight`` (stacking weights), ``p_loo`` (effective number of
         parameters), ``pareto_k_max`` and ``n_pareto_k_high`` (runs with k > 0.7).
-        ``"lfo"`` adds ``elpd_mean`` (per held-out run), ``rel_error`` (mean of
+        ``"lfo"`` adds ``weight`` (stacking weights on the held-out runs'
+        pointwise predictive densities), ``elpd_mean`` (per held-out run), ``rel_error`` (mean of
         ``|median new-run prediction - loss| / loss``), ``coverage_<100 p>`` (share of
         held-out losses inside the central ``p`` predictive interval of a new run),
         ``n_train`` and ``n_holdout``; ``attrs`` records the threshold and the held-out runs.
@@ -422,6 +424,30 @@ def log_predictive_density(y: np.ndarray, loc: np.ndarray, sigma: np.ndarray,
     return logsumexp(logp, axis=0) - np.log(logp.shape[0])
 
 
+def stacking_weights(lpd: np.ndarray) -> np.ndarray:
+    """Stacking weights from pointwise log predictive densities ``lpd`` (model, point).
+
+    Maximises ``sum_i log sum_k w_k exp(lpd[k, i])`` over the simplex (softmax parameters,
+    L-BFGS).
+
+    >>> w = stacking_weights(np.log([[0.9, 0.9, 0.1], [0.1, 0.1, 0.9]]))
+    >>> bool(w[0] > w[1]) and round(float(w.sum()), 12) == 1.0
+    True
+    """
+    lpd = np.asarray(lpd, dtype=float)
+    if lpd.ndim != 2 or lpd.shape[0] < 1:
+        raise ValueError(f"lpd must be a (model, point) array, got shape {lpd.shape}")
+    if lpd.shape[0] == 1:
+        return np.ones(1)
+
+    def loss(z):
+        log_w = z - special.logsumexp(z)
+        return -special.logsumexp(lpd + log_w[:, None], axis=0).sum()
+
+    result = optimize.minimize(loss, np.zeros(lpd.shape[0]), method="L-BFGS-B")
+    return special.softmax(result.x)
+
+
 def _rank(table: pd.DataFrame, pointwise: Mapping[str, np.ndarray]) -> pd.DataFrame:
     order = table["elpd"].sort_values(ascending=False).index
     best = pointwise[order[0]]
@@ -433,5 +459,6 @@ def _rank(table: pd.DataFrame, pointwise: Mapping[str, np.ndarray]) -> pd.DataFr
     table["elpd_diff"] = table["elpd"].iloc[0] - table["elpd"]
     table["dse"] = [float(np.sqrt(n * np.var(best - pointwise[k], ddof=1))) if n > 1 else np.nan
                     for k in order]
-    front = ["rank", "elpd", "se", "elpd_diff", "dse", "elpd_mean", "rel_error"]
+    table["weight"] = stacking_weights(np.stack([pointwise[k] for k in order]))
+    front = ["rank", "elpd", "se", "elpd_diff", "dse", "weight", "elpd_mean", "rel_error"]
     return table[front + [c for c in table.columns if c not in front]]

@@ -67,6 +67,10 @@ def _compare_parser(sub) -> None:
     comp.add_argument("--draws", type=int, help="lfo: draws per chain of the refits")
     comp.add_argument("--chains", type=int, help="lfo: chains of the refits")
     comp.add_argument("--seed", type=int, help="lfo: random seed of the refits")
+    comp.add_argument("--stack", action="store_true", help="with --budgets: the answer of the "
+                      "fits' stacking mixture (weights by --method)")
+    comp.add_argument("--budgets", type=float, nargs="+", help="with --stack: compute budgets "
+                      "in FLOPs at which to answer")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -168,31 +172,65 @@ def _predict(args) -> int:
     return 0
 
 
-def _compare(args) -> int:
-    import pandas as pd
-
+def _load_fits(paths) -> dict:
     import bayescale as bs
 
     fits = {}
-    for given in args.posteriors:
+    for given in paths:
         path = Path(given)
         path = path / "posterior.nc" if path.is_dir() else path
         name = path.parent.name if path.name == "posterior.nc" else path.stem
         if name in fits:
             raise ValueError(f"two fits are named {name!r}; give files in distinct folders")
         fits[name] = bs.load(path)
+    return fits
+
+
+def _compare(args) -> int:
+    import pandas as pd
+
+    import bayescale as bs
+
+    from bayescale.model.points import check_budgets
+
+    if (args.budgets is None) != (not args.stack):
+        raise ValueError("--stack and --budgets go together: the stacked answer at budgets")
+    fits = _load_fits(args.posteriors)
     kwargs = {} if args.method == "loo" else {
         "holdout": args.holdout, "draws": args.draws, "chains": args.chains,
         "random_seed": args.seed, "progressbar": False}
     if args.method == "loo" and args.holdout is not None:
         raise ValueError("--holdout applies to --method lfo only")
-    table = bs.compare(fits, method=args.method,
-                       **{k: v for k, v in kwargs.items() if v is not None})
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    stacked = bs.stack(fits, method=args.method, **kwargs) if args.stack else None
+    table = stacked.table if stacked else bs.compare(fits, method=args.method, **kwargs)
     with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160,
                            "display.max_columns", 30):
         print(f"{args.method.upper()} comparison (best first; elpd: higher is better)")
         print(table.to_string())
+    if stacked:
+        _print_stacked(stacked, check_budgets(args.budgets, argument="--budgets"))
     return 0
+
+
+def _print_stacked(stacked, budgets) -> None:
+    """The stacked mixture's loss of a new run (and N*, D* where the fits have them)."""
+    import bayescale as bs
+
+    print(f"\nStacked answer (weights {', '.join(f'{n} {w:.3g}' for n, w in stacked.weights.items())};"
+          " median [90% interval]):")
+    loss = bs.interval(stacked.loss_at(budgets, random_seed=0)["loss"], prob=0.9)
+    able = any(f.model.has_optimum for f in stacked.fits.values())
+    opt = bs.interval(stacked.optimal(budgets, random_seed=0), prob=0.9) if able else None
+    for i, budget in enumerate(budgets):
+        row = loss.iloc[i]
+        print(f"C = {budget:.3g} FLOPs\n  {'loss (new run)':<22} {row['median']:>10.4g}  "
+              f"[{row['lower']:.4g}, {row['upper']:.4g}]")
+        for var, label in (("loss_opt", "loss at optimum"), ("params_opt", "N* (params)"),
+                           ("tokens_opt", "D* (tokens)")):
+            if opt is not None:
+                r = opt[(opt["variable"] == var) & (opt["budget"] == budget)].iloc[0]
+                print(f"  {label:<22} {r['median']:>10.4g}  [{r['lower']:.4g}, {r['upper']:.4g}]")
 
 
 def _datasets(args) -> int:

@@ -1,0 +1,120 @@
+"""Bayesian stacking of fits of several laws into one predictive distribution.
+
+Stacking (Yao, Vehtari, Simpson & Gelman 2018) chooses weights ``w`` on the simplex that
+maximise the log score of the mixture on held-out runs, ``sum_i log sum_k w_k p_k(y_i)``:
+by PSIS-LOO (``method="loo"``: ArviZ's stacking weights, interpolation) or on the runs of the
+largest budgets after refitting each law below them (``method="lfo"``: extrapolation, the
+question a scaling law is asked). The stacked answer at a point is the mixture: each of its
+draws comes from one law, picked with probability ``w_k``, so the intervals carry the
+uncertainty about which law holds as well as each law's own.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import xarray as xr
+
+from bayescale.analysis.compare import compare, stacking_weights
+from bayescale.model.fit import Fit
+from bayescale.model.points import check_budgets
+
+__all__ = ["Stack", "stack", "stacking_weights"]  # stacking_weights: from compare
+
+
+@dataclass
+class Stack:
+    """Fits of several laws and their stacking weights; answers as their mixture."""
+
+    fits: dict[str, Fit]
+    weights: pd.Series
+    table: pd.DataFrame
+
+    def _mix(self, draws: Mapping[str, np.ndarray], weights: pd.Series,
+             rng: np.random.Generator) -> np.ndarray:
+        """Mixture draws (draw, ...) from per-fit draws (chain, draw, ...)."""
+        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in draws.items()}
+        n = min(v.shape[0] for v in flat.values())
+        names = list(flat)
+        pick = rng.choice(len(names), size=n, p=weights[names].to_numpy() / weights[names].sum())
+        out = np.empty((n, *flat[names[0]].shape[1:]))
+        for k, name in enumerate(names):
+            rows = np.flatnonzero(pick == k)
+            out[rows] = flat[name][rng.integers(0, flat[name].shape[0], rows.size)]
+        return out
+
+    def predict(self, points, *, kind: str = "new_run", random_seed: int | None = None) -> xr.Dataset:
+        """The stacked loss at ``points``: ``loss`` over (chain, draw, point), one chain."""
+        rng = np.random.default_rng(random_seed)
+        draws = {name: fit.predict(points, kind=kind, random_seed=random_seed)["loss"].values
+                 for name, fit in self.fits.items()}
+        mixed = self._mix(draws, self.weights, rng)
+        return xr.Dataset({"loss": (("chain", "draw", "point"), mixed[None])},
+                          attrs={"kind": kind, "stacked": ", ".join(self.fits)})
+
+    def loss_at(self, budgets, *, kind: str = "new_run",
+                random_seed: int | None = None) -> xr.Dataset:
+        """The stacked loss at each budget, over (chain, draw, budget), one chain: from a law
+        in N and D its loss at the compute-optimal allocation, from a law in compute its loss
+        at C; ``kind="new_run"`` adds each fit's own noise."""
+        if kind not in ("mean", "new_run"):
+            raise ValueError(f"kind must be 'mean' or 'new_run', got {kind!r}")
+        budgets = check_budgets(budgets)
+        rng = np.random.default_rng(random_seed)
+        draws = {name: _loss_at(fit, budgets, kind, rng) for name, fit in self.fits.items()}
+        return xr.Dataset({"loss": (("chain", "draw", "budget"), self._mix(draws, self.weights, rng)[None])},
+                          coords={"budget": budgets}, attrs={"kind": kind})
+
+    def optimal(self, budgets, *, random_seed: int | None = None) -> xr.Dataset:
+        """The stacked compute-optimal allocation over the fits whose models have one (their
+        weights renormalised); a ValueError when none has."""
+        budgets = check_budgets(budgets)
+        able = {n: f for n, f in self.fits.items() if f.model.has_optimum}
+        if not able:
+            raise ValueError("none of the stacked fits has a compute-optimal allocation")
+        rng = np.random.default_rng(random_seed)
+        per_fit = {n: f.optimal(budgets, random_seed=random_seed) for n, f in able.items()}
+        out = {var: (("chain", "draw", "budget"),
+                     self._mix({n: ds[var].values for n, ds in per_fit.items()},
+                               self.weights, np.random.default_rng(rng.integers(2**32)))[None])
+               for var in next(iter(per_fit.values())).data_vars}
+        return xr.Dataset(out, coords={"budget": budgets}, attrs={"stacked": ", ".join(able)})
+
+
+def _loss_at(fit: Fit, budgets: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
+    if fit.model.has_optimum:
+        log_loss = np.log(fit.optimal(budgets, random_seed=int(rng.integers(2**32)))["loss_opt"].values)
+    else:
+        log_loss = np.log(fit.predict({"flops": budgets})["loss"].values)
+    if kind == "new_run":
+        log_loss = log_loss + fit.model.noise_draws(fit.posterior, log_loss.shape, rng)
+    with np.errstate(over="ignore"):  # heavy-tailed new runs (nu < 1) may reach +inf
+        return np.exp(log_loss)
+
+
+def stack(fits: Mapping[str, Fit], *, method: str = "loo", **compare_kwargs) -> Stack:
+    """Stack fits of the same runs under several laws by LOO or leave-future-out weights.
+
+    Parameters
+    ----------
+    fits
+        Name -> :class:`bayescale.Fit` of the same observed runs (any families).
+    method
+        ``"loo"`` (PSIS-LOO stacking weights, ArviZ) or ``"lfo"`` (stacking weights on the
+        held-out largest budgets after refitting each law below them; see
+        :func:`bayescale.compare` for ``holdout`` and the refits' settings).
+    **compare_kwargs
+        Passed to :func:`bayescale.compare`.
+
+    Returns
+    -------
+    Stack
+        ``weights`` (a Series by fit), the comparison ``table``, and ``predict`` (at points
+        every fit's law can take), ``loss_at`` (at budgets) and ``optimal`` giving the
+        mixture's draws.
+    """
+    table = compare(fits, method=method, **compare_kwargs)
+    return Stack(dict(fits), table["weight"].astype(float), table)

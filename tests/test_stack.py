@@ -1,0 +1,60 @@
+"""Stacking: weights that maximise the mixture's log score, and answers drawn from the mixture."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.analysis.compare import stacking_weights
+from bayescale.report.cli import main
+
+
+def test_stacking_weights_maximise_the_log_score_of_the_mixture():
+    rng = np.random.default_rng(0)
+    lpd = rng.normal(-1, 0.5, size=(3, 40))
+    lpd[2] -= 3  # a law that predicts every run worse gets no weight
+    w = stacking_weights(lpd)
+    assert w.sum() == pytest.approx(1) and w[2] < 1e-3
+
+    def score(weights):
+        return np.log(np.exp(lpd).T @ weights).sum()
+
+    for other in rng.dirichlet(np.ones(3), size=200):  # no point of the simplex does better
+        assert score(w) >= score(other) - 1e-6
+
+
+def test_a_stack_of_one_fit_twice_is_that_fit(fake_fit):
+    with pytest.warns(bs.ParetoKWarning):  # the fake posterior is no posterior of the runs
+        stacked = bs.stack({"a": fake_fit, "b": fake_fit})
+    assert stacked.weights.sum() == pytest.approx(1)
+    mixed = stacked.optimal([1e24], random_seed=0)["params_opt"].values.ravel()
+    alone = fake_fit.optimal([1e24])["params_opt"].values.ravel()
+    assert mixed.size == alone.size and np.isin(mixed, alone).all()  # the fit's own draws
+
+
+def test_the_mixture_draws_each_law_by_its_weight(chinchilla_fit, fake_fit):
+    stacked = bs.Stack({"real": chinchilla_fit, "fake": fake_fit},
+                       pd.Series({"real": 0.25, "fake": 0.75}), None)
+    loss = stacked.loss_at([1e24], kind="mean", random_seed=0)["loss"].values.ravel()
+    real = chinchilla_fit.optimal([1e24])["loss_opt"].values.ravel()
+    fake = fake_fit.optimal([1e24])["loss_opt"].values.ravel()
+    cut = (real.max() + fake.min()) / 2 if real.max() < fake.min() else None
+    if cut is None:
+        cut = (fake.max() + real.min()) / 2
+        share_real = np.mean(loss > cut)
+    else:
+        share_real = np.mean(loss < cut)
+    assert share_real == pytest.approx(0.25, abs=0.07)
+
+
+def test_cli_compare_stack_prints_the_stacked_answer(tmp_path, capsys, chinchilla_fit):
+    for name in ("first", "second"):
+        (tmp_path / name).mkdir()
+        chinchilla_fit.save(tmp_path / name / "posterior.nc")
+    assert main(["compare", str(tmp_path / "first"), str(tmp_path / "second"), "--stack",
+                 "--budgets", "1e24"]) == 0
+    printed = capsys.readouterr().out
+    assert "Stacked answer" in printed and "N* (params)" in printed and "C = 1e+24" in printed
+    assert main(["compare", str(tmp_path / "first"), "--stack"]) == 2
