@@ -47,6 +47,11 @@ def test_the_mixture_draws_each_law_by_its_weight(chinchilla_fit, fake_fit):
     else:
         share_real = np.mean(loss < cut)
     assert share_real == pytest.approx(0.25, abs=0.07)
+    # each mixture draw is one law's whole answer: N* D* = C / 6 draw by draw
+    opt = stacked.optimal([1e24], random_seed=0)
+    np.testing.assert_allclose(6 * opt["params_opt"] * opt["tokens_opt"], 1e24, rtol=1e-9)
+    np.testing.assert_allclose(opt["tokens_per_param"], opt["tokens_opt"] / opt["params_opt"],
+                               rtol=1e-9)
 
 
 def test_cli_compare_stack_prints_the_stacked_answer(tmp_path, capsys, chinchilla_fit):

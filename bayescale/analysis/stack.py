@@ -33,26 +33,37 @@ class Stack:
     weights: pd.Series
     table: pd.DataFrame
 
-    def _mix(self, draws: Mapping[str, np.ndarray], weights: pd.Series,
-             rng: np.random.Generator) -> np.ndarray:
-        """Mixture draws (draw, ...) from per-fit draws (chain, draw, ...)."""
-        flat = {k: v.reshape(-1, *v.shape[2:]) for k, v in draws.items()}
-        n = min(v.shape[0] for v in flat.values())
-        names = list(flat)
-        pick = rng.choice(len(names), size=n, p=weights[names].to_numpy() / weights[names].sum())
-        out = np.empty((n, *flat[names[0]].shape[1:]))
-        for k, name in enumerate(names):
-            rows = np.flatnonzero(pick == k)
-            out[rows] = flat[name][rng.integers(0, flat[name].shape[0], rows.size)]
-        return out
+    def _choose(self, draws: Mapping[str, np.ndarray],
+                rng: np.random.Generator) -> list[tuple[str, np.ndarray, np.ndarray]]:
+        """Which fit, and which of its flattened draws, each mixture draw takes: a list of
+        (fit, positions in the mixture, positions in that fit's draws). The mixture has as
+        many draws as the smallest fit; the fits' weights are renormalised over ``draws``."""
+        names = list(draws)
+        sizes = {n: int(np.prod(draws[n].shape[:2])) for n in names}
+        weights = self.weights[names].to_numpy()
+        pick = rng.choice(len(names), size=min(sizes.values()), p=weights / weights.sum())
+        return [(name, np.flatnonzero(pick == k),
+                 rng.integers(0, sizes[name], int(np.sum(pick == k))))
+                for k, name in enumerate(names)]
+
+    @staticmethod
+    def _gather(draws: Mapping[str, np.ndarray], choice) -> np.ndarray:
+        """Mixture draws (1, draw, ...) of per-fit draws (chain, draw, ...) by ``choice``."""
+        first = next(iter(draws.values()))
+        out = np.empty((sum(rows.size for _, rows, _ in choice), *first.shape[2:]))
+        for name, rows, source in choice:
+            out[rows] = draws[name].reshape(-1, *first.shape[2:])[source]
+        return out[None]
+
+    def _mix(self, draws: Mapping[str, np.ndarray], rng: np.random.Generator) -> np.ndarray:
+        return self._gather(draws, self._choose(draws, rng))
 
     def predict(self, points, *, kind: str = "new_run", random_seed: int | None = None) -> xr.Dataset:
         """The stacked loss at ``points``: ``loss`` over (chain, draw, point), one chain."""
         rng = np.random.default_rng(random_seed)
         draws = {name: fit.predict(points, kind=kind, random_seed=random_seed)["loss"].values
                  for name, fit in self.fits.items()}
-        mixed = self._mix(draws, self.weights, rng)
-        return xr.Dataset({"loss": (("chain", "draw", "point"), mixed[None])},
+        return xr.Dataset({"loss": (("chain", "draw", "point"), self._mix(draws, rng))},
                           attrs={"kind": kind, "stacked": ", ".join(self.fits)})
 
     def loss_at(self, budgets, *, kind: str = "new_run",
@@ -65,7 +76,7 @@ class Stack:
         budgets = check_budgets(budgets)
         rng = np.random.default_rng(random_seed)
         draws = {name: _loss_at(fit, budgets, kind, rng) for name, fit in self.fits.items()}
-        return xr.Dataset({"loss": (("chain", "draw", "budget"), self._mix(draws, self.weights, rng)[None])},
+        return xr.Dataset({"loss": (("chain", "draw", "budget"), self._mix(draws, rng))},
                           coords={"budget": budgets}, attrs={"kind": kind})
 
     def optimal(self, budgets, *, random_seed: int | None = None) -> xr.Dataset:
@@ -75,18 +86,21 @@ class Stack:
         able = {n: f for n, f in self.fits.items() if f.model.has_optimum}
         if not able:
             raise ValueError("none of the stacked fits has a compute-optimal allocation")
-        rng = np.random.default_rng(random_seed)
         per_fit = {n: f.optimal(budgets, random_seed=random_seed) for n, f in able.items()}
+        variables = list(next(iter(per_fit.values())).data_vars)
+        # one choice for every variable, so that a mixture draw is one law's whole answer
+        choice = self._choose({n: ds[variables[0]].values for n, ds in per_fit.items()},
+                              np.random.default_rng(random_seed))
         out = {var: (("chain", "draw", "budget"),
-                     self._mix({n: ds[var].values for n, ds in per_fit.items()},
-                               self.weights, np.random.default_rng(rng.integers(2**32)))[None])
-               for var in next(iter(per_fit.values())).data_vars}
+                     self._gather({n: ds[var].values for n, ds in per_fit.items()}, choice))
+               for var in variables}
         return xr.Dataset(out, coords={"budget": budgets}, attrs={"stacked": ", ".join(able)})
 
 
 def _loss_at(fit: Fit, budgets: np.ndarray, kind: str, rng: np.random.Generator) -> np.ndarray:
     if fit.model.has_optimum:
-        log_loss = np.log(fit.optimal(budgets, random_seed=int(rng.integers(2**32)))["loss_opt"].values)
+        optimum = fit.optimal(budgets, random_seed=int(rng.integers(2**32)))
+        log_loss = np.log(optimum["loss_opt"].values)
     else:
         log_loss = np.log(fit.predict({"flops": budgets})["loss"].values)
     if kind == "new_run":
