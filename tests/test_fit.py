@@ -65,10 +65,10 @@ def test_log_likelihood_equals_pymc(chinchilla_fit, chinchilla_runs):
 
 def test_log_likelihood_in_chunks_equals_one_pass(chinchilla_fit, monkeypatch):
     """Large tables are evaluated a few runs at a time; the result must not change."""
-    from bayescale.model import fit as fit_module
+    from bayescale.model import family
 
     draws = chinchilla_fit.posterior.sizes["chain"] * chinchilla_fit.posterior.sizes["draw"]
-    monkeypatch.setattr(fit_module, "_CHUNK_ELEMENTS", 7 * draws)  # 7 runs per chunk
+    monkeypatch.setattr(family, "CHUNK_ELEMENTS", 7 * draws)  # 7 runs per chunk
     chunked = chinchilla_fit._log_likelihood().values
     np.testing.assert_array_equal(chunked, chinchilla_fit.idata.log_likelihood["log_loss"].values)
 

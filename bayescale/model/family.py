@@ -32,12 +32,17 @@ NOISES = ("student_t", "normal")
 #: Name of the ``pm.Data`` holding the observed log losses: the one input a compiled model
 #: swaps when it is reused for another run table of the same design (see compile_key).
 OBSERVED = "log_loss_observed"
+#: Draws x runs evaluated at once when computing the log-likelihood (about 160 MB each).
+CHUNK_ELEMENTS = 20_000_000
+
+
 class Family:
     """What every model family shares: options, priors, the graph, NUTS, and the noise.
 
     Subclasses set ``family``, validate the runs in ``__init__`` (setting ``runs``, ``noise``,
     ``priors`` and ``user_priors``), and define :meth:`spec`, :meth:`options`, :meth:`_build`,
-    :meth:`log_mean_draws`, :meth:`summary_names` and :meth:`describe`.
+    :meth:`points`, :meth:`log_mean_draws`, :meth:`summary_variables`, :meth:`describe` and
+    :meth:`describe_short`.
     """
 
     family: ClassVar[str]
@@ -72,6 +77,11 @@ class Family:
     @property
     def spec(self) -> dict:
         raise NotImplementedError
+
+    @property
+    def flops_per_param_token(self) -> float:
+        """The constant k in C = k N D of the run table (6 unless the runs say otherwise)."""
+        return float(self.runs.attrs.get("flops_per_param_token", 6.0))
 
     @property
     def model(self) -> pm.Model:
@@ -175,9 +185,9 @@ class Family:
     def noise_draws(self, posterior: xr.Dataset, shape: tuple,
                     rng: np.random.Generator) -> np.ndarray:
         """A fresh draw of the log-scale noise per posterior draw (for new runs)."""
-        sigma = posterior["sigma"].values[..., None]
-        if self.noise == "student_t":
-            return sigma * rng.standard_t(posterior["nu"].values[..., None], size=shape)
+        sigma, nu = self.noise_parameters(posterior)
+        if nu is not None:
+            return sigma * rng.standard_t(nu, size=shape)
         return sigma * rng.standard_normal(shape)
 
     def noise_parameters(self, posterior: xr.Dataset) -> tuple[np.ndarray, np.ndarray | None]:
@@ -186,20 +196,20 @@ class Family:
         nu = posterior["nu"].values[..., None] if self.noise == "student_t" else None
         return sigma, nu
 
-    def log_likelihood(self, posterior: xr.Dataset, y: np.ndarray,
-                       chunk: int = 20_000_000) -> np.ndarray:
-        """log p(y_run | draw) for the model's runs: (chain, draw, run), in chunks of runs."""
+    def log_likelihood(self, posterior: xr.Dataset, y: np.ndarray) -> np.ndarray:
+        """log p(y_run | draw) for the model's runs: (chain, draw, run), in chunks of runs
+        (:data:`CHUNK_ELEMENTS` draws x runs at a time)."""
         sigma, nu = self.noise_parameters(posterior)
         n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
         ll = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(self.runs)))
-        step = max(1, chunk // n_draws)  # bounds the temporaries on large tables
+        step = max(1, CHUNK_ELEMENTS // n_draws)  # bounds the temporaries on large tables
         for start in range(0, len(self.runs), step):
             part = slice(start, start + step)
             log_mu = self.log_mean_draws(posterior, self.runs.iloc[part], np.random.default_rng(0))
             ll[..., part] = noise_logpdf(y[part], log_mu, sigma, nu)
         return ll
 
-    def summary_names(self, posterior: xr.Dataset) -> list[str]:
+    def summary_variables(self, posterior: xr.Dataset) -> xr.Dataset:
         """The posterior variables :meth:`bayescale.Fit.summary` reports, in order."""
         raise NotImplementedError
 

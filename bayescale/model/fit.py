@@ -48,8 +48,6 @@ def family_of(spec: Mapping) -> type:
 #: ``xarray.DataTree`` whose spec names its family (``spec["model"]``). 1 (bayescale 0.1): the
 #: same groups from ArviZ 0.x; a scaling-law spec had no ``model`` key (load converts it).
 FORMAT_VERSION = SPEC_VERSION
-#: Draws x runs evaluated at once when computing the log-likelihood (about 160 MB each).
-_CHUNK_ELEMENTS = 20_000_000
 
 
 class Fit(PosteriorResult):
@@ -122,8 +120,8 @@ class Fit(PosteriorResult):
     def summary(self, prob: float = 0.9) -> pd.DataFrame:
         """Posterior table: mean, sd, median, equal-tailed ``prob`` interval, R-hat and ESS.
 
-        Rows are what the model reports (:meth:`bayescale.ScalingLaw.summary_names`,
-        :meth:`bayescale.IsoFlop.summary_names`), one row per level or budget for variables
+        Rows are what the model reports (:meth:`bayescale.ScalingLaw.summary_variables`,
+        :meth:`bayescale.IsoFlop.summary_variables`), one row per level or budget for variables
         along a dimension (``name[level]``). ``attrs["diagnostics"]`` holds the divergence
         count and the worst R-hat and ESS.
         """
@@ -211,7 +209,7 @@ class Fit(PosteriorResult):
                            for col in self.spec["continuous"]}, coords=coords)
 
     def recommend(self, budget, *, prob: float = 0.9, top: int = 5):
-        """What to train at ``budget``: see :func:`bayescale.recommend.recommend`."""
+        """What to train at ``budget``: see :func:`bayescale.model.recommend.recommend`."""
         return recommend(self, budget, prob=prob, top=top)
 
     # -- internals ----------------------------------------------------------------------------
@@ -219,12 +217,11 @@ class Fit(PosteriorResult):
         return self.model.diagnostic_vars(self.posterior)
 
     def _log_likelihood(self) -> xr.DataArray:
-        post = self.posterior
-        y = group(self.idata, "observed_data")["log_loss"].values
-        ll = self.model.log_likelihood(post, y, chunk=_CHUNK_ELEMENTS)
+        post, observed = self.posterior, group(self.idata, "observed_data")
+        ll = self.model.log_likelihood(post, observed["log_loss"].values)
         return xr.DataArray(ll, dims=("chain", "draw", "run"),
                             coords={"chain": post.chain, "draw": post.draw,
-                                    "run": group(self.idata, "observed_data")["run"].values})
+                                    "run": observed["run"].values})
 
     def describe(self) -> str:
         """One line: the model, its noise and its terms."""

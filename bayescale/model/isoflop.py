@@ -152,7 +152,7 @@ class IsoFlop(Family):
             noise=self.noise, budgets=[float(c) for c in self.budgets], priors=self.priors,
             user_priors=self.user_priors, log_flops_reference=self.log_flops_reference,
             log_params_reference=self.log_params_reference,
-            flops_per_param_token=float(self.runs.attrs.get("flops_per_param_token", 6.0)))
+            flops_per_param_token=self.flops_per_param_token)
 
     def _build(self) -> pm.Model:
         x = np.log(self.budgets) - self.log_flops_reference
@@ -190,7 +190,7 @@ class IsoFlop(Family):
 
     # -- answers from draws --------------------------------------------------------------------
     def points(self, points) -> pd.DataFrame:
-        k = float(self.runs.attrs.get("flops_per_param_token", 6.0))
+        k = self.flops_per_param_token
         return points_table(points, ("params", "flops"), k, why="the IsoFLOP model")
 
     def log_mean_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
@@ -219,7 +219,7 @@ class IsoFlop(Family):
         (and ``eta ~ Normal(0, tau_loss)`` for the loss), so that intervals at new budgets
         include the scatter of budgets about the lines."""
         log_n, log_loss = self._at(posterior, budgets, rng, pooled=False)
-        log_d = np.log(budgets / float(self.runs.attrs.get("flops_per_param_token", 6.0))) - log_n
+        log_d = np.log(budgets / self.flops_per_param_token) - log_n
         return {"params_opt": np.exp(log_n), "tokens_opt": np.exp(log_d),
                 "tokens_per_param": np.exp(log_d - log_n), "loss_opt": np.exp(log_loss)}
 

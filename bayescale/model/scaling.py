@@ -167,7 +167,7 @@ class ScalingLaw(Family):
             levels={col: [_plain(v) for v in lv] for col, lv in self.levels.items()},
             centred_offsets=list(self.centred), priors=self.priors,
             user_priors=self.user_priors, log_reference=self.log_reference,
-            flops_per_param_token=float(self.runs.attrs.get("flops_per_param_token", 6.0)))
+            flops_per_param_token=self.flops_per_param_token)
 
     def _build(self) -> pm.Model:
         runs, law = self.runs, self.law
@@ -208,8 +208,8 @@ class ScalingLaw(Family):
         return self.law.params
 
     def points(self, points) -> pd.DataFrame:
-        k = float(self.runs.attrs.get("flops_per_param_token", 6.0))
-        return points_table(points, self.law.inputs, k, why=f"law {self.law.name!r}")
+        return points_table(points, self.law.inputs, self.flops_per_param_token,
+                            why=f"law {self.law.name!r}")
 
     def log_mean_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
         """log mu + offsets + continuous penalties, per draw and row of ``table``."""
@@ -257,8 +257,7 @@ class ScalingLaw(Family):
 
     def optimal(self, posterior, budgets: np.ndarray, rng) -> dict[str, np.ndarray]:
         theta = {k: posterior[k].values[..., None] for k in self.law.params}
-        k = float(self.runs.attrs.get("flops_per_param_token", 6.0))
-        return self.law.optimum(theta, budgets, flops_per_param_token=k)
+        return self.law.optimum(theta, budgets, flops_per_param_token=self.flops_per_param_token)
 
     def summary_variables(self, posterior):
         """The law's parameters in natural units (E, A, B, alpha, beta), the noise (sigma,
