@@ -11,7 +11,7 @@ from bayescale._version import __version__  # noqa: E402
 
 from bayescale.analysis import baselines  # noqa: E402
 from bayescale.data import datasets  # noqa: E402
-from bayescale.model import laws  # noqa: E402
+from bayescale.model import discrepancy, laws  # noqa: E402
 from bayescale.analysis import calibration  # noqa: E402
 from bayescale.analysis.compare import ParetoKWarning, compare, fit_many, refit  # noqa: E402
 from bayescale.analysis.stack import Stack, stack  # noqa: E402
@@ -37,6 +37,7 @@ __all__ = [
     "SamplerWarning",
     "baselines",
     "calibration",
+    "discrepancy",
     "compare",
     "fit_many",
     "refit",

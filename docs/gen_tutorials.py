@@ -49,6 +49,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
+import xarray as xr  # noqa: E402
 from matplotlib.ticker import FormatStrFormatter  # noqa: E402
 
 import bayescale as bs  # noqa: E402
@@ -298,6 +299,7 @@ def chinchilla(out: Path, settings: dict) -> None:
                                                                len(runs)))
 
     intervals_page(out, fit, budgets[0], prob)
+    discrepancy_page(out, fit, budgets, prob)
 
     _save(out, "chinchilla_law.png", plots.plot_law(fit, budgets, prob=prob).figure)
     _save(out, "chinchilla_optimal.png", plots.plot_optimal(fit, budgets, prob=prob).figure)
@@ -451,6 +453,36 @@ def intervals_page(out: Path, fit: bs.Fit, budget: float, prob: float) -> None:
            f">>> fit.diagnostic_problems()\n{short.diagnostic_problems()}\n"
            f">>> fit.warn_diagnostics()   # what ScalingLaw.fit calls after sampling\n"
            + "\n".join(messages) + "\n```\n")
+
+
+def discrepancy_page(out: Path, fit: bs.Fit, budgets: list, prob: float) -> None:
+    """The Chinchilla recipe's discrepancy: its learned scale, its backtests, what it adds."""
+    row = fit.summary(prob=prob).loc["discrepancy_scale"]
+    held = fit.idata["backtests"].to_dataset().to_dataframe()
+    rows = [{"cut (decades under the largest budget)": f"{cut:g}", "held-out runs": len(g),
+             "median decades past": f"{g['decades_past'].median():.2f}",
+             "median relative error": f"{g['relative_error'].abs().median():.2%}"}
+            for cut, g in held.groupby("cut_decades")]
+    exact = bs.Fit(fit.idata.copy(deep=True), fit.spec)
+    exact.idata["posterior"] = xr.DataTree(
+        fit.posterior.drop_vars(["discrepancy_scale", "discrepancy_z"]))
+    answers = []
+    for b in budgets:
+        with_d = bs.interval(fit.optimal([b])["loss_opt"], prob=prob).iloc[0]
+        without = bs.interval(exact.optimal([b])["loss_opt"], prob=prob).iloc[0]
+        answers.append({"budget": _num(b),
+                        "decades past (C)": f"{np.log10(b / fit.runs['flops'].max()):.2f}",
+                        f"loss at the optimum, law exact ({prob:.0%})":
+                            _ci(without["median"], without["lower"], without["upper"]),
+                        f"with the discrepancy ({prob:.0%})":
+                            _ci(with_d["median"], with_d["lower"], with_d["upper"])})
+    _write(out, "discrepancy_numbers.md",
+           "## On the Chinchilla runs\n\nWith `models/chinchilla.toml` (`discrepancy = "
+           f'"backtest"`), the scale learned from the backtests below is {row["median"]:.4f} '
+           f"log loss per decade ({prob:.0%} interval [{row['lower']:.4f}, {row['upper']:.4f}]"
+           ").\n\n" + _table(rows) + "\n\nWhat it does to the answer:\n\n" + _table(answers)
+           + "\n\nHow the intervals cover on held-out real runs, sweep by sweep, is measured "
+           "by `benchmarks/extrapolation.py` (`benchmarks/RESULTS.md`).\n")
 
 
 # -- tutorial 2: the CS336 training API ------------------------------------------------------

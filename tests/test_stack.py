@@ -8,6 +8,7 @@ import pytest
 
 import bayescale as bs
 from bayescale.analysis.compare import stacking_weights
+from bayescale.inference.trees import set_groups
 from bayescale.report.cli import main
 
 
@@ -34,7 +35,15 @@ def test_a_stack_of_one_fit_twice_is_that_fit(fake_fit):
     assert mixed.size == alone.size and np.isin(mixed, alone).all()  # the fit's own draws
 
 
+def _exact_law(fit: bs.Fit) -> bs.Fit:
+    """A copy of ``fit`` without its discrepancy draws (the law taken as exact)."""
+    tree = fit.idata.copy(deep=True)
+    set_groups(tree, posterior=fit.posterior.drop_vars(["discrepancy_scale", "discrepancy_z"]))
+    return bs.Fit(tree, fit.spec)
+
+
 def test_the_mixture_draws_each_law_by_its_weight(chinchilla_fit, fake_fit):
+    chinchilla_fit = _exact_law(chinchilla_fit)  # separated from the fake fit's draws
     stacked = bs.Stack({"real": chinchilla_fit, "fake": fake_fit},
                        pd.Series({"real": 0.25, "fake": 0.75}), None)
     loss = stacked.loss_at([1e24], kind="mean", random_seed=0)["loss"].values.ravel()

@@ -46,7 +46,9 @@ from bayescale.model.fit import register
 from bayescale.model.points import points_table
 from bayescale.inference.sampling import SAMPLERS
 from bayescale.model.spec import ScalingLawSpec
-from bayescale.model.terms import ContinuousOptimum, Offsets
+from bayescale.model.terms import ContinuousOptimum, Discrepancy, Offsets
+from bayescale.model.discrepancy import DEFAULT_SCALE_PRIOR, DISCREPANCIES
+from bayescale.model.discrepancy import attach as attach_discrepancy
 
 __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
 
@@ -80,6 +82,13 @@ class ScalingLaw(Family):
         :meth:`default_priors` lists the names and the data-scaled defaults.
     noise
         ``"student_t"`` (robust, default) or ``"normal"``: the distribution of log-loss noise.
+    discrepancy
+        The law's misfit past the runs (:class:`bayescale.model.terms.Discrepancy`: ``s * d *
+        z`` on log loss, ``d`` the decades outside the runs' range, zero on the runs).
+        ``"prior"`` (default): the scale ``s`` from its prior ``discrepancy_scale`` (by default
+        learned from real sweeps); ``"backtest"``: its posterior given backtests of this sweep
+        (fits below 0.5 and 1 decade under the largest budget predicting the runs above; two
+        more fits); ``"off"``: the law taken as exact past the data.
 
     Raises
     ------
@@ -92,17 +101,20 @@ class ScalingLaw(Family):
     >>> import bayescale as bs
     >>> model = bs.ScalingLaw(bs.datasets.load("chinchilla"), law="chinchilla")
     >>> sorted(model.priors)
-    ['alpha', 'beta', 'log_A_ref', 'log_B_ref', 'log_E', 'nu', 'sigma']
+    ['alpha', 'beta', 'discrepancy_scale', 'log_A_ref', 'log_B_ref', 'log_E', 'nu', 'sigma']
     """
 
     def __init__(self, runs: pd.DataFrame, *, law: str = "chinchilla",
                  offsets: Sequence[str] | None = None,
                  continuous: Sequence[str] | None = None, priors: dict | None = None,
-                 noise: str = "student_t") -> None:
+                 noise: str = "student_t", discrepancy: str = "prior") -> None:
         self.law: Law = get_law(law)
         if noise not in NOISES:
             raise ValueError(f"noise must be one of {list(NOISES)}, got {noise!r}")
-        self.noise = noise
+        if discrepancy not in DISCREPANCIES:
+            raise ValueError(f"discrepancy must be one of {list(DISCREPANCIES)}, "
+                             f"got {discrepancy!r}")
+        self.noise, self.discrepancy = noise, discrepancy
         self.runs = _check_runs(runs, self.law)
         self.offsets = _check_offsets(self.runs, offsets)
         self.levels = {col: _levels(self.runs[col]) for col in self.offsets}
@@ -129,7 +141,30 @@ class ScalingLaw(Family):
         return {"law": spec["law"], "offsets": list(spec.get("offsets") or []) or None,
                 "continuous": list(spec.get("continuous") or []) or None,
                 "priors": dict(spec.get("user_priors") or {}) or None,
-                "noise": spec.get("noise", "student_t")}
+                "noise": spec.get("noise", "student_t"),
+                "discrepancy": spec.get("discrepancy", "off")}
+
+    def with_runs(self, runs: pd.DataFrame) -> ScalingLaw:
+        """This model's options on another run table, without the discrepancy (backtests)."""
+        runs = runs.copy()
+        runs.attrs = dict(self.runs.attrs)
+        options = self.options(self.spec)
+        priors = {k: v for k, v in (options["priors"] or {}).items() if k != "discrepancy_scale"}
+        return type(self)(runs, **{**options, "priors": priors or None, "discrepancy": "off"})
+
+    def fit(self, *, sampler: str = "nutpie", target_accept: float = 0.9, **kwargs):
+        """Sample the posterior (:meth:`bayescale.model.family.Family.fit`), then the scale of
+        the discrepancy term (``discrepancy=``; :mod:`bayescale.model.discrepancy`)."""
+        fit = super().fit(sampler=sampler, target_accept=target_accept, **kwargs)
+        if self.discrepancy == "off":
+            return fit
+        return attach_discrepancy(fit, self, sampler=sampler, target_accept=target_accept)
+
+    @property
+    def discrepancy_term(self) -> Discrepancy:
+        """The discrepancy over the law's inputs, compute and the continuous hyperparameters."""
+        columns = [c for c in ("params", "tokens", "flops") if c in self.runs.columns]
+        return Discrepancy((*columns, *self.continuous))
 
     # -- structure ---------------------------------------------------------------------------
     def default_priors(self) -> dict[str, dict]:
@@ -143,11 +178,15 @@ class ScalingLaw(Family):
         - each hyperparameter term's (see :mod:`bayescale.model.terms`): ``<offset>_tau ~
           HalfNormal(0.1)``; ``<col>_kappa ~ HalfNormal(0.1)``, ``<col>_opt_ref ~ Normal(mean
           log x, 2 sd log x + 0.5)``, ``<col>_opt_slope ~ Normal(0, 0.5)``.
+        - with a discrepancy, ``discrepancy_scale`` (log loss per decade past the runs):
+          :data:`bayescale.model.discrepancy.DEFAULT_SCALE_PRIOR`.
         """
         log_loss = np.log(self.runs["loss"].to_numpy())
         out = self.law.default_priors(log_loss) | self._noise_priors(np.std(log_loss))
         for term in self.terms:
             out |= term.default_priors(self.runs)
+        if self.discrepancy != "off":
+            out["discrepancy_scale"] = dict(DEFAULT_SCALE_PRIOR)
         return out
 
     @property
@@ -156,7 +195,8 @@ class ScalingLaw(Family):
         return (*(Offsets(c) for c in self.offsets), *(ContinuousOptimum(c) for c in self.continuous))
 
     def _positive(self) -> frozenset[str]:
-        return self.law.positive.union({"sigma", "nu"}, *(t.positive for t in self.terms))
+        return self.law.positive.union({"sigma", "nu", "discrepancy_scale"},
+                                       *(t.positive for t in self.terms))
 
     @property
     def spec(self) -> ScalingLawSpec:
@@ -167,7 +207,7 @@ class ScalingLaw(Family):
             levels={col: [_plain(v) for v in lv] for col, lv in self.levels.items()},
             centred_offsets=list(self.centred), priors=self.priors,
             user_priors=self.user_priors, log_reference=self.log_reference,
-            flops_per_param_token=self.flops_per_param_token)
+            flops_per_param_token=self.flops_per_param_token, discrepancy=self.discrepancy)
 
     def _build(self) -> pm.Model:
         runs, law = self.runs, self.law
@@ -217,7 +257,18 @@ class ScalingLaw(Family):
         z = {x: np.log(table[x].to_numpy(dtype=float)) - self.log_reference[x]
              for x in self.law.inputs}
         return (self.law.log_mean_sampled(np, p, z) + self._offset_draws(posterior, table, rng)
-                + self._penalty_draws(posterior, table))
+                + self._penalty_draws(posterior, table)
+                + self._discrepancy_draws(posterior, table))
+
+    def _discrepancy_draws(self, posterior, points) -> np.ndarray | float:
+        """``s * d * z`` at ``points`` (a table or a dict of arrays): the posterior's draws of
+        the scale and direction (:func:`bayescale.model.discrepancy.attach`)."""
+        if "discrepancy_scale" not in posterior:
+            return 0.0
+        term = self.discrepancy_term
+        d = term.distance(points, term.ranges(self.runs))
+        return term.effect(np, posterior["discrepancy_scale"].values[..., None], d,
+                           posterior["discrepancy_z"].values[..., None])
 
     def _offset_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
         total = np.zeros((posterior.sizes["chain"], posterior.sizes["draw"], len(table)))
@@ -257,7 +308,11 @@ class ScalingLaw(Family):
 
     def optimal(self, posterior, budgets: np.ndarray, rng) -> dict[str, np.ndarray]:
         theta = {k: posterior[k].values[..., None] for k in self.law.params}
-        return self.law.optimum(theta, budgets, flops_per_param_token=self.flops_per_param_token)
+        out = self.law.optimum(theta, budgets, flops_per_param_token=self.flops_per_param_token)
+        at = {"params": out["params_opt"], "tokens": out["tokens_opt"],
+              "flops": np.broadcast_to(budgets, out["loss_opt"].shape)}
+        out["loss_opt"] = out["loss_opt"] * np.exp(self._discrepancy_draws(posterior, at))
+        return out
 
     def summary_variables(self, posterior):
         """The law's parameters in natural units (E, A, B, alpha, beta), the noise (sigma,
@@ -268,6 +323,7 @@ class ScalingLaw(Family):
         components: ``sigma_seed`` (= ``sigma``, the scatter between seeds of one
         configuration) and ``sigma_misfit`` (= ``<col>_tau``, the configurations' offsets)."""
         names = [*self.law.params, *self._NOISE_PARAMS[self.noise]]
+        names += ["discrepancy_scale"] if "discrepancy_scale" in posterior else []
         for col in self.offsets:
             names += [f"{col}_tau", f"{col}_offset"]
         for col in self.continuous:
@@ -287,7 +343,8 @@ class ScalingLaw(Family):
         """One line: the law, the noise and the hyperparameter terms."""
         hyper = [*self.offsets, *self.continuous]
         return (f"law `{self.law.name}`: {self.law.formula}; noise `{self.noise}` on "
-                f"log loss; hyperparameters {hyper or 'none'}")
+                f"log loss; hyperparameters {hyper or 'none'}; discrepancy past the runs "
+                f"`{self.discrepancy}`")
 
     def describe_short(self) -> str:
         return f"law={self.law.name!r} offsets={list(self.offsets)}"

@@ -72,6 +72,8 @@ class ScalingLawSpec(Spec):
     centred_offsets: list = field(default_factory=list)
     log_reference: dict = field(default_factory=dict)
     replicates: str | None = None
+    #: a fit made before the discrepancy term answers as the law taken as exact
+    discrepancy: str = "off"
 
 
 @dataclass(frozen=True, eq=False)  # equality: the mapping's (a dict of the same keys is equal)

@@ -10,6 +10,8 @@ evaluate the same expression.
   and partially pooled with scale ``<col>_tau``.
 - :class:`ContinuousOptimum`: ``kappa (log x - log x*(C))^2`` for a continuous column whose
   best value moves with compute, ``log x*(C) = opt_ref + opt_slope (log C - log C0)``.
+- :class:`Discrepancy`: the law's misfit past the runs, ``s * d(x) * z`` with ``d`` the decades
+  by which a point lies outside the runs' range (zero on the runs; see docs/discrepancy.md).
 """
 
 from __future__ import annotations
@@ -19,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
-__all__ = ["Offsets", "ContinuousOptimum"]
+__all__ = ["Offsets", "ContinuousOptimum", "Discrepancy"]
 
 
 @dataclass(frozen=True)
@@ -83,3 +85,38 @@ class ContinuousOptimum:
     def effect(cls, xp, kappa, ref, slope, log_x, log_flops_centred):
         """``kappa (log x - log x*(C))^2``."""
         return kappa * (log_x - cls.log_optimum(xp, ref, slope, log_flops_centred)) ** 2
+
+
+@dataclass(frozen=True)
+class Discrepancy:
+    """Model discrepancy on log loss that grows with the distance past the runs.
+
+    ``delta(x) = s * d(x) * z``: ``d(x)`` is how many decades point ``x`` lies outside the
+    runs' range in the farthest of ``columns`` (compute, N, D, continuous hyperparameters; 0
+    inside the range, so the fit itself is unchanged), ``s`` the scale in log loss per decade
+    and ``z ~ Normal(0, 1)`` one draw per posterior draw (the law bends away from its fit by an
+    unknown amount, the same for every point at one distance).
+    """
+
+    columns: tuple[str, ...]
+
+    def ranges(self, runs: pd.DataFrame) -> dict[str, tuple[float, float]]:
+        """``(log10 min, log10 max)`` of each column over ``runs``."""
+        return {c: (float(np.log10(runs[c].min())), float(np.log10(runs[c].max())))
+                for c in self.columns}
+
+    @staticmethod
+    def distance(points, ranges: dict[str, tuple[float, float]]) -> np.ndarray | float:
+        """Decades outside the ranges, in the farthest column that ``points`` (a table or a
+        dict of arrays of one shape) holds."""
+        d = 0.0
+        for col, (low, high) in ranges.items():
+            if col in points:
+                x = np.log10(np.asarray(points[col], dtype=float))
+                d = np.maximum(d, np.maximum(x - high, 0.0) + np.maximum(low - x, 0.0))
+        return d
+
+    @staticmethod
+    def effect(xp, scale, distance, z):
+        """``s * d * z``."""
+        return scale * distance * z

@@ -154,6 +154,7 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
                   _markdown(targets), ""]
         if fit.spec.get("offsets") or fit.spec.get("continuous"):
             parts += ["```", format_answer(fit, targets["budget"].tolist(), prob=prob), "```", ""]
+    parts += _discrepancy_section(fit, summary)
     parts += ["## Sampler diagnostics", "",
               f"divergences {diag['divergences']}, max R-hat {diag['max_r_hat']:.4f}, "
               f"min bulk ESS {diag['min_ess_bulk']:.0f}, min tail ESS {diag['min_ess_tail']:.0f}",
@@ -161,3 +162,25 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
     parts += [f"- WARNING: {p}" for p in problems] or ["No problems found."]
     parts += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
     return "\n".join(parts) + "\n"
+
+
+def _discrepancy_section(fit, summary: pd.DataFrame) -> list[str]:
+    """How far the law is trusted past the runs: the discrepancy's scale and its backtests."""
+    if "discrepancy_scale" not in summary.index:
+        return []
+    row = summary.loc["discrepancy_scale"]
+    held = fit.idata["backtests"].to_dataset() if "backtests" in fit.idata.children else None
+    source = "its prior (no backtest)"
+    lines = []
+    if held is not None and held.sizes.get("held_out", 0):
+        table = held.to_dataframe()
+        source = f"{table['cut_decades'].nunique()} backtests inside the sweep and its prior"
+        lines = ["", "| cut (decades under the largest budget) | held-out runs | median decades "
+                 "past | median relative error |", "|---|---|---|---|"]
+        for cut, g in table.groupby("cut_decades"):
+            lines.append(f"| {cut:g} | {len(g)} | {g['decades_past'].median():.2f} | "
+                         f"{g['relative_error'].abs().median():.2%} |")
+    return ["## Past the runs", "",
+            f"Answers past the runs carry the law's discrepancy: log loss + s * d * z, d the "
+            f"decades outside the runs' range. Scale s per decade, learned from {source}: "
+            f"median {row['median']:.4f} [{row['lower']:.4f}, {row['upper']:.4f}].", *lines, ""]

@@ -15,6 +15,7 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     noise = "student_t"           # student_t | normal
     offsets = []                  # categorical hyperparameter columns (latent offsets)
     continuous = []               # continuous hyperparameters whose optimum moves with compute
+    discrepancy = "backtest"      # backtest | prior | off: the law's misfit past the runs
 
     [priors]                      # overrides by name, e.g.
     alpha = { dist = "LogNormal", mu = -1.2, sigma = 0.5 }
@@ -54,7 +55,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "data": {"dataset": (str,), "path": (str,), "columns": (dict,),
              "flops_per_param_token": (int, float), "query": (str,)},
     "model": {"family": (str,), "law": (str,), "noise": (str,), "offsets": (list,),
-              "continuous": (list,)},
+              "continuous": (list,), "discrepancy": (str,)},
     "priors": {},
     "fit": {"draws": (int,), "tune": (int,), "chains": (int,), "random_seed": (int,),
             "sampler": (str,), "target_accept": (float,)},

@@ -1,0 +1,254 @@
+"""How far a law drifts past its runs: backtests, the scale's posterior, and its default prior.
+
+A scaling law fitted to a sweep is not exact: past the largest run its misfit grows with the
+distance extrapolated. :class:`bayescale.model.terms.Discrepancy` adds ``s * d * z`` to the log
+loss of every answer, ``d`` the decades outside the runs' range. The sweep's own fit cannot
+see ``s`` (``d = 0`` on every run), so its posterior is learned from what can:
+
+- **backtests inside the sweep** (:func:`run_backtests`): the same model fitted on the runs
+  below a cut (by default 0.5 and 1 decade under the largest budget) predicts the runs above
+  it. Each held-out run ``i`` at distance ``d_i`` has predictive density
+  the law's predictive (Normal in the mean, Student-t noise) convolved with
+  ``Normal(0, (s d_i)^2)`` (:func:`_log_predictive`), whose product over runs is the likelihood
+  of ``s``;
+- **a default prior** (``discrepancy_scale`` in :data:`DEFAULT_SCALE_PRIOR`): the predictive
+  distribution of ``s`` for a new sweep from a hierarchical model over the backtests of the
+  bundled real sweeps (:func:`population_model`; derived by ``benchmarks/extrapolation.py``).
+
+The posterior of ``s`` given the backtests (:func:`scale_model`) is sampled by NUTS like any
+other model. See ``docs/discrepancy.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import warnings
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+import xarray as xr
+from scipy import stats
+
+from bayescale.inference.diagnostics import SamplerWarning
+from bayescale.inference.sampling import sample
+from bayescale.inference.trees import set_groups
+from bayescale.model import priors as _priors
+
+__all__ = ["DEFAULT_SCALE_PRIOR", "BACKTEST_CUTS", "DISCREPANCIES", "Backtest", "run_backtests",
+           "scale_model", "population_model", "population_prior", "learn_scale", "backtest_table", "backtest_from_fit",
+           "attach"]
+
+#: The discrepancy options of a scaling law: learn the scale from backtests of the sweep and
+#: the default prior, from the default prior alone, or no discrepancy (the law taken as exact).
+DISCREPANCIES = ("backtest", "prior", "off")
+#: Default prior of the scale ``s`` (log loss per decade past the runs): the predictive
+#: distribution for a new sweep of the hierarchical model fitted to the backtests of the eight
+#: bundled real sweeps (benchmarks/RESULTS.md, "extrapolation.py").
+DEFAULT_SCALE_PRIOR = {"dist": "LogNormal", "mu": math.log(0.02), "sigma": 1.0}
+#: Backtest cuts, in decades under the largest budget of the runs.
+BACKTEST_CUTS = (0.5, 1.0)
+#: A backtest needs this many distinct budgets below its cut.
+MIN_BUDGETS = 3
+#: Posterior draws of each backtest fit kept for the scale's likelihood.
+KEPT_DRAWS = 200
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(24)
+_LOG_WEIGHTS = np.log(_WEIGHTS / _WEIGHTS.sum())
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """One backtest: runs above ``cut`` decades under the largest budget, predicted by a fit
+    of the runs below it (``log_mu``: draws x runs; ``nu`` None for Normal noise)."""
+
+    cut: float
+    log_loss: np.ndarray
+    log_mu: np.ndarray
+    sigma: np.ndarray
+    nu: np.ndarray | None
+    distance: np.ndarray
+    max_r_hat: float = float("nan")
+    divergences: int = 0
+
+    def table(self) -> pd.DataFrame:
+        """One row per held-out run: the cut, its distance, observed and predicted loss."""
+        median = np.exp(np.median(self.log_mu, axis=0))
+        return pd.DataFrame({"cut_decades": self.cut, "decades_past": self.distance,
+                             "loss": np.exp(self.log_loss), "predicted": median,
+                             "relative_error": np.exp(self.log_loss) / median - 1})
+
+
+def _flops(runs: pd.DataFrame, flops_per_param_token: float) -> np.ndarray:
+    if "flops" in runs.columns:
+        return runs["flops"].to_numpy(dtype=float)
+    return flops_per_param_token * runs["params"].to_numpy(float) * runs["tokens"].to_numpy(float)
+
+
+def run_backtests(model, *, cuts: Sequence[float] = BACKTEST_CUTS, fit_kwargs: Mapping,
+                  seed: int) -> list[Backtest]:
+    """Fit ``model``'s options on the runs below each cut and predict the runs above it.
+
+    ``model`` is a family with ``runs``, ``with_runs(table)`` (the same options on another run
+    table, no discrepancy), ``discrepancy_term`` and ``log_mean_draws``. A cut that leaves
+    fewer than :data:`MIN_BUDGETS` budgets below it, no run above it, or runs the model cannot
+    take, is skipped. A backtest fit's sampler problems are reported as one SamplerWarning.
+    """
+    runs = model.runs
+    flops = _flops(runs, model.flops_per_param_token)
+    out, problems = [], []
+    for j, cut in enumerate(cuts):
+        below = flops <= flops.max() / 10 ** cut * (1 + 1e-9)
+        if np.unique(flops[below]).size < MIN_BUDGETS or below.all():
+            continue
+        try:
+            sub = model.with_runs(runs[below])
+        except ValueError as err:  # e.g. an offset column with one level below the cut
+            warnings.warn(f"no backtest at cut {cut:g} decades: {err}", SamplerWarning,
+                          stacklevel=3)
+            continue
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("always", SamplerWarning)
+            fit = sub.fit(**fit_kwargs, random_seed=seed + 1 + j, progressbar=False)
+        if any(issubclass(w.category, SamplerWarning) for w in caught):
+            problems.append(f"{cut:g} decades")
+        out.append(backtest_from_fit(sub, fit, runs[~below], cut, seed))
+    if problems:
+        warnings.warn(f"backtest fit(s) at cut {', '.join(problems)} had sampler problems (see "
+                      "their diagnostics in the 'backtests' group); the discrepancy scale is "
+                      "learned from them all the same", SamplerWarning, stacklevel=3)
+    return out
+
+
+def backtest_from_fit(sub, fit, held: pd.DataFrame, cut: float, seed: int) -> Backtest:
+    """The :class:`Backtest` of ``fit`` (a fit of model ``sub``) on the ``held``-out runs."""
+    post = fit.posterior
+    rng = np.random.default_rng(seed)
+    n = post.sizes["chain"] * post.sizes["draw"]
+    keep = rng.choice(n, size=min(KEPT_DRAWS, n), replace=False)
+    log_mu = sub.log_mean_draws(post, held, rng).reshape(n, -1)[keep]
+    sigma, nu = sub.noise_parameters(post)
+    term = sub.discrepancy_term
+    diag = fit.diagnostics()
+    return Backtest(cut=float(cut), log_loss=np.log(held["loss"].to_numpy(dtype=float)),
+                    log_mu=log_mu, sigma=sigma.reshape(-1)[keep],
+                    nu=None if nu is None else nu.reshape(-1)[keep],
+                    distance=term.distance(held, term.ranges(sub.runs)),
+                    max_r_hat=float(diag["max_r_hat"]), divergences=int(diag["divergences"]))
+
+
+def _mixing_nodes(nu: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """Nodes ``w`` and log weights of Student-t noise as a scale mixture of normals,
+    ``t_nu(sigma) = integral Normal(0, sigma^2 / w) Gamma(w; nu/2, nu/2) dw``: the Gamma
+    quantiles at ``Phi(x_k)`` for Gauss-Hermite nodes ``x_k`` (so the tails are included)."""
+    if nu is None:
+        return np.ones(1), np.zeros(1)
+    w = stats.gamma.ppf(stats.norm.cdf(_NODES), a=nu / 2, scale=2 / nu)
+    return np.maximum(w, 1e-300), _LOG_WEIGHTS
+
+
+def _log_predictive(backtest: Backtest, scale):
+    """log p(held-out runs | scale), summed over runs (a PyTensor expression).
+
+    Run ``i``'s predictive density is its law's posterior mean log loss (Normal, with the
+    mean ``m_i`` and variance ``v_i`` of the draws) plus the noise (at the posterior median
+    of ``sigma`` and ``nu``) plus ``Normal(0, (s d_i)^2)``. With the noise a scale mixture of
+    normals the sum is Normal per mixing node, ``Normal(y_i; m_i, v_i + sigma^2 / w +
+    (s d_i)^2)``, integrated over ``w`` by quadrature: exact up to the Normal approximation of
+    the mean's posterior.
+    """
+    b = backtest
+    nu = None if b.nu is None else float(np.median(b.nu))
+    w, log_weights = _mixing_nodes(nu)
+    resid = (b.log_loss - b.log_mu.mean(axis=0))[:, None]              # runs x 1
+    base_var = b.log_mu.var(axis=0)[:, None] + float(np.median(b.sigma)) ** 2 / w[None, :]
+    var = base_var + (scale * b.distance)[:, None] ** 2                # runs x K
+    per_node = -0.5 * (pt.log(2 * math.pi * var) + resid ** 2 / var) + log_weights
+    return pt.logsumexp(per_node, axis=1).sum()
+
+
+def scale_model(backtests: Sequence[Backtest], prior: Mapping) -> pm.Model:
+    """The posterior of ``discrepancy_scale`` given the backtests, under ``prior``."""
+    with pm.Model() as model:
+        scale = _priors.create("discrepancy_scale", prior)
+        for i, backtest in enumerate(backtests):
+            pm.Potential(f"backtest_{i}", _log_predictive(backtest, scale))
+    return model
+
+
+def learn_scale(backtests: Sequence[Backtest], prior: Mapping, *, chains: int, draws: int,
+                tune: int, seed: int) -> np.ndarray:
+    """Draws of the scale, shape (chains, draws): by NUTS given the backtests, or from the
+    prior when there are none."""
+    if not backtests:
+        dist = getattr(pm, prior["dist"]).dist(**{k: v for k, v in prior.items() if k != "dist"})
+        return np.asarray(pm.draw(dist, draws=chains * draws, random_seed=seed)).reshape(
+            chains, draws)
+    idata, _ = sample(scale_model(backtests, prior), draws=draws, tune=tune, chains=chains,
+                      random_seed=seed, sampler="nutpie", target_accept=0.9, progressbar=False)
+    return idata["posterior"]["discrepancy_scale"].values
+
+
+def population_model(groups: Mapping[str, Sequence[Backtest]]) -> pm.Model:
+    """Hierarchical scales of several sweeps: ``log s_j ~ Normal(mu, tau)`` with
+    ``mu ~ Normal(log 0.01, 2)`` and ``tau ~ HalfNormal(1)``; sweep ``j``'s backtests give the
+    likelihood of ``s_j``."""
+    with pm.Model(coords={"sweep": list(groups)}) as model:
+        mu = pm.Normal("log_scale_mu", mu=math.log(0.01), sigma=2.0)
+        tau = pm.HalfNormal("log_scale_tau", sigma=1.0)
+        z = pm.Normal("log_scale_z", 0.0, 1.0, dims="sweep")
+        scale = pm.Deterministic("scale", pt.exp(mu + tau * z), dims="sweep")
+        for j, backtests in enumerate(groups.values()):
+            for i, backtest in enumerate(backtests):
+                pm.Potential(f"backtest_{j}_{i}", _log_predictive(backtest, scale[j]))
+    return model
+
+
+def population_prior(groups: Mapping[str, Sequence[Backtest]], *, draws: int = 1000,
+                     chains: int = 4, seed: int = 0) -> dict:
+    """The LogNormal prior of a new sweep's scale: ``log s = mu + tau * eps`` over the
+    posterior of :func:`population_model`, summarised by its mean and sd."""
+    idata, _ = sample(population_model(groups), draws=draws, tune=draws, chains=chains,
+                      random_seed=seed, sampler="nutpie", target_accept=0.95, progressbar=False)
+    post = idata["posterior"]
+    mu, tau = post["log_scale_mu"].values.ravel(), post["log_scale_tau"].values.ravel()
+    log_new = mu + tau * np.random.default_rng(seed).standard_normal(mu.size)
+    return {"dist": "LogNormal", "mu": float(log_new.mean()), "sigma": float(log_new.std())}
+
+
+def backtest_table(backtests: Sequence[Backtest]) -> pd.DataFrame:
+    """All backtests' held-out runs in one table (empty with the columns when none)."""
+    if not backtests:
+        return pd.DataFrame(columns=["cut_decades", "decades_past", "loss", "predicted",
+                                     "relative_error"], dtype=float)
+    return pd.concat([b.table() for b in backtests], ignore_index=True)
+
+
+def attach(fit, model, *, sampler: str, target_accept: float):
+    """Add the posterior draws of ``discrepancy_scale`` to ``fit`` (learned from backtests of
+    ``model`` when its option is ``"backtest"``, else drawn from its prior) and of its
+    direction ``discrepancy_z ~ Normal(0, 1)``, and the backtests' held-out runs as the
+    ``backtests`` group. Returns ``fit``. Both are draws of the fit like any other, so every
+    answer past the runs is a fixed function of the posterior (reproducible, and the same
+    bend of the law for every point of one draw)."""
+    post = fit.posterior
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    seed = int(post.attrs["random_seed"])
+    fit_kwargs = {"draws": draws, "tune": int(post.attrs.get("tune", draws)), "chains": chains,
+                  "sampler": sampler, "target_accept": target_accept}
+    backtests = (run_backtests(model, fit_kwargs=fit_kwargs, seed=seed)
+                 if model.discrepancy == "backtest" else [])
+    scale = learn_scale(backtests, model.priors["discrepancy_scale"], chains=chains,
+                        draws=draws, tune=fit_kwargs["tune"], seed=seed + 7)
+    z = np.random.default_rng(seed + 11).standard_normal((chains, draws))
+    post = post.assign(discrepancy_scale=(("chain", "draw"), scale),
+                       discrepancy_z=(("chain", "draw"), z))
+    table = backtest_table(backtests)
+    held = xr.Dataset({c: ("held_out", table[c].to_numpy(dtype=float)) for c in table.columns})
+    held.attrs["fits"] = json.dumps([{"cut_decades": b.cut, "max_r_hat": b.max_r_hat,
+                                      "divergences": b.divergences} for b in backtests])
+    set_groups(fit.idata, posterior=post, backtests=held)
+    return fit

@@ -1,0 +1,143 @@
+"""The model discrepancy past the runs: its distance, its effect, and how its scale is learned."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+import bayescale as bs
+from bayescale.model import discrepancy as disc
+from bayescale.model.terms import Discrepancy
+
+
+def test_distance_is_decades_outside_the_range_in_the_farthest_column():
+    runs = pd.DataFrame({"flops": [1e18, 1e20], "params": [1e8, 1e9]})
+    term = Discrepancy(("flops", "params"))
+    ranges = term.ranges(runs)
+    points = pd.DataFrame({"flops": [1e19, 1e21, 1e23, 1e19, 1e17],
+                           "params": [5e8, 1e9, 1e10, 1e11, 1e8]})
+    # inside; 1 decade past in C; 3 in C (1 in N); 2 in N; 1 below the smallest run
+    np.testing.assert_allclose(term.distance(points, ranges), [0, 1, 3, 2, 1], atol=1e-12)
+    # a column the points lack does not count; arrays of any shape are accepted
+    assert term.distance({"flops": np.array([[1e22]])}, ranges).shape == (1, 1)
+    assert term.distance({"tokens": [1e30]}, ranges) == 0.0
+
+
+def test_the_effect_is_scale_times_distance_times_z():
+    assert Discrepancy.effect(np, 0.02, np.array([0.0, 2.0]), 1.5).tolist() == [0.0, 0.06]
+
+
+def _without_scale(fit):
+    return fit.posterior.drop_vars(["discrepancy_scale", "discrepancy_z"])
+
+
+def test_prior_mode_leaves_the_runs_alone_and_widens_past_them(chinchilla_fit, chinchilla_runs):
+    fit = chinchilla_fit
+    assert "discrepancy_scale" in fit.posterior and fit.spec["discrepancy"] == "prior"
+    model = fit.model
+    inside = chinchilla_runs.iloc[:20]
+    rng = lambda: np.random.default_rng(3)  # noqa: E731
+    with_d = model.log_mean_draws(fit.posterior, inside, rng())
+    without = model.log_mean_draws(_without_scale(fit), inside, rng())
+    np.testing.assert_array_equal(with_d, without)  # d = 0 on the runs: nothing drawn
+    top = chinchilla_runs["flops"].max()
+    far = model.points({"flops": [10 * top, 100 * top], "params": [1e11, 3e11]})
+    d = model.discrepancy_term.distance(far, model.discrepancy_term.ranges(model.runs))
+    a = model.log_mean_draws(fit.posterior, far, rng()).reshape(-1, 2)
+    b = model.log_mean_draws(_without_scale(fit), far, rng()).reshape(-1, 2)
+    assert (d > 0.9).all()
+    # what is added is s * d * z: z standard normal, one per draw (shared by the points)
+    z = (a - b) / (fit.posterior["discrepancy_scale"].values.reshape(-1, 1) * d)
+    np.testing.assert_allclose(z, np.repeat(fit.posterior["discrepancy_z"].values.reshape(-1, 1),
+                                            2, axis=1), rtol=1e-9)
+    assert abs(z[:, 0].std() - 1) < 0.12 and abs(z[:, 0].mean()) < 0.15  # 400 draws
+
+
+def test_loss_at_the_optimum_carries_the_discrepancy(chinchilla_fit):
+    fit = chinchilla_fit
+    out = fit.model.optimal(fit.posterior, np.array([1e24]), np.random.default_rng(0))
+    plain = fit.model.optimal(_without_scale(fit), np.array([1e24]), np.random.default_rng(0))
+    assert np.log(out["loss_opt"]).std() > 1.5 * np.log(plain["loss_opt"]).std()
+    np.testing.assert_array_equal(out["params_opt"], plain["params_opt"])
+
+
+def test_the_scale_model_recovers_a_known_drift():
+    """Held-out runs that drift by s d z (s = 0.03), predicted by an otherwise exact law."""
+    rng = np.random.default_rng(0)
+    n, draws = 400, 50
+    d = rng.uniform(0.2, 1.5, n)
+    mu = np.zeros((draws, n))
+    y = 0.03 * d * rng.standard_normal(n) + 0.002 * rng.standard_normal(n)
+    backtest = disc.Backtest(cut=1.0, log_loss=y, log_mu=mu, sigma=np.full(draws, 0.002),
+                             nu=np.full(draws, 30.0), distance=d)
+    scale = disc.learn_scale([backtest], disc.DEFAULT_SCALE_PRIOR, chains=2, draws=300,
+                             tune=300, seed=1)
+    assert scale.shape == (2, 300)
+    assert 0.026 < np.median(scale) < 0.034  # sd of the estimate ~ 0.03 / sqrt(2 n)
+
+
+def test_without_backtests_the_scale_is_drawn_from_its_prior():
+    scale = disc.learn_scale([], {"dist": "LogNormal", "mu": np.log(0.02), "sigma": 0.5},
+                             chains=2, draws=2000, tune=0, seed=0)
+    assert abs(np.median(np.log(scale)) - np.log(0.02)) < 0.05
+
+
+@pytest.fixture(scope="module")
+def backtest_fit(chinchilla_runs, tiny):
+    runs = chinchilla_runs[chinchilla_runs["flops"] <= 1.3e21]
+    with pytest.warns(bs.SamplerWarning):
+        # a user prior of the scale (the backtest fits themselves take none)
+        prior = {"dist": "LogNormal", "mu": float(np.log(0.02)), "sigma": 1.0}
+        return bs.ScalingLaw(runs, law="chinchilla", discrepancy="backtest",
+                             priors={"discrepancy_scale": prior}).fit(**tiny)
+
+
+def test_backtests_learn_the_scale_and_are_kept(backtest_fit, tmp_path):
+    fit = backtest_fit
+    table = fit.idata["backtests"].to_dataset()
+    assert sorted(set(table["cut_decades"].values)) == [0.5, 1.0]
+    assert (table["decades_past"] > 0).all()
+    # learned from the Chinchilla backtests: well inside the default prior's 90% range
+    scale = float(fit.posterior["discrepancy_scale"].median())
+    assert 0.005 < scale < 0.05
+    assert "discrepancy_scale" in fit.summary().index
+    fit.save(tmp_path / "f.nc")
+    back = bs.load(tmp_path / "f.nc")
+    assert back.spec["discrepancy"] == "backtest"
+    np.testing.assert_array_equal(back.posterior["discrepancy_scale"],
+                                  fit.posterior["discrepancy_scale"])
+    assert back.idata["backtests"]["loss"].size == table["loss"].size
+
+
+def test_bad_discrepancy_options_are_refused(chinchilla_runs):
+    with pytest.raises(ValueError, match="discrepancy must be one of.*'sometimes'"):
+        bs.ScalingLaw(chinchilla_runs, discrepancy="sometimes")
+    with pytest.raises(ValueError, match="unknown name.*discrepancy_scale"):
+        bs.ScalingLaw(chinchilla_runs, discrepancy="off",
+                      priors={"discrepancy_scale": {"dist": "HalfNormal", "sigma": 0.1}})
+    with pytest.raises(ValueError, match="discrepancy_scale"):
+        bs.ScalingLaw(chinchilla_runs, priors={"discrepancy_scale": {"dist": "Normal",
+                                                                     "mu": 0, "sigma": 1}})
+
+
+def test_a_spec_without_the_key_answers_as_the_exact_law(chinchilla_fit):
+    spec = {k: v for k, v in chinchilla_fit.spec.items() if k != "discrepancy"}
+    assert bs.model.fit.family_of(spec).options(spec)["discrepancy"] == "off"
+
+
+@pytest.mark.parametrize("nu", [1.5, 5.0, None])
+def test_the_predictive_density_is_the_convolution(nu):
+    """Against numerical integration of the noise density times Normal(0, (s d)^2)."""
+    from scipy import integrate, stats
+
+    y, mu, sigma, d, s = np.array([0.05, -0.01]), 0.0, 0.004, np.array([1.2, 0.3]), 0.02
+    backtest = disc.Backtest(cut=1.0, log_loss=y, log_mu=np.full((1, 2), mu),
+                             sigma=np.array([sigma]), nu=None if nu is None else np.array([nu]),
+                             distance=d)
+    got = float(disc._log_predictive(backtest, s).eval())
+    noise = stats.norm(0, sigma) if nu is None else stats.t(nu, 0, sigma)
+    want = sum(np.log(integrate.quad(lambda x: noise.pdf(yi - x) * stats.norm.pdf(x, 0, s * di),
+                                     -1, 1, points=[0, yi], limit=200)[0])
+               for yi, di in zip(y, d))
+    assert got == pytest.approx(want, abs=0.01)
