@@ -71,13 +71,16 @@ class Truth:
 
     def log_mean_loss(self, table: pd.DataFrame) -> np.ndarray:
         """The true log mean loss (before misfit and seed noise) of configurations: a table
-        with ``params``, ``tokens``, ``flops``, ``num_heads`` and ``learning_rate``, with the
-        num_heads offsets drawn (:meth:`with_heads`)."""
+        with ``params``, ``tokens``, ``flops``, ``learning_rate`` and, optionally,
+        ``num_heads`` (without it, the mean of the num_heads offsets: :attr:`heads_mean`).
+        The offsets must be drawn (:meth:`with_heads`)."""
         if self.heads_offset is None:
             raise ValueError("the num_heads offsets are not drawn yet: call with_heads(rng)")
         log_loss = log_mean("chinchilla", self.law, {"params": table["params"],
                                                       "tokens": table["tokens"]})
-        log_loss = log_loss + table["num_heads"].map(self.heads_offset).to_numpy()
+        heads = (table["num_heads"].map(self.heads_offset).to_numpy()
+                 if "num_heads" in table.columns else self.heads_mean)
+        log_loss = log_loss + heads
         log_lr_opt = np.log(self.learning_rate_opt(table["flops"].to_numpy()))
         return np.asarray(log_loss + self.lr_kappa
                           * (np.log(table["learning_rate"]) - log_lr_opt) ** 2, dtype=float)
