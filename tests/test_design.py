@@ -157,6 +157,8 @@ def test_a_configuration_target(chinchilla_fit):
     ({"candidates": pd.DataFrame({"params": [1e8], "flops": [1e18]})}, ValueError,
      r"candidates lack column\(s\) \['learning_rate'\]"),
     ({"candidates": [1e18]}, TypeError, "candidates must be a DataFrame"),
+    ({"candidates": pd.DataFrame({"params": [1e8], "flops": [1e18], "learning_rate": [np.nan]})},
+     ValueError, r"column 'learning_rate' \(candidates\) has 1 NaN"),
     ({"max_runs": 0}, ValueError, "max_runs must be a positive integer"),
 ])
 def test_bad_inputs_name_the_argument_and_value(lr_fit, grid, kwargs, error, match):

@@ -23,13 +23,16 @@ t_nu noise carries as much information about its location as a Normal one with t
 Why not preposterior importance reweighting of the draws (simulate outcomes, weight each draw
 by their likelihood, average the weighted variance)? It is exact for a nonlinear posterior in
 the limit of many draws, but a batch of runs whose noise (about 1% of the loss) is smaller than
-the posterior's spread of their prediction leaves a handful of draws with any weight: with a
-few hundred draws the effective sample size of a 10-run batch falls to a few, the weighted
-variance collapses towards zero and every batch looks equally perfect. The linear adjustment
-has no weights to degenerate and costs, for S draws, K candidates and Q targets, O(S K Q) for
-the covariances plus O(S K) per pick (one column of candidate covariances), so a batch of 10
-from 1,000 candidates on 4,000 draws takes well under a second; importance reweighting with M
-outcome scenarios costs O(M S K) likelihood evaluations per pick.
+the posterior's spread of their prediction leaves few draws with any weight: in the timing case
+of ``benchmarks/design.py`` (1,000 draws from a fit of 24 simulated runs) the outcomes of the
+10-run batch chosen leave a median effective sample size of 5 draws (1 in one outcome scenario
+in ten), and the weighted variance of so few draws is biased low (it reads as a larger gain)
+by an amount that differs from batch to batch. The linear adjustment has no weights to degenerate and costs, for S draws,
+K candidates and Q targets, O(S K Q) for the covariances plus O(S K) per pick (one column of
+candidate covariances), so a batch of 10 from 1,000 candidates takes well under a second;
+importance reweighting with M outcome scenarios costs O(M S K) likelihood evaluations per pick.
+What the linear adjustment gives up is nonlinear dependence: a run that would settle a question
+the posterior answers with two separate modes is undervalued.
 
 Greedy selection by gain per FLOP can be arbitrarily poor when one expensive run is worth more
 than many cheap ones; as Krause & Guestrin (2005) suggest for budgeted submodular selection, the
@@ -45,6 +48,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from bayescale.data.runs import check_positive_column
 from bayescale.model.points import check_budgets
 
 __all__ = ["design", "candidate_grid", "OPTIMUM_TARGETS", "DEFAULT_TARGETS", "MAX_GRID"]
@@ -259,6 +263,8 @@ def _check_candidates(fit, candidates) -> pd.DataFrame:
     if "flops" not in table.columns:
         raise ValueError(f"candidates need FLOPs (a flops column, or params and tokens) to cost "
                          f"each run; they have {list(candidates.columns)}")
+    for col in fit.spec.get("continuous") or []:
+        check_positive_column(table, col, argument="candidates")
     table.index = candidates.index
     return table
 
