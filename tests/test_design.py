@@ -89,6 +89,15 @@ def test_candidate_grid_is_the_sweeps_sizes_and_levels_at_new_budgets(lr_fit, gr
     assert len(sweep) == len(runs[["params", "learning_rate"]].drop_duplicates())
 
 
+def test_candidate_grid_takes_sizes_a_rounding_apart_as_one(chinchilla_fit):
+    sizes = np.sort(bs.candidate_grid(chinchilla_fit, budgets=[1e22])["params"].to_numpy())
+    assert np.all(sizes[1:] / sizes[:-1] > 1.001)
+    raw = np.unique(chinchilla_fit.runs["params"])
+    assert len(sizes) < len(raw)   # the digitised Chinchilla sizes differ in their last digits
+    sweep = bs.candidate_grid(chinchilla_fit, budgets=[1e22], configurations="sweep")
+    assert set(sweep["params"]) == set(sizes)
+
+
 def test_the_batch_keeps_within_the_budget_and_reports_its_running_total(lr_fit, grid):
     chosen = bs.design(lr_fit, grid, budget=2e18, target=["loss_opt", "learning_rate"], at=1e19)
     assert 0 < chosen["total_flops"].iloc[-1] <= 2e18

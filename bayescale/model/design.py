@@ -60,6 +60,7 @@ DEFAULT_TARGETS = ("loss_opt", "params_opt")
 #: Largest table :func:`candidate_grid` builds.
 MAX_GRID = 200_000
 _RELATIVE_FLOOR = 1e-12
+_SAME_SIZE = 1e-3
 
 
 def design(fit, candidates, *, budget: float, target: str | Sequence[str] | Mapping |
@@ -144,7 +145,8 @@ def candidate_grid(fit, budgets, *, configurations: str = "product") -> pd.DataF
         Compute budgets (FLOPs) of the candidates; tokens are ``C / (k N)``.
     configurations
         ``"product"``: every combination of the runs' distinct ``params`` and distinct values of
-        each hyperparameter column; ``"sweep"``: the combinations the runs hold.
+        each hyperparameter column; ``"sweep"``: the combinations the runs hold. Sizes within
+        0.1% of a smaller one count as that size.
 
     Returns
     -------
@@ -159,9 +161,10 @@ def candidate_grid(fit, budgets, *, configurations: str = "product") -> pd.DataF
     if "params" not in runs.columns:
         raise ValueError("candidate_grid needs runs with a params column (model sizes)")
     if configurations == "sweep":
-        configs = runs[columns].drop_duplicates().reset_index(drop=True)
+        configs = runs[columns].assign(params=_sizes(runs["params"], runs["params"]))
+        configs = configs.drop_duplicates().reset_index(drop=True)
     else:
-        levels = [np.unique(runs[c].to_numpy()) for c in columns]
+        levels = [_sizes(runs["params"]), *(np.unique(runs[c].to_numpy()) for c in columns[1:])]
         size = int(np.prod([len(v) for v in levels])) * budgets.size
         if size > MAX_GRID:
             raise ValueError(f"the product grid would hold {size} candidates (more than "
@@ -171,6 +174,18 @@ def candidate_grid(fit, budgets, *, configurations: str = "product") -> pd.DataF
     out = pd.concat([configs.assign(flops=float(c)) for c in budgets], ignore_index=True)
     out.insert(1, "tokens", out["flops"] / (k * out["params"]))
     return out
+
+
+def _sizes(params: pd.Series, values: pd.Series | None = None) -> np.ndarray:
+    """The distinct model sizes, those within 0.1% of a smaller one taken as it (the sizes of
+    digitised or computed run tables differ in their last digits); with ``values``, each value
+    mapped to its size."""
+    unique = np.unique(params.to_numpy(float))
+    keep = unique[np.concatenate([[True], unique[1:] / unique[:-1] > 1 + _SAME_SIZE])]
+    if values is None:
+        return keep
+    at = np.searchsorted(keep, values.to_numpy(float) * (1 + _SAME_SIZE), side="right") - 1
+    return keep[at]
 
 
 # -- the linear adjustment -------------------------------------------------------------------
