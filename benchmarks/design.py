@@ -24,6 +24,7 @@ also times one design of 10 runs from 1,000 candidates.
 
     python benchmarks/design.py [--truths 12] [--draws 500] [--out benchmarks/design]
     python benchmarks/design.py --timing-only
+    python benchmarks/design.py --summarise benchmarks/design/results.csv
 """
 
 from __future__ import annotations
@@ -254,24 +255,41 @@ def summarise(table: pd.DataFrame) -> pd.DataFrame:
 
 
 def acceptance(table: pd.DataFrame) -> list[str]:
-    """The checks the design is held to, as lines of text."""
+    """The checks the design is held to, as lines of text: against the grid's classic answer
+    and against a bayescale fit of the grid's runs, the round at which the design's mean error
+    first reaches the grid's final one, the paired comparison at equal FLOPs, and coverage."""
     mean = table.groupby(["strategy", "round"]).mean(numeric_only=True)
-    grid_final = mean.loc[("grid", len(GRID_BUDGETS))]
+    last = len(GRID_BUDGETS)
     lines = []
-    for q in ("loss_opt", "params_opt"):
-        need = grid_final[f"err_{q}"]
-        reached = [r for r in range(len(GRID_BUDGETS) + 1) if mean.loc[("design", r), f"err_{q}"] <= need]
-        first = min(reached) if reached else None
-        where = (f"first at round {first} ({mean.loc[('design', first), 'spent']:.3g} FLOPs, "
-                 f"{mean.loc[('design', first), 'spent'] / grid_final['spent']:.2f} of the grid's)"
-                 if first is not None else "never")
-        lines.append(f"{q}: grid final error {need:.4f} at {grid_final['spent']:.3g} FLOPs; design "
-                     f"reaches it {where}; design final {mean.loc[('design', len(GRID_BUDGETS)), f'err_{q}']:.4f}")
-    final = table[(table["strategy"] == "design") & (table["round"] == len(GRID_BUDGETS))]
+    for grid in ("grid", "grid+bayescale"):
+        final = mean.loc[(grid, last)]
+        for q in ("loss_opt", "params_opt"):
+            need = final[f"err_{q}"]
+            reached = [r for r in range(last + 1) if mean.loc[("design", r), f"err_{q}"] <= need]
+            where = "never"
+            if reached:
+                spent = mean.loc[("design", min(reached)), "spent"]
+                where = (f"first at round {min(reached)} ({spent:.3g} FLOPs, "
+                         f"{spent / final['spent']:.2f} of the grid's)")
+            lines.append(f"{q} vs {grid}: its final error {need:.4f} at {final['spent']:.3g} "
+                         f"FLOPs; design reaches it {where}; " + _paired(table, grid, q, last))
+    final = table[(table["strategy"] == "design") & (table["round"] == last)]
     cover = final[[f"cover_{q}" for q in QUANTITIES]].to_numpy()
     lines.append(f"design final 90% coverage over {len(final)} truths x {len(QUANTITIES)} "
                  f"quantities: {cover.mean():.3f} ({int(cover.sum())}/{cover.size})")
     return lines
+
+
+def _paired(table: pd.DataFrame, grid: str, q: str, last: int) -> str:
+    """Design against ``grid`` at the last round, truth by truth."""
+    def errors(name):
+        part = table[(table["strategy"] == name) & (table["round"] == last)]
+        return part.set_index("truth")[f"err_{q}"]
+
+    diff = (errors("design") - errors(grid)).dropna()
+    return (f"at equal FLOPs design {errors('design').mean():.4f}, lower on {(diff < 0).sum()}/"
+            f"{len(diff)} truths, mean difference {diff.mean():+.4f} "
+            f"(standard error {diff.std(ddof=1) / np.sqrt(len(diff)):.4f})")
 
 
 def plot(table: pd.DataFrame, path: Path) -> None:
@@ -303,7 +321,12 @@ def main() -> None:
     parser.add_argument("--out", default="benchmarks/design")
     parser.add_argument("--timing-only", action="store_true",
                         help="only time one design of 10 runs from 1,000 candidates")
+    parser.add_argument("--summarise", metavar="RESULTS_CSV",
+                        help="print the summary of a results.csv this script wrote, and stop")
     args = parser.parse_args()
+    if args.summarise:
+        report(pd.read_csv(args.summarise))
+        return
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     timing = time_design(args.draws)
@@ -321,6 +344,10 @@ def main() -> None:
         print(f"truth {i} done in {time.perf_counter() - start:.0f} s", flush=True)
     table = pd.DataFrame(rows)
     plot(table, out / "errors.png")
+    report(table)
+
+
+def report(table: pd.DataFrame) -> None:
     with pd.option_context("display.width", 220, "display.max_columns", 30,
                            "display.float_format", "{:.4g}".format):
         print(summarise(table).to_string(index=False))
