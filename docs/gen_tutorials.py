@@ -693,6 +693,7 @@ def design_tutorial(out: Path, settings: dict) -> None:
         f"{design_seconds:.2f} s; bayescale {bs.__version__}.\n"))
     _write(out, "design_plan.md", _design_plan_md(plan))
     _write(out, "design_answer.md", _design_answer_md(truth, first, second, plan, both))
+    _write(out, "design_findings.md", _design_findings_md(runs, plan, second))
     from bayescale.report.design_report import plot_design
 
     _save(out, "design_plan.png", plot_design(first, plan, candidates).figure)
@@ -725,12 +726,29 @@ def _design_answer_md(truth, first, second, plan, both) -> str:
             draws = _design_draws(f, q)
             lo, mid, hi = np.quantile(draws, [0.05, 0.5, 0.95])
             row[name] = _ci(mid, lo, hi)
-            row[f"sd of log, {name}"] = f"{np.log(draws).std():.3g}"
+            row[f"sd of log, {name}"] = f"{np.log(draws).std(ddof=1):.3g}"
         row["expected sd after"] = f"{plan.attrs['sd_after'][q]:.3g}"
         row["classic, same runs"] = _num(classic[q]) if q in classic else "-"
         rows.append(row)
     return _table(rows) + ("\nMedian [90% interval]; the classic column is the best run per "
                            "budget and log-log lines through all the runs.\n")
+
+
+def _design_findings_md(runs: pd.DataFrame, plan: pd.DataFrame, second) -> str:
+    counts = plan.groupby("flops").size()
+    where = ", ".join(f"{n} at {_num(c)} FLOPs" for c, n in counts.items())
+    lr = runs["learning_rate"]
+    extreme = int(plan["learning_rate"].isin([lr.min(), lr.max()]).sum())
+    lines = [f"- Of the {len(plan)} planned runs, {where}.",
+             f"- {extreme} of them use the smallest or the largest learning rate of the first "
+             f"sweep ({_num(lr.min())}, {_num(lr.max())})."]
+    for q in DESIGN_QUANTITIES:
+        realised = float(np.log(_design_draws(second, q)).std(ddof=1))
+        promised = plan.attrs["sd_after"][q]
+        side = "below" if realised < promised else "above"
+        lines.append(f"- `{q}`: the realised sd of the log, {realised:.4g}, is {side} the "
+                     f"expected {promised:.4g}.")
+    return "\n".join(lines) + "\n"
 
 
 def _design_draws(fit, quantity: str) -> np.ndarray:
