@@ -31,8 +31,9 @@ by an amount that differs from batch to batch. The linear adjustment has no weig
 K candidates and Q targets, O(S K Q) for the covariances plus O(S K) per pick (one column of
 candidate covariances), so a batch of 10 from 1,000 candidates takes well under a second;
 importance reweighting with M outcome scenarios costs O(M S K) likelihood evaluations per pick.
-What the linear adjustment gives up is nonlinear dependence: a run that would settle a question
-the posterior answers with two separate modes is undervalued.
+What the linear adjustment gives up is nonlinear dependence: a run whose outcome tells about
+the target only through a nonlinear relation (t = theta^2 seen through y = theta + noise, with
+theta centred on 0) shows no gain in the bound, though it is informative.
 
 Greedy selection by gain per FLOP can be arbitrarily poor when one expensive run is worth more
 than many cheap ones; as Krause & Guestrin (2005) suggest for budgeted submodular selection, the
