@@ -18,6 +18,9 @@ three rounds, after which the answer at the target budget (1e19 FLOPs) is scored
 The pool: every model size of the simulated API's grid with 1 to 2000 tokens per parameter, at
 each of 3e16, 1e17, 3e17, 1e18 FLOPs, with each of its 5 learning rates (a random num_heads each).
 
+Each strategy draws from its own random stream, and the noise of each pool candidate's outcome
+is drawn once with the pool, so a run that two strategies pick has the same loss in both.
+
 Scores per truth and round: |log(estimate / truth)| of the loss at the optimum, N* and lr* at
 1e19, and for fits the width (log upper / lower) and coverage of their 90% intervals. The script
 also times one design of 10 runs from 1,000 candidates.
@@ -25,6 +28,7 @@ also times one design of 10 runs from 1,000 candidates.
     python benchmarks/design.py [--truths 12] [--draws 500] [--out benchmarks/design]
     python benchmarks/design.py --timing-only
     python benchmarks/design.py --summarise benchmarks/design/results.csv
+    python benchmarks/design.py --target loss_opt params_opt --out benchmarks/design/loss_params
 """
 
 from __future__ import annotations
@@ -81,10 +85,14 @@ def _drift(drift: float, flops) -> np.ndarray:
     return drift * np.log10(np.asarray(flops, float) / 1e17) ** 2
 
 
-def train(truth: bs.Truth, drift: float, configs: pd.DataFrame, rng) -> pd.DataFrame:
-    """Run configurations on the simulated API: their final losses."""
+def train(truth: bs.Truth, drift: float, configs: pd.DataFrame, rng=None) -> pd.DataFrame:
+    """Run configurations on the simulated API: their final losses. A pool candidate's noise
+    was drawn with the pool (its ``noise`` column), so that it is the same whichever strategy
+    picks it; other configurations draw theirs from ``rng``."""
     log_loss = truth.log_mean_loss(configs) + _drift(drift, configs["flops"])
-    return configs.assign(loss=np.exp(log_loss + truth.sigma * rng.standard_normal(len(configs))))
+    noise = (configs["noise"].to_numpy() if "noise" in configs
+             else truth.sigma * rng.standard_normal(len(configs)))
+    return configs.assign(loss=np.exp(log_loss + noise))
 
 
 def pool(rng, budgets=POOL_BUDGETS, ratio=(1.0, 2000.0)) -> pd.DataFrame:
@@ -160,18 +168,24 @@ def random_round(candidates: pd.DataFrame, budget: float, rng) -> pd.DataFrame:
     return candidates.iloc[keep]
 
 
-def design_round(current: bs.Fit, candidates: pd.DataFrame, budget: float) -> tuple[pd.DataFrame, float]:
+def design_round(current: bs.Fit, candidates: pd.DataFrame, budget: float,
+                 target: tuple[str, ...]) -> tuple[pd.DataFrame, float]:
     start = time.perf_counter()
-    chosen = bs.design(current, candidates.drop(columns="num_heads"), budget=budget,
-                       target=QUANTITIES, at=TARGET)
+    chosen = bs.design(current, candidates.drop(columns=["num_heads", "noise"]), budget=budget,
+                       target=target, at=TARGET)
     return candidates.loc[chosen.index], time.perf_counter() - start
 
 
-def run_truth(i: int, truth: bs.Truth, drift: float, draws: int) -> list[dict]:
+def run_truth(i: int, truth: bs.Truth, drift: float, draws: int,
+              target: tuple[str, ...] = QUANTITIES) -> list[dict]:
+    """One truth through the loop. Each strategy has its own random stream, and a pool
+    candidate's outcome is the same whichever strategy picks it."""
     rng = np.random.default_rng(1000 + i)
     true = answer(truth, drift)
     seed = seed_sweep(truth, drift, rng)
     candidates = pool(rng)
+    candidates["noise"] = truth.sigma * rng.standard_normal(len(candidates))
+    grid_rng, random_rng = (np.random.default_rng([1000 + i, k]) for k in (1, 2))
     seed_fit, seconds = fit(seed, draws, i)
     base = {"truth": i, "misspecified": drift != 0}
     rows = [base | {"strategy": s, "round": 0, "spent": 0.0, "runs": len(seed), "fit_s": seconds}
@@ -183,18 +197,19 @@ def run_truth(i: int, truth: bs.Truth, drift: float, draws: int) -> list[dict]:
     current = seed_fit
     for r, grid_budget in enumerate(GRID_BUDGETS, 1):
         new = grid_round(runs["grid"], grid_budget, candidates)
-        runs["grid"] = pd.concat([runs["grid"], train(truth, drift, new, rng)], ignore_index=True)
+        runs["grid"] = pd.concat([runs["grid"], train(truth, drift, new, grid_rng)],
+                                 ignore_index=True)
         cost = float(new["flops"].sum())
         rows.append(base | {"strategy": "grid", "round": r, "runs": len(runs["grid"]),
                             "spent": _spent(runs["grid"], seed)} | score_classic(runs["grid"], true))
         for name in ("random", "design"):
             free = candidates.drop(index=used[name])
             if name == "random":
-                new, design_s = random_round(free, cost, rng), np.nan
+                new, design_s = random_round(free, cost, random_rng), np.nan
             else:
-                new, design_s = design_round(current, free, cost)
+                new, design_s = design_round(current, free, cost, target)
             used[name] += list(new.index)
-            runs[name] = pd.concat([runs[name], train(truth, drift, new, rng)], ignore_index=True)
+            runs[name] = pd.concat([runs[name], train(truth, drift, new)], ignore_index=True)
             result, seconds = fit(runs[name], draws, 100 * i + r)
             current = result if name == "design" else current
             rows.append(base | {"strategy": name, "round": r, "runs": len(runs[name]),
@@ -319,6 +334,8 @@ def main() -> None:
     parser.add_argument("--truths", type=int, default=12)
     parser.add_argument("--draws", type=int, default=500, help="draws (and tuning steps) per chain")
     parser.add_argument("--out", default="benchmarks/design")
+    parser.add_argument("--target", nargs="+", default=list(QUANTITIES),
+                        help="the design's targets (default: loss_opt params_opt learning_rate)")
     parser.add_argument("--timing-only", action="store_true",
                         help="only time one design of 10 runs from 1,000 candidates")
     parser.add_argument("--summarise", metavar="RESULTS_CSV",
@@ -339,7 +356,7 @@ def main() -> None:
     rows = []
     for i, (truth, drift) in enumerate(truths(args.truths)):
         start = time.perf_counter()
-        rows += run_truth(i, truth, drift, args.draws)
+        rows += run_truth(i, truth, drift, args.draws, tuple(args.target))
         pd.DataFrame(rows).to_csv(out / "results.csv", index=False)
         print(f"truth {i} done in {time.perf_counter() - start:.0f} s", flush=True)
     table = pd.DataFrame(rows)
