@@ -16,6 +16,7 @@ from bayescale.analysis import calibration  # noqa: E402
 from bayescale.analysis.compare import ParetoKWarning, compare, fit_many, refit  # noqa: E402
 from bayescale.analysis.stack import Stack, stack  # noqa: E402
 from bayescale.data.curves import checkpoints, replicates  # noqa: E402
+from bayescale.model.design import candidate_grid, design  # noqa: E402
 from bayescale.model.fit import Fit  # noqa: E402
 from bayescale.model.isoflop import IsoFlop  # noqa: E402
 from bayescale.report.isoflop_plot import plot_isoflop  # noqa: E402
@@ -37,6 +38,7 @@ __all__ = [
     "SamplerWarning",
     "baselines",
     "calibration",
+    "candidate_grid",
     "discrepancy",
     "compare",
     "fit_many",
@@ -48,6 +50,7 @@ __all__ = [
     "add_shape_columns",
     "checkpoints",
     "datasets",
+    "design",
     "interval",
     "laws",
     "load",

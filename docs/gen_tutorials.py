@@ -54,7 +54,7 @@ from matplotlib.ticker import FormatStrFormatter  # noqa: E402
 
 import bayescale as bs  # noqa: E402
 from bayescale.report import plots  # noqa: E402
-from bayescale.analysis.baselines import argmin_loglinear, huber_lbfgs  # noqa: E402
+from bayescale.analysis.baselines import argmin_loglinear, huber_lbfgs, isoflop_argmin  # noqa: E402
 from bayescale.report.recipe import Recipe  # noqa: E402
 from bayescale.report.answer import targets_table  # noqa: E402
 
@@ -175,7 +175,7 @@ def _summary_md(fit: bs.Fit, prob: float) -> str:
 
 
 #: The verbs docs/cli.md describes in prose; the help of any other verb is appended there.
-CLI_DESCRIBED = ("fit", "predict", "compare", "datasets")
+CLI_DESCRIBED = ("fit", "predict", "compare", "design", "datasets")
 
 
 # -- the CLI's help --------------------------------------------------------------------------
@@ -686,6 +686,109 @@ def _cs336_hyper_figure(fit, runs, budget, prob):
     return fig
 
 
+# -- tutorial 3: planning the next runs -------------------------------------------------------
+#: The simulated API of the design tutorial: the default truth, no num_heads offsets.
+DESIGN_TRUTH = {"heads_tau": 0.0}
+DESIGN_SWEEP = {"budgets": (1e16, 3e16, 1e17), "runs_per_budget": 8, "random_seed": 0}
+DESIGN_GRID = [1e17, 3e17, 1e18]
+DESIGN_BUDGET, DESIGN_TARGET = 2e18, 1e19
+DESIGN_QUANTITIES = ("loss_opt", "params_opt", "learning_rate")
+DESIGN_COLUMNS = ["params", "tokens", "flops", "learning_rate", "loss"]
+
+
+def design_tutorial(out: Path, settings: dict) -> None:
+    """A first sweep of a simulated API, a 2e18-FLOP plan, the runs trained, the refit."""
+    truth = bs.Truth(**DESIGN_TRUTH)
+    runs = bs.simulate(truth, **DESIGN_SWEEP)[DESIGN_COLUMNS]
+    truth = runs.attrs["truth"]
+    kwargs = {"draws": settings["draws"], "tune": settings["tune"], "chains": settings["chains"],
+              "random_seed": 0}
+    model = bs.ScalingLaw(runs, law="chinchilla", continuous=["learning_rate"])
+    first, seconds, _ = _sample(model, kwargs)
+    candidates = bs.candidate_grid(first, budgets=DESIGN_GRID)
+    start = time.perf_counter()
+    plan = first.design(candidates, budget=DESIGN_BUDGET, target=DESIGN_QUANTITIES,
+                        at=DESIGN_TARGET)
+    design_seconds = time.perf_counter() - start
+    rng = np.random.default_rng(1)
+    trained = plan[["params", "tokens", "flops", "learning_rate"]].assign(loss=np.exp(
+        truth.log_mean_loss(plan) + truth.sigma * rng.standard_normal(len(plan))))
+    both = pd.concat([runs, trained], ignore_index=True)
+    second, seconds2, _ = _sample(bs.ScalingLaw(both, law="chinchilla",
+                                                continuous=["learning_rate"]), kwargs)
+    _write(out, "design_settings.md", (
+        f"Made by `docs/gen_tutorials.py`: {len(runs)} runs of `bs.simulate` "
+        f"({', '.join(_num(b) for b in DESIGN_SWEEP['budgets'])} FLOPs, random_seed "
+        f"{DESIGN_SWEEP['random_seed']}); each fit {kwargs['chains']} chains x {kwargs['draws']}"
+        f" draws after {kwargs['tune']} tuning steps ({seconds:.0f} s and {seconds2:.0f} s); the "
+        f"design of {len(plan)} runs from {len(candidates)} candidates took "
+        f"{design_seconds:.2f} s; bayescale {bs.__version__}.\n"))
+    _write(out, "design_plan.md", _design_plan_md(plan))
+    _write(out, "design_answer.md", _design_answer_md(truth, first, second, plan, both))
+    _write(out, "design_findings.md", _design_findings_md(runs, plan, second))
+    from bayescale.report.design_report import plot_design
+
+    _save(out, "design_plan.png", plot_design(first, plan, candidates).figure)
+
+
+def _design_plan_md(plan: pd.DataFrame) -> str:
+    rows = [{"#": i, "N (params)": _num(r["params"]), "D (tokens)": _num(r["tokens"]),
+             "C (FLOPs)": _num(r["flops"]), "learning rate": _num(r["learning_rate"]),
+             "gain": f"{r['gain']:.3f}", "gain per 1e18 FLOPs": f"{r['gain_per_flop']:.3f}",
+             "running total (FLOPs)": _num(r["total_flops"])}
+            for i, (_, r) in enumerate(plan.iterrows(), 1)]
+    before, after = plan.attrs["sd_before"], plan.attrs["sd_after"]
+    sds = ", ".join(f"`{k}` {before[k]:.3g} -> {after[k]:.3g}" for k in before)
+    return _table(rows) + f"\nExpected sd of each log target, now -> after these runs: {sds}.\n"
+
+
+def _design_answer_md(truth, first, second, plan, both) -> str:
+    true = {"loss_opt": float(truth.optimal([DESIGN_TARGET])["loss_opt"][0]),
+            "params_opt": float(truth.optimal([DESIGN_TARGET])["params_opt"][0]),
+            "learning_rate": float(truth.learning_rate_opt([DESIGN_TARGET])[0])}
+    labels = {"loss_opt": "loss at the optimum", "params_opt": "N*",
+              "learning_rate": "learning rate*"}
+    classic = {"loss_opt": float(argmin_loglinear(both).predict([DESIGN_TARGET])[0]),
+               "params_opt": float(isoflop_argmin(both).predict([DESIGN_TARGET])
+                                   ["params_opt"].iloc[0])}
+    rows = []
+    for q in DESIGN_QUANTITIES:
+        row = {"at C = 1e19": labels[q], "truth": _num(true[q])}
+        for name, f in (("first sweep", first), ("after the design", second)):
+            draws = _design_draws(f, q)
+            lo, mid, hi = np.quantile(draws, [0.05, 0.5, 0.95])
+            row[name] = _ci(mid, lo, hi)
+            row[f"sd of log, {name}"] = f"{np.log(draws).std(ddof=1):.3g}"
+        row["expected sd after"] = f"{plan.attrs['sd_after'][q]:.3g}"
+        row["classic, same runs"] = _num(classic[q]) if q in classic else "-"
+        rows.append(row)
+    return _table(rows) + ("\nMedian [90% interval]; the classic column is the best run per "
+                           "budget and log-log lines through all the runs.\n")
+
+
+def _design_findings_md(runs: pd.DataFrame, plan: pd.DataFrame, second) -> str:
+    counts = plan.groupby("flops").size()
+    where = ", ".join(f"{n} at {_num(c)} FLOPs" for c, n in counts.items())
+    lr = runs["learning_rate"]
+    extreme = int(plan["learning_rate"].isin([lr.min(), lr.max()]).sum())
+    lines = [f"- Of the {len(plan)} planned runs, {where}.",
+             f"- {extreme} of them use the smallest or the largest learning rate of the first "
+             f"sweep ({_num(lr.min())}, {_num(lr.max())})."]
+    for q in DESIGN_QUANTITIES:
+        realised = float(np.log(_design_draws(second, q)).std(ddof=1))
+        promised = plan.attrs["sd_after"][q]
+        side = "below" if realised < promised else "above"
+        lines.append(f"- `{q}`: the realised sd of the log, {realised:.4g}, is {side} the "
+                     f"expected {promised:.4g}.")
+    return "\n".join(lines) + "\n"
+
+
+def _design_draws(fit, quantity: str) -> np.ndarray:
+    if quantity == "learning_rate":
+        return fit.optimal_hyperparameters([DESIGN_TARGET])["learning_rate"].values.ravel()
+    return fit.optimal([DESIGN_TARGET])[quantity].values.ravel()
+
+
 # -- driver ----------------------------------------------------------------------------------
 def _fingerprint(settings: dict) -> str:
     """A hash of the settings and of every source the generated files depend on."""
@@ -716,7 +819,8 @@ def generate(out: Path, settings: dict | None = None, *, reuse: bool = False) ->
     seconds = {}
     for name, step in (("cli", lambda: (write_cli_help(out), write_recipes(out))),
                        ("chinchilla", lambda: chinchilla(out, settings)),
-                       ("cs336", lambda: cs336(out, settings))):
+                       ("cs336", lambda: cs336(out, settings)),
+                       ("design", lambda: design_tutorial(out, settings))):
         start = time.perf_counter()
         step()
         seconds[name] = round(time.perf_counter() - start, 1)

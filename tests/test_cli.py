@@ -11,6 +11,7 @@ import pytest
 
 import bayescale as bs
 from bayescale.report.cli import main
+from bayescale.report.recipe import Recipe
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
 TINY = ["--draws", "100", "--tune", "100", "--chains", "2", "--seed", "3", "--no-progress"]
@@ -35,6 +36,11 @@ def test_every_recipe_runs(recipe, tmp_path, capsys):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     # tiny fits cannot reach ESS 400: the CLI must say so, not hide it
     assert "WARNING: bulk ESS" in printed
+    if "[design]" in recipe.read_text():  # the next runs, within the recipe's budget
+        plan = pd.read_csv(out / "design.csv")
+        assert "The next runs:" in printed and 0 < len(plan)
+        assert plan["total_flops"].iloc[-1] <= Recipe.read(recipe).design["budget"]
+        assert (out / "design.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_fit_refuses_to_overwrite_without_force(tmp_path, capsys):

@@ -19,6 +19,7 @@ import xarray as xr
 from bayescale._version import __version__
 from bayescale.inference.intervals import interval
 from bayescale.model.points import check_budgets
+from bayescale.model.design import design
 from bayescale.model.recommend import recommend
 from bayescale.model.spec import SPEC_VERSION, Spec, spec_from_dict
 from bayescale.inference.diagnostics import PosteriorResult, SamplerWarning
@@ -211,6 +212,13 @@ class Fit(PosteriorResult):
     def recommend(self, budget, *, prob: float = 0.9, top: int = 5):
         """What to train at ``budget``: see :func:`bayescale.model.recommend.recommend`."""
         return recommend(self, budget, prob=prob, top=top)
+
+    def design(self, candidates, *, budget: float, target=None, at: float | None = None,
+               max_runs: int | None = None, random_seed: int | None = 0):
+        """The next runs within ``budget`` FLOPs, ranked by what they teach about ``target``
+        per FLOP: see :func:`bayescale.model.design.design`."""
+        return design(self, candidates, budget=budget, target=target, at=at,
+                      max_runs=max_runs, random_seed=random_seed)
 
     # -- internals ----------------------------------------------------------------------------
     def _diagnostic_vars(self) -> list[str]:

@@ -27,7 +27,7 @@ from bayescale.model.laws import compute_optimal, log_mean
 from bayescale.model.points import check_budgets
 from bayescale.data.runs import add_shape_columns, prepare
 
-__all__ = ["Truth", "simulate"]
+__all__ = ["Truth", "simulate", "GRID"]
 
 
 @dataclass(frozen=True)
@@ -69,6 +69,22 @@ class Truth:
         """
         return float(np.mean(list(self.heads_offset.values()))) if self.heads_offset else 0.0
 
+    def log_mean_loss(self, table: pd.DataFrame) -> np.ndarray:
+        """The true log mean loss (before misfit and seed noise) of configurations: a table
+        with ``params``, ``tokens``, ``flops``, ``learning_rate`` and, optionally,
+        ``num_heads`` (without it, the mean of the num_heads offsets: :attr:`heads_mean`).
+        The offsets must be drawn (:meth:`with_heads`)."""
+        if self.heads_offset is None:
+            raise ValueError("the num_heads offsets are not drawn yet: call with_heads(rng)")
+        log_loss = log_mean("chinchilla", self.law, {"params": table["params"],
+                                                      "tokens": table["tokens"]})
+        heads = (table["num_heads"].map(self.heads_offset).to_numpy()
+                 if "num_heads" in table.columns else self.heads_mean)
+        log_loss = log_loss + heads
+        log_lr_opt = np.log(self.learning_rate_opt(table["flops"].to_numpy()))
+        return np.asarray(log_loss + self.lr_kappa
+                          * (np.log(table["learning_rate"]) - log_lr_opt) ** 2, dtype=float)
+
     def as_dict(self) -> dict:
         """The truth as plain dicts and numbers (e.g. to save beside simulated runs)."""
         return {k: (dict(v) if isinstance(v, dict) else v) for k, v in self.__dict__.items()}
@@ -86,6 +102,9 @@ _LAYERS = (2, 4, 8, 12, 16, 24, 32, 48)
 _HEADS = (2, 4, 8, 16)
 _BATCH = (128, 256)
 _LR = (1e-4, 3e-4, 1e-3, 3e-3, 1e-2)
+#: The simulated API's grids of configurations (what :func:`simulate` draws from).
+GRID = {"d_model": _D_MODEL, "num_layers": _LAYERS, "num_heads": _HEADS, "batch_size": _BATCH,
+        "learning_rate": _LR}
 
 
 def simulate(truth: Truth | None = None, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e18),
@@ -144,11 +163,8 @@ def simulate(truth: Truth | None = None, *, budgets=(1e16, 3e16, 1e17, 3e17, 1e1
                       ignore_index=True)
     params = 12.0 * table["num_layers"] * table["d_model"].astype(float) ** 2
     tokens = table["flops"] / (6.0 * params)
-    log_loss = log_mean("chinchilla", truth.law, {"params": params, "tokens": tokens})
-    log_loss += table["num_heads"].map(truth.heads_offset).to_numpy()
-    log_lr_opt = np.log(truth.learning_rate_opt(table["flops"].to_numpy()))
-    log_loss += truth.lr_kappa * (np.log(table["learning_rate"]) - log_lr_opt) ** 2
-    log_loss += truth.sigma * rng.standard_normal(len(table))
+    log_loss = truth.log_mean_loss(table.assign(params=params, tokens=tokens))
+    log_loss = log_loss + truth.sigma * rng.standard_normal(len(table))
     table.insert(0, "params", params)
     if seeds > 1:
         table[CONFIG] = np.arange(len(table))

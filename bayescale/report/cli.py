@@ -16,7 +16,7 @@ def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="bayescale", description="Bayesian scaling laws: fit, predict, compare.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
-    for add in (_fit_parser, _predict_parser, _compare_parser):
+    for add in (_fit_parser, _predict_parser, _compare_parser, _design_parser):
         add(sub)
     data = sub.add_parser("datasets", help="list the bundled data sets, or show one")
     data.add_argument("name", nargs="?", help="a data set to describe")
@@ -73,11 +73,34 @@ def _compare_parser(sub) -> None:
                       "in FLOPs at which to answer")
 
 
+def _design_parser(sub) -> None:
+    des = sub.add_parser("design", help="the next runs within a FLOP budget, from a saved "
+                         "posterior.nc", description="Rank candidate runs by the expected "
+                         "reduction of the posterior variance of the target (by default the "
+                         "loss at the optimum and N* at --at) per FLOP, pick a batch within "
+                         "--budget, print it and write design.csv and design.png.")
+    des.add_argument("posterior", help="a posterior.nc written by `bayescale fit`")
+    des.add_argument("--budget", type=float, required=True, help="FLOPs to spend on the batch")
+    what = des.add_mutually_exclusive_group(required=True)
+    what.add_argument("--candidates", help="CSV of candidate runs (the law's inputs and the "
+                      "fit's hyperparameter columns)")
+    what.add_argument("--grid-budgets", type=float, nargs="+", help="candidates: the sweep's "
+                      "own sizes and hyperparameters at these budgets (FLOPs)")
+    des.add_argument("--target", nargs="+", help="loss_opt, params_opt, tokens_opt, "
+                     "tokens_per_param or a continuous hyperparameter (default: loss_opt "
+                     "params_opt)")
+    des.add_argument("--at", type=float, help="the target budget in FLOPs")
+    des.add_argument("--max-runs", type=int, help="at most this many runs")
+    des.add_argument("--out", default=".", help="folder for design.csv and design.png "
+                     "(default: the current folder)")
+
+
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayescale`` console script; returns the exit status."""
     args = _parser().parse_args(argv)
     try:
-        verbs = {"fit": _fit, "predict": _predict, "compare": _compare, "datasets": _datasets}
+        verbs = {"fit": _fit, "predict": _predict, "compare": _compare, "design": _design,
+                 "datasets": _datasets}
         return verbs[args.verb](args)
     except _USER_ERRORS as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -119,6 +142,24 @@ def _fit(args) -> int:
         print(f"\nAt the target budgets (median [{prob:.0%} interval]):")
         print(format_answer(fit, recipe.budgets, prob=prob))
     _print_diagnostics(fit, caught)
+    if recipe.design:
+        from bayescale.report.design_report import run_design
+
+        paths |= run_design(fit, recipe.design, out, source=recipe.source)
+    print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
+    return 0
+
+
+def _design(args) -> int:
+    import bayescale as bs
+    from bayescale.report.design_report import run_design
+
+    fit = bs.load(args.posterior)
+    print(f"{fit!r}")
+    options = {"budget": args.budget, "candidates": args.candidates,
+               "grid_budgets": args.grid_budgets, "target": args.target, "at": args.at,
+               "max_runs": args.max_runs}
+    paths = run_design(fit, options, args.out)
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
 

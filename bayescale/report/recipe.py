@@ -32,6 +32,14 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     budgets = [5.88e23, 1e24]     # FLOPs at which to report the answer
     prob = 0.9                    # interval probability
 
+    [design]                      # the next runs (bayescale.design), written as design.csv
+    budget = 2e18                 # FLOPs to spend on them (required in this table)
+    candidates = "grid.csv"       # candidate runs, relative to the recipe, or
+    grid_budgets = [3e17, 1e18]   # the sweep's own sizes and hyperparameters at these budgets
+    target = ["loss_opt", "params_opt"]   # what to learn about (default as here)
+    at = 1e19                     # the target budget (FLOPs)
+    max_runs = 10                 # at most this many runs
+
 Unknown tables or keys and values of the wrong type are rejected with a ValueError/TypeError
 that names the key and lists the allowed ones.
 """
@@ -60,6 +68,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "fit": {"draws": (int,), "tune": (int,), "chains": (int,), "random_seed": (int,),
             "sampler": (str,), "target_accept": (float,)},
     "targets": {"budgets": (list, int, float), "prob": (float,)},
+    "design": {"budget": (int, float), "candidates": (str,), "grid_budgets": (list,),
+               "target": (list, str), "at": (int, float), "max_runs": (int,)},
 }
 _COLUMN_KEYS = ("params", "tokens", "flops", "loss")
 _FIT_DEFAULTS = {"draws": 1000, "tune": 1000, "chains": 4, "random_seed": None,
@@ -75,6 +85,7 @@ class Recipe:
     priors: dict = field(default_factory=dict)
     fit: dict = field(default_factory=dict)
     targets: dict = field(default_factory=dict)
+    design: dict = field(default_factory=dict)
     source: Path | None = None
 
     @classmethod
@@ -115,7 +126,8 @@ class Recipe:
         if "budgets" in targets:
             targets["budgets"] = check_budgets(targets["budgets"], argument="[targets] budgets").tolist()
         return cls(data=data, model=raw.get("model", {}), priors=raw.get("priors", {}),
-                   fit=raw.get("fit", {}), targets=targets, source=source)
+                   fit=raw.get("fit", {}), targets=targets,
+                   design=_check_design(where, raw.get("design", {})), source=source)
 
     # -- what the recipe makes -------------------------------------------------------------
     def runs(self) -> pd.DataFrame:
@@ -170,6 +182,24 @@ class Recipe:
     def prob(self) -> float:
         """The interval probability of ``[targets] prob`` (default 0.9)."""
         return float(self.targets.get("prob", 0.9))
+
+
+def _check_design(where: str, table: dict) -> dict:
+    """The [design] table: a budget and exactly one source of candidates."""
+    if not table:
+        return {}
+    if "budget" not in table:
+        raise ValueError(f"{where}: [design] needs 'budget' (FLOPs to spend on the next runs)")
+    if ("candidates" in table) == ("grid_budgets" in table):
+        raise ValueError(f"{where}: [design] needs exactly one of 'candidates' (a file) or "
+                         "'grid_budgets'")
+    out = dict(table)
+    out["budget"] = float(check_budgets(table["budget"], argument="[design] budget")[0])
+    for key in ("grid_budgets", "at"):
+        if key in table:
+            values = check_budgets(table[key], argument=f"[design] {key}").tolist()
+            out[key] = values if key == "grid_budgets" else values[0]
+    return out
 
 
 def _check_keys(where: str, section: str, table: dict) -> None:
