@@ -53,14 +53,15 @@ def test_nutpie_reuses_a_compiled_model_for_new_losses_of_the_same_design(flops_
     compile_model = nutpie.compile_pymc_model
     monkeypatch.setattr(nutpie, "compile_pymc_model",
                         lambda model: calls.append(1) or compile_model(model))
-    priors = bs.ScalingLaw(flops_runs, law="flops", noise="normal").priors
+    priors = bs.ScalingLaw(flops_runs, law="flops", noise="normal", discrepancy="prior").priors
     other = flops_runs.assign(loss=flops_runs["loss"] * np.exp(
         0.01 * np.random.default_rng(5).standard_normal(len(flops_runs))))
     settings = {"draws": 100, "tune": 150, "chains": 2, "random_seed": 4, "progressbar": False}
 
     def fit(runs):
         with pytest.warns(bs.SamplerWarning):  # 200 draws cannot reach ESS 400
-            return bs.ScalingLaw(runs, law="flops", noise="normal", priors=priors).fit(**settings)
+            return bs.ScalingLaw(runs, law="flops", noise="normal", priors=priors,
+                                 discrepancy="prior").fit(**settings)
 
     sampling.clear_compile_cache()
     first, reused = fit(flops_runs), fit(other)

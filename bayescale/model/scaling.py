@@ -85,10 +85,11 @@ class ScalingLaw(Family):
     discrepancy
         The law's misfit past the runs (:class:`bayescale.model.terms.Discrepancy`: ``s * d *
         z`` on log loss, ``d`` the decades outside the runs' range, zero on the runs).
-        ``"prior"`` (default): the scale ``s`` from its prior ``discrepancy_scale`` (by default
-        learned from real sweeps); ``"backtest"``: its posterior given backtests of this sweep
-        (fits below 0.5 and 1 decade under the largest budget predicting the runs above; two
-        more fits); ``"off"``: the law taken as exact past the data.
+        ``"backtest"`` (default): the scale ``s`` is learned from backtests of this sweep (fits
+        below 0.5 and 1 decade under the largest budget predicting the runs above: two more
+        fits) under its prior ``discrepancy_scale`` (by default learned from real sweeps);
+        ``"prior"``: ``s`` from that prior alone (no extra fit); ``"off"``: the law taken as
+        exact past the data.
 
     Raises
     ------
@@ -107,7 +108,7 @@ class ScalingLaw(Family):
     def __init__(self, runs: pd.DataFrame, *, law: str = "chinchilla",
                  offsets: Sequence[str] | None = None,
                  continuous: Sequence[str] | None = None, priors: dict | None = None,
-                 noise: str = "student_t", discrepancy: str = "prior") -> None:
+                 noise: str = "student_t", discrepancy: str = "backtest") -> None:
         self.law: Law = get_law(law)
         if noise not in NOISES:
             raise ValueError(f"noise must be one of {list(NOISES)}, got {noise!r}")
