@@ -5,7 +5,8 @@ same again with the caches it left (warm), (c) benchmarks/plain_pymc.py (uncentr
 PyMC's default sampler, same draws and chains). Prints wall time, the minimum bulk ESS over the
 law's parameters per second of wall time, peak resident memory, and the ratios; then (d) the
 stages of one fit in a fresh process with warm caches: import, model (validation, priors and
-the PyTensor graph), nutpie's compilation, sampling, and the results folder.
+the PyTensor graph), nutpie's compilation, sampling, the discrepancy's backtests (two more fits
+and the scale's NUTS fit), and the results folder.
 
     python benchmarks/bench_fit.py [--draws 1000] [--chains 4] [--skip-plain]
 """
@@ -110,8 +111,12 @@ compiled = nutpie.compile_pymc_model(model.model)
 sampling._COMPILED[model.compile_key()] = compiled
 stage("nutpie compile")
 kwargs = recipe.fit_kwargs(draws=int(sys.argv[2]), chains=int(sys.argv[3]), progressbar=False)
-fit = model.fit(**kwargs)
+from bayescale.model.discrepancy import attach
+from bayescale.model.family import Family
+fit = Family.fit(model, **kwargs)
 stage("sampling (and log-likelihood)")
+fit = attach(fit, model, sampler=kwargs["sampler"], target_accept=kwargs["target_accept"])
+stage("discrepancy: two backtest fits and its scale")
 write_results(fit, sys.argv[4], budgets=recipe.budgets, overwrite=True)
 stage("results folder")
 """
