@@ -158,7 +158,9 @@ def test_runs_near_the_target_budget_teach_more_about_the_loss_there(chinchilla_
         gains[name] = bs.design(chinchilla_fit, candidates.loc[[name]], budget=1e24,
                                 target="loss_opt", at=1e24)["gain"].iloc[0]
     assert gains["near"] > 2 * gains["tiny"]
-    target = np.log(chinchilla_fit.optimal([1e24])["loss_opt"].values.ravel()).var(ddof=1)
+    law = bs.model.design.law_draws(chinchilla_fit)  # the discrepancy is no run's to reduce
+    target = np.log(chinchilla_fit.model.optimal(law, np.array([1e24]), None)["loss_opt"]
+                    .ravel()).var(ddof=1)
     expected = target / (target + _noise_variance(chinchilla_fit))
     assert chosen["gain"].iloc[0] == pytest.approx(expected, rel=0.1)
     assert chosen["gain"].iloc[0] > gains["near"]
@@ -233,3 +235,20 @@ def test_a_recipe_design_table_is_checked():
         Recipe.from_dict(base | {"design": {"buget": 1e18}})
     with pytest.raises(ValueError, match=r"\[design\] budget must hold finite positive"):
         Recipe.from_dict(base | {"design": {"budget": -1, "grid_budgets": [1e18]}})
+
+
+def test_the_discrepancy_past_the_runs_does_not_steer_the_design(chinchilla_fit):
+    """Its direction is shared by every point at one distance, but no run's outcome updates it:
+    a run far outside the sweep must not seem to reveal the target's discrepancy."""
+    from bayescale.inference.trees import set_groups
+
+    assert "discrepancy_scale" in chinchilla_fit.posterior
+    top = float(chinchilla_fit.runs["flops"].max())
+    candidates = pd.DataFrame({"params": [5e7, 5e9, 2e10], "flops": [3 * top, 3 * top, top / 3]})
+    tree = chinchilla_fit.idata.copy(deep=True)
+    set_groups(tree, posterior=chinchilla_fit.posterior.drop_vars(["discrepancy_scale",
+                                                                    "discrepancy_z"]))
+    exact = bs.Fit(tree, chinchilla_fit.spec)
+    kwargs = {"budget": 1e30, "target": "loss_opt", "at": 5.88e23, "max_runs": 3}
+    pd.testing.assert_frame_equal(bs.design(chinchilla_fit, candidates, **kwargs),
+                                  bs.design(exact, candidates, **kwargs))

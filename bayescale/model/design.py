@@ -31,6 +31,9 @@ by an amount that differs from batch to batch. The linear adjustment has no weig
 K candidates and Q targets, O(S K Q) for the covariances plus O(S K) per pick (one column of
 candidate covariances), so a batch of 10 from 1,000 candidates takes well under a second;
 importance reweighting with M outcome scenarios costs O(M S K) likelihood evaluations per pick.
+The variances are the law's: the discrepancy past the runs (``docs/discrepancy.md``) is left
+out (:func:`law_draws`), because the runs' outcomes do not update it; otherwise a run far outside
+the sweep in any direction would seem to reveal the bend of the law at the target.
 What the linear adjustment gives up is nonlinear dependence: a run whose outcome tells about
 the target only through a nonlinear relation (t = theta^2 seen through y = theta + noise, with
 theta centred on 0) shows no gain in the bound, though it is informative.
@@ -126,8 +129,9 @@ def design(fit, candidates, *, budget: float, target: str | Sequence[str] | Mapp
     budget = _check_budget(budget, cost)
     max_runs = _check_max_runs(max_runs)
     rng = np.random.default_rng(random_seed)
-    targets = _targets(fit, target, at, rng)
-    means = fit.model.log_mean_draws(fit.posterior, table, rng)
+    post = law_draws(fit)
+    targets = _targets(fit, post, target, at, rng)
+    means = fit.model.log_mean_draws(post, table, rng)
     noise = _noise_variance(fit)
     state = _LinearState(_flat(means), np.column_stack(list(targets.values())), noise)
     picks = _best_batch(state, cost, budget, max_runs)
@@ -303,13 +307,20 @@ def _check_max_runs(max_runs) -> int:
     return int(max_runs)
 
 
-def _targets(fit, target, at, rng) -> dict[str, np.ndarray]:
-    """Each target's log value per draw, flattened over (chain, draw)."""
+def law_draws(fit):
+    """The fit's posterior without the discrepancy past the runs (its scale and direction are
+    drawn from what backtests and other sweeps say, not from these runs' outcomes, so no new
+    run can reduce them: the design ranks runs by what they tell of the law)."""
+    return fit.posterior.drop_vars(["discrepancy_scale", "discrepancy_z"], errors="ignore")
+
+
+def _targets(fit, post, target, at, rng) -> dict[str, np.ndarray]:
+    """Each target's log value per draw of ``post``, flattened over (chain, draw)."""
     if isinstance(target, (pd.DataFrame, Mapping)):
         table = fit.model.points(target)
         if len(table) != 1:
             raise ValueError(f"a configuration target must be one row, got {len(table)}")
-        return {"loss": _flat(fit.model.log_mean_draws(fit.posterior, table, rng))[:, 0]}
+        return {"loss": _flat(fit.model.log_mean_draws(post, table, rng))[:, 0]}
     names = _target_names(fit, target)
     if at is None:
         raise ValueError(f"target {list(names)} needs the target budget: give at=<FLOPs>")
@@ -319,10 +330,10 @@ def _targets(fit, target, at, rng) -> dict[str, np.ndarray]:
     out = {}
     optimum = [n for n in names if n in OPTIMUM_TARGETS]
     if optimum:
-        values = fit.model.optimal(fit.posterior, budgets, rng)
+        values = fit.model.optimal(post, budgets, rng)
         out |= {n: np.log(_flat(values[n])[:, 0]) for n in optimum}
     for name in (n for n in names if n not in OPTIMUM_TARGETS):
-        out[name] = _flat(fit.model.log_optimum(fit.posterior, name, np.log(budgets)))[:, 0]
+        out[name] = _flat(fit.model.log_optimum(post, name, np.log(budgets)))[:, 0]
     return {n: out[n] for n in names}
 
 
