@@ -57,6 +57,7 @@ from bayescale.report import plots  # noqa: E402
 from bayescale.analysis.baselines import argmin_loglinear, huber_lbfgs, isoflop_argmin  # noqa: E402
 from bayescale.report.recipe import Recipe  # noqa: E402
 from bayescale.report.answer import targets_table  # noqa: E402
+from bayescale.model.points import decades_past  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[1]
 MODELS = ROOT / "models"
@@ -458,20 +459,19 @@ def intervals_page(out: Path, fit: bs.Fit, budget: float, prob: float) -> None:
 def discrepancy_page(out: Path, fit: bs.Fit, budgets: list, prob: float) -> None:
     """The Chinchilla recipe's discrepancy: its learned scale, its backtests, what it adds."""
     row = fit.summary(prob=prob).loc["discrepancy_scale"]
-    held = fit.idata["backtests"].to_dataset().to_dataframe()
-    rows = [{"cut (decades under the largest budget)": f"{cut:g}", "held-out runs": len(g),
-             "median decades past": f"{g['decades_past'].median():.2f}",
-             "median relative error": f"{g['relative_error'].abs().median():.2%}"}
-            for cut, g in held.groupby("cut_decades")]
+    rows = [{"cut (decades under the largest budget)": f"{c.cut_decades:g}",
+             "held-out runs": c.held_out_runs,
+             "median decades past": f"{c.median_decades_past:.2f}",
+             "median relative error": f"{c.median_abs_error:.2%}"}
+            for c in bs.discrepancy.backtest_summary(fit).itertuples()]
     exact = bs.Fit(fit.idata.copy(deep=True), fit.spec)
-    exact.idata["posterior"] = xr.DataTree(
-        fit.posterior.drop_vars(["discrepancy_scale", "discrepancy_z"]))
+    exact.idata["posterior"] = xr.DataTree(bs.discrepancy.without_discrepancy(fit.posterior))
     answers = []
     for b in budgets:
         with_d = bs.interval(fit.optimal([b])["loss_opt"], prob=prob).iloc[0]
         without = bs.interval(exact.optimal([b])["loss_opt"], prob=prob).iloc[0]
         answers.append({"budget": _num(b),
-                        "decades past (C)": f"{np.log10(b / fit.runs['flops'].max()):.2f}",
+                        "decades past (C)": f"{decades_past(fit.runs, 'flops', [b])[0]:.2f}",
                         f"loss at the optimum, law exact ({prob:.0%})":
                             _ci(without["median"], without["lower"], without["upper"]),
                         f"with the discrepancy ({prob:.0%})":

@@ -246,8 +246,7 @@ def test_the_discrepancy_past_the_runs_does_not_steer_the_design(chinchilla_fit)
     top = float(chinchilla_fit.runs["flops"].max())
     candidates = pd.DataFrame({"params": [5e7, 5e9, 2e10], "flops": [3 * top, 3 * top, top / 3]})
     tree = chinchilla_fit.idata.copy(deep=True)
-    set_groups(tree, posterior=chinchilla_fit.posterior.drop_vars(["discrepancy_scale",
-                                                                    "discrepancy_z"]))
+    set_groups(tree, posterior=bs.discrepancy.without_discrepancy(chinchilla_fit.posterior))
     exact = bs.Fit(tree, chinchilla_fit.spec)
     kwargs = {"budget": 1e30, "target": "loss_opt", "at": 5.88e23, "max_runs": 3}
     pd.testing.assert_frame_equal(bs.design(chinchilla_fit, candidates, **kwargs),

@@ -29,7 +29,7 @@ def test_the_effect_is_scale_times_distance_times_z():
 
 
 def _without_scale(fit):
-    return fit.posterior.drop_vars(["discrepancy_scale", "discrepancy_z"])
+    return disc.without_discrepancy(fit.posterior)
 
 
 def test_prior_mode_leaves_the_runs_alone_and_widens_past_them(chinchilla_fit, chinchilla_runs):

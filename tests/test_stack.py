@@ -38,7 +38,7 @@ def test_a_stack_of_one_fit_twice_is_that_fit(fake_fit):
 def _exact_law(fit: bs.Fit) -> bs.Fit:
     """A copy of ``fit`` without its discrepancy draws (the law taken as exact)."""
     tree = fit.idata.copy(deep=True)
-    set_groups(tree, posterior=fit.posterior.drop_vars(["discrepancy_scale", "discrepancy_z"]))
+    set_groups(tree, posterior=bs.discrepancy.without_discrepancy(fit.posterior))
     return bs.Fit(tree, fit.spec)
 
 

@@ -39,7 +39,7 @@ from scipy import stats
 from bayescale.analysis.compare import fit_many
 from bayescale.model.laws import get_law, log_mean
 from bayescale.model.scaling import ScalingLaw
-from bayescale.data.runs import prepare
+from bayescale.data.runs import prepare, run_flops
 from bayescale.inference.diagnostics import SamplerWarning
 
 __all__ = ["calibrate", "coverage", "plot_calibration", "default_design", "default_priors",
@@ -168,7 +168,7 @@ def calibrate(law: str = "chinchilla", *, datasets: int = 100, mode: str = "prio
         raise ValueError(f"priors must give every prior of the model so that the simulation and "
                          f"the fits share it; missing {missing}")
     params = [*law_.params, "sigma", *(["nu"] if noise == "student_t" else [])]
-    budget_top = float(np.max(_budgets(design)))
+    budget_top = float(np.max(run_flops(design)))
     targets = budget_top * np.asarray(MULTIPLES, float)
     if mode == "fixed" and truth is None:
         truth = REFERENCE_TRUTHS[law_.name]
@@ -279,13 +279,6 @@ def plot_calibration(result: xr.Dataset, *, bins: int = 10, ncols: int = 4):
 # -- internals ------------------------------------------------------------------------------
 #: Thinned posterior draws among which the truth's rank is taken (ranks 0..RANK_DRAWS).
 RANK_DRAWS = 99
-
-
-def _budgets(design: pd.DataFrame) -> np.ndarray:
-    if "flops" in design.columns:
-        return design["flops"].to_numpy()
-    k = float(design.attrs.get("flops_per_param_token", 6.0))
-    return k * design["params"].to_numpy() * design["tokens"].to_numpy()
 
 
 def _derived(law, theta: Mapping[str, np.ndarray], targets: np.ndarray) -> dict:

@@ -23,6 +23,7 @@ import pandas as pd
 from scipy import optimize, special
 from scipy.special import logsumexp
 
+from bayescale.data.runs import run_flops
 from bayescale.model.fit import Fit, family_of
 from bayescale.model.family import Family
 from bayescale.inference.sampling import noise_logpdf
@@ -387,7 +388,7 @@ def _with_flops(fit: Fit) -> pd.DataFrame:
         if not {"params", "tokens"} <= set(runs.columns):
             raise ValueError("method='lfo' orders runs by compute and needs a 'flops' column "
                              f"(or params and tokens); the runs have {list(runs.columns)}")
-        runs["flops"] = fit.spec["flops_per_param_token"] * runs["params"] * runs["tokens"]
+        runs["flops"] = run_flops(runs)  # k from the spec, which fit.runs carries
     return runs
 
 

@@ -14,7 +14,7 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["CANONICAL", "prepare", "check_positive_column", "add_shape_columns"]
+__all__ = ["CANONICAL", "prepare", "check_positive_column", "add_shape_columns", "run_flops"]
 
 #: The canonical column names of a run table, in order.
 CANONICAL: tuple[str, ...] = ("params", "tokens", "flops", "loss")
@@ -162,6 +162,15 @@ def _derive(values: dict[str, np.ndarray], k: float) -> str | None:
         f"give at least two of params, tokens, flops (or flops alone); found only {sorted(have)}. "
         "Name the columns with params=..., tokens=..., flops=..."
     )
+
+
+def run_flops(runs: pd.DataFrame) -> np.ndarray:
+    """Each run's compute: its ``flops`` column, else ``k N D`` with ``k`` from the table's
+    ``attrs["flops_per_param_token"]`` (6 unless set)."""
+    if "flops" in runs.columns:
+        return runs["flops"].to_numpy(dtype=float)
+    k = float(runs.attrs.get("flops_per_param_token", 6.0))
+    return k * runs["params"].to_numpy(dtype=float) * runs["tokens"].to_numpy(dtype=float)
 
 
 def check_duplicates(runs: pd.DataFrame) -> None:

@@ -52,6 +52,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 import pandas as pd
 
+from bayescale.model.discrepancy import without_discrepancy
 from bayescale.data.runs import check_positive_column
 from bayescale.model.points import check_budgets
 
@@ -311,7 +312,7 @@ def law_draws(fit):
     """The fit's posterior without the discrepancy past the runs (its scale and direction are
     drawn from what backtests and other sweeps say, not from these runs' outcomes, so no new
     run can reduce them: the design ranks runs by what they tell of the law)."""
-    return fit.posterior.drop_vars(["discrepancy_scale", "discrepancy_z"], errors="ignore")
+    return without_discrepancy(fit.posterior)
 
 
 def _targets(fit, post, target, at, rng) -> dict[str, np.ndarray]:

@@ -34,6 +34,7 @@ import pytensor.tensor as pt
 import xarray as xr
 from scipy import stats
 
+from bayescale.data.runs import run_flops
 from bayescale.inference.diagnostics import SamplerWarning
 from bayescale.inference.sampling import sample
 from bayescale.inference.trees import set_groups
@@ -41,11 +42,14 @@ from bayescale.model import priors as _priors
 
 __all__ = ["DEFAULT_SCALE_PRIOR", "BACKTEST_CUTS", "DISCREPANCIES", "Backtest", "run_backtests",
            "scale_model", "population_model", "population_prior", "learn_scale", "backtest_table", "backtest_from_fit",
+           "VARIABLES", "without_discrepancy", "backtest_summary",
            "attach"]
 
 #: The discrepancy options of a scaling law: learn the scale from backtests of the sweep and
 #: the default prior, from the default prior alone, or no discrepancy (the law taken as exact).
 DISCREPANCIES = ("backtest", "prior", "off")
+#: The posterior variables of the discrepancy (:func:`attach`): its scale and direction.
+VARIABLES = ("discrepancy_scale", "discrepancy_z")
 #: Default prior of the scale ``s`` (log loss per decade past the runs): the predictive
 #: distribution for a new sweep of the hierarchical model fitted to the backtests of the eight
 #: bundled real sweeps (benchmarks/RESULTS.md, "extrapolation.py").
@@ -82,12 +86,6 @@ class Backtest:
                              "relative_error": np.exp(self.log_loss) / median - 1})
 
 
-def _flops(runs: pd.DataFrame, flops_per_param_token: float) -> np.ndarray:
-    if "flops" in runs.columns:
-        return runs["flops"].to_numpy(dtype=float)
-    return flops_per_param_token * runs["params"].to_numpy(float) * runs["tokens"].to_numpy(float)
-
-
 def run_backtests(model, *, cuts: Sequence[float] = BACKTEST_CUTS, fit_kwargs: Mapping,
                   seed: int) -> list[Backtest]:
     """Fit ``model``'s options on the runs below each cut and predict the runs above it.
@@ -98,7 +96,7 @@ def run_backtests(model, *, cuts: Sequence[float] = BACKTEST_CUTS, fit_kwargs: M
     take, is skipped. A backtest fit's sampler problems are reported as one SamplerWarning.
     """
     runs = model.runs
-    flops = _flops(runs, model.flops_per_param_token)
+    flops = run_flops(runs)
     out, problems = [], []
     for j, cut in enumerate(cuts):
         below = flops <= flops.max() / 10 ** cut * (1 + 1e-9)
@@ -184,9 +182,8 @@ def learn_scale(backtests: Sequence[Backtest], prior: Mapping, *, chains: int, d
     """Draws of the scale, shape (chains, draws): by NUTS given the backtests, or from the
     prior when there are none."""
     if not backtests:
-        dist = getattr(pm, prior["dist"]).dist(**{k: v for k, v in prior.items() if k != "dist"})
-        return np.asarray(pm.draw(dist, draws=chains * draws, random_seed=seed)).reshape(
-            chains, draws)
+        return np.asarray(pm.draw(_priors.distribution(prior), draws=chains * draws,
+                                  random_seed=seed)).reshape(chains, draws)
     idata, _ = sample(scale_model(backtests, prior), draws=draws, tune=tune, chains=chains,
                       random_seed=seed, sampler="nutpie", target_accept=0.9, progressbar=False)
     return idata["posterior"]["discrepancy_scale"].values
@@ -217,6 +214,23 @@ def population_prior(groups: Mapping[str, Sequence[Backtest]], *, draws: int = 1
     mu, tau = post["log_scale_mu"].values.ravel(), post["log_scale_tau"].values.ravel()
     log_new = mu + tau * np.random.default_rng(seed).standard_normal(mu.size)
     return {"dist": "LogNormal", "mu": float(log_new.mean()), "sigma": float(log_new.std())}
+
+
+def without_discrepancy(posterior: xr.Dataset) -> xr.Dataset:
+    """``posterior`` without the discrepancy's draws: answers as the law taken as exact."""
+    return posterior.drop_vars(list(VARIABLES), errors="ignore")
+
+
+def backtest_summary(fit) -> pd.DataFrame:
+    """Per backtest cut of ``fit`` (its ``backtests`` group): the held-out runs, their median
+    distance past the backtest's runs and median absolute relative error; empty without any."""
+    columns = ["cut_decades", "held_out_runs", "median_decades_past", "median_abs_error"]
+    if "backtests" not in fit.idata.children:
+        return pd.DataFrame(columns=columns)
+    table = fit.idata["backtests"].to_dataset().to_dataframe()
+    rows = [(cut, len(g), g["decades_past"].median(), g["relative_error"].abs().median())
+            for cut, g in table.groupby("cut_decades")]
+    return pd.DataFrame(rows, columns=columns)
 
 
 def backtest_table(backtests: Sequence[Backtest]) -> pd.DataFrame:

@@ -14,7 +14,7 @@ from collections.abc import Mapping
 
 import pymc as pm
 
-__all__ = ["POSITIVE_DISTS", "REAL_DISTS", "check_priors", "create"]
+__all__ = ["POSITIVE_DISTS", "REAL_DISTS", "check_priors", "create", "distribution"]
 
 #: Distributions accepted for parameters that must be positive (exponents, scales, nu, tau).
 POSITIVE_DISTS = frozenset({"HalfNormal", "HalfStudentT", "HalfCauchy", "LogNormal", "Gamma",
@@ -61,7 +61,7 @@ def _check_spec(name: str, spec: object, must_be_positive: bool) -> dict:
         raise ValueError(f"prior {name!r} = {dict(spec)!r} is not a valid pymc.{dist}: "
                          f"unknown parameter(s) {unknown}; it takes {sorted(accepted)}")
     try:  # the values themselves, checked by PyMC now rather than when the graph is built
-        getattr(pm, dist).dist(**{k: v for k, v in spec.items() if k != "dist"})
+        distribution(spec)
     except (TypeError, ValueError) as err:
         raise ValueError(f"prior {name!r} = {dict(spec)!r} is not a valid "
                          f"pymc.{dist}: {err}") from None
@@ -73,6 +73,11 @@ def _parameters(dist: str) -> set[str]:
     signature = inspect.signature(getattr(pm, dist).dist)
     return {p.name for p in signature.parameters.values()
             if p.kind not in (p.VAR_POSITIONAL, p.VAR_KEYWORD)}
+
+
+def distribution(spec: Mapping):
+    """The unnamed PyMC distribution of ``spec`` (outside any model: to draw from it)."""
+    return getattr(pm, spec["dist"]).dist(**{k: v for k, v in spec.items() if k != "dist"})
 
 
 def create(name: str, spec: Mapping, **kwargs) -> pm.Distribution:

@@ -7,6 +7,8 @@ from pathlib import Path
 import matplotlib.pyplot as plt
 import pandas as pd
 
+from bayescale.data.runs import run_flops
+from bayescale.model.discrepancy import backtest_summary
 from bayescale.inference.intervals import interval
 from bayescale.model.points import check_budgets, decades_past
 from bayescale.report import plots
@@ -50,8 +52,7 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
 
 def _with_reach(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     if "flops" not in runs:  # a run table built by hand, with N and D only
-        k = float(runs.attrs.get("flops_per_param_token", 6.0))
-        runs = runs.assign(flops=k * runs["params"] * runs["tokens"])
+        runs = runs.assign(flops=run_flops(runs))
     table["decades_flops"] = decades_past(runs, "flops", table["budget"])
     for column, var in (("params", "params_opt"), ("tokens", "tokens_opt")):
         if var in table and column in runs:
@@ -169,17 +170,15 @@ def _discrepancy_section(fit, summary: pd.DataFrame) -> list[str]:
     if "discrepancy_scale" not in summary.index:
         return []
     row = summary.loc["discrepancy_scale"]
-    held = fit.idata["backtests"].to_dataset() if "backtests" in fit.idata.children else None
+    cuts = backtest_summary(fit)
     source = "its prior (no backtest)"
     lines = []
-    if held is not None and held.sizes.get("held_out", 0):
-        table = held.to_dataframe()
-        source = f"{table['cut_decades'].nunique()} backtests inside the sweep and its prior"
+    if len(cuts):
+        source = f"{len(cuts)} backtests inside the sweep and its prior"
         lines = ["", "| cut (decades under the largest budget) | held-out runs | median decades "
                  "past | median relative error |", "|---|---|---|---|"]
-        for cut, g in table.groupby("cut_decades"):
-            lines.append(f"| {cut:g} | {len(g)} | {g['decades_past'].median():.2f} | "
-                         f"{g['relative_error'].abs().median():.2%} |")
+        lines += [f"| {c.cut_decades:g} | {c.held_out_runs} | {c.median_decades_past:.2f} | "
+                  f"{c.median_abs_error:.2%} |" for c in cuts.itertuples()]
     return ["## Past the runs", "",
             f"Answers past the runs carry the law's discrepancy: log loss + s * d * z, d the "
             f"decades outside the runs' range. Scale s per decade, learned from {source}: "
