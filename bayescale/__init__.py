@@ -15,7 +15,7 @@ from bayescale.model import discrepancy, laws  # noqa: E402
 from bayescale.analysis import calibration  # noqa: E402
 from bayescale.analysis.compare import ParetoKWarning, compare, fit_many, refit  # noqa: E402
 from bayescale.analysis.stack import Stack, stack  # noqa: E402
-from bayescale.data.curves import checkpoints, replicates  # noqa: E402
+from bayescale.data.curves import checkpoints, learning_curves, replicates  # noqa: E402
 from bayescale.model.design import candidate_grid, design  # noqa: E402
 from bayescale.model.fit import Fit  # noqa: E402
 from bayescale.model.isoflop import IsoFlop  # noqa: E402
@@ -23,6 +23,7 @@ from bayescale.report.isoflop_plot import plot_isoflop  # noqa: E402
 from bayescale.inference.intervals import interval  # noqa: E402
 from bayescale.results.io import load  # noqa: E402
 from bayescale.model.scaling import ScalingLaw  # noqa: E402
+from bayescale.model.curves import LearningCurves, final_losses  # noqa: E402
 from bayescale.data.readers import read_opda, read_runs  # noqa: E402
 from bayescale.model.recommend import Recommendation  # noqa: E402
 from bayescale.data.runs import add_shape_columns, prepare  # noqa: E402
@@ -49,6 +50,9 @@ __all__ = [
     "Truth",
     "add_shape_columns",
     "checkpoints",
+    "learning_curves",
+    "LearningCurves",
+    "final_losses",
     "datasets",
     "design",
     "interval",

@@ -1,30 +1,27 @@
 """Learning curves on the OLMo ladder: do checkpoints narrow the prediction of larger runs?
 
-Fits the chinchilla law to the runs of the smaller sizes and predicts the final losses of the
-runs of a held-out larger size (new-run 90% predictive intervals; every held-out run is an
-unseen ``curve`` and gets a fresh offset). Two data choices are compared:
+Predicts the final losses of the runs of a held-out larger size (new-run 90% predictive
+intervals; every held-out run is an unseen ``curve`` and gets a fresh offset) from the runs of
+the smaller sizes, two ways:
 
-- ``finals``: one row per run, its final loss (the classic fit);
-- ``checkpoints``: :func:`bayescale.checkpoints` with ``min_fraction`` (0.8 by default): the
-  late checkpoints of every run, fitted with a shared offset per run (``offsets=["curve"]``).
-  ``--per-run 5`` (default) keeps 5 of them per run, evenly spaced: neighbouring checkpoints
-  of a smooth curve say nearly the same thing, and the full set (~20 per run) slows NUTS and
-  mixes worse without moving the medians.
+- ``finals``: :class:`bayescale.ScalingLaw` on one row per run, its final loss;
+- ``curves``: :class:`bayescale.LearningCurves` on :func:`bayescale.learning_curves` (the
+  checkpoints from 30% of each run on, 12 per run evenly spaced in log tokens, each with the
+  learning rate not yet annealed, from the ladder's schedule).
 
-Splits: ``test`` fits 190M-1B and predicts 3B (the issue's acceptance); ``validation`` fits
-190M-760M and predicts 1B, to judge choices without looking at the 3B runs.
+each with the discrepancy term off and with its prior (``discrepancy="prior"``). Splits:
+``test`` fits 190M-1B and predicts 3B; ``validation`` fits 190M-760M and predicts 1B.
 
-It also prints the pre-decay excess on the training sizes: for every checkpoint whose tokens
-lie within the final runs of its size, ``log(loss)`` minus a quadratic in log tokens through
-those finals (the loss of a run trained and annealed to that many tokens), averaged by fraction
-of the run. This measurement (on 190M-1B only) sets the default ``min_fraction``. Last, the
-seed noise of the ladder: ``sigma_seed`` and ``sigma_misfit`` of the 30 final losses with the
-configurations (size, token multiplier) as offsets; the five 1xC runs have a re-run.
+Then **a run not yet finished**: for each size in turn, its six runs are cut at 50% of their
+tokens (their schedules' ends known: ``final_tokens`` and ``final_lr``) and the other sizes'
+runs are kept whole; the fit predicts the six final losses (each run keeps its learned
+offset). Over the five sizes that is all 30 runs. Last (unless ``--no-seeds``): the
+pre-decay excess table and the ladder's seed noise, as before.
 
 Usage (the results in ``benchmarks/RESULTS.md``)::
 
-    python benchmarks/olmo_curves.py                                # both splits
-    python benchmarks/olmo_curves.py --offsets chinchilla_mult --no-seeds
+    python benchmarks/olmo_curves.py                 # both splits, the 50% runs, seed noise
+    python benchmarks/olmo_curves.py --split test --no-half --no-seeds
 """
 
 from __future__ import annotations
@@ -35,9 +32,9 @@ import warnings
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 import bayescale as bs
-from bayescale.data.curves import MIN_FRACTION
 
 SIZES = ["190M", "370M", "760M", "1B", "3B"]
 SPLITS = {"test": (SIZES[:4], "3B"), "validation": (SIZES[:3], "1B")}
@@ -72,46 +69,97 @@ def pre_decay_excess(curves: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame
     return out.join(by_length.rename(columns=lambda m: f"{m:g}xC"))
 
 
-def thin(table: pd.DataFrame, per_run: int) -> pd.DataFrame:
-    """At most ``per_run`` checkpoints of each curve, evenly spaced by position (0: all)."""
-    if not per_run:
-        return table
-    keep = [index for _, one in table.sort_values("tokens").groupby("curve")
-            for index in one.index[np.unique(np.linspace(0, len(one) - 1, per_run).round()
-                                             .astype(int))]]
-    return table.loc[sorted(keep)]
-
-
 def predict_finals(fit: bs.Fit, held_out: pd.DataFrame, prob: float, seed: int) -> pd.DataFrame:
-    points = held_out[["params", "tokens"]].assign(curve=held_out["run"].to_numpy())
-    draws = fit.predict(points, kind="new_run", random_seed=seed)["loss"].values
-    draws = draws.reshape(-1, len(held_out))
-    lo, mid, hi = np.quantile(draws, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
+    runs = held_out.assign(final_tokens=held_out["tokens"], curve=held_out["run"].astype(str))
+    out = bs.final_losses(fit, runs, prob=prob, random_seed=seed)
     y = held_out["loss"].to_numpy()
-    return pd.DataFrame({"run": held_out["run"].to_numpy(), "loss": y, "median": mid,
-                         "lower": lo, "upper": hi, "inside": (y >= lo) & (y <= hi),
-                         "width": (hi - lo) / mid})
+    return out.assign(run=held_out["run"].to_numpy(), loss=y,
+                      inside=(y >= out["lower"]) & (y <= out["upper"]),
+                      width=(out["upper"] - out["lower"]) / out["median"])
 
 
-def run_choice(name: str, train: pd.DataFrame, offsets, settings: dict) -> bs.Fit:
-    """Fit the chinchilla law with ``offsets`` (diagnostics are reported, not warned)."""
-    model = bs.ScalingLaw(train, law="chinchilla", offsets=offsets or None)
+def quiet_fit(model, settings: dict) -> bs.Fit:
+    """Fit ``model``; diagnostics are printed in the tables, not warned."""
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", bs.SamplerWarning)  # diagnostics are printed below
+        warnings.simplefilter("ignore", bs.SamplerWarning)
         return model.fit(**settings)
+
+
+def split_rows(split: str, curves, finals, settings, prob, seed):
+    sizes, target = SPLITS[split]
+    held_out = finals[finals["size"] == target]
+    rows, details = [], []
+    for discrepancy in ("off", "prior"):
+        choices = {
+            "finals": lambda: bs.ScalingLaw(finals[finals["size"].isin(sizes)],
+                                            law="chinchilla", discrepancy=discrepancy),
+            "curves": lambda: bs.LearningCurves(
+                bs.learning_curves(curves[curves["size"].isin(sizes)]),
+                discrepancy=discrepancy),
+        }
+        for name, make in choices.items():
+            model = make()
+            start = time.perf_counter()
+            fit = quiet_fit(model, settings)
+            seconds = time.perf_counter() - start
+            pred = predict_finals(fit, held_out, prob, seed + 1)
+            diag = fit.diagnostics()
+            rows.append({"split": f"{'+'.join(sizes)} -> {target}", "data": name,
+                         "discrepancy": discrepancy, "rows": len(model.runs),
+                         "coverage": f"{int(pred['inside'].sum())}/{len(pred)}",
+                         "median width": f"{pred['width'].median():.2%}",
+                         "median error": f"{(pred['median'] / pred['loss'] - 1).abs().median():.2%}",
+                         "max R-hat": f"{diag['max_r_hat']:.3f}",
+                         "min bulk ESS": int(diag["min_ess_bulk"]),
+                         "divergences": diag["divergences"], "seconds": round(seconds)})
+            details.append(pred.assign(split=split, data=name, discrepancy=discrepancy))
+            print(markdown(pd.DataFrame(rows[-1:])), flush=True)
+    return rows, details
+
+
+def law_exact(fit: bs.Fit) -> bs.Fit:
+    """The same fit answering with the law taken as exact (no discrepancy draws)."""
+    idata = fit.idata.copy()
+    posterior = idata["posterior"]
+    idata["posterior"] = xr.DataTree(bs.discrepancy.without_discrepancy(posterior.to_dataset()))
+    idata["posterior"].attrs = dict(posterior.attrs)
+    return bs.Fit(idata, fit.spec)
+
+
+def half_runs(curves: pd.DataFrame, settings: dict, prob: float, seed: int) -> pd.DataFrame:
+    """Each size's runs cut at 50% of their tokens, the others whole: their final losses,
+    with the discrepancy's prior (along each run's own curve) and with the law exact."""
+    final = curves.groupby("run")["tokens"].transform("max")
+    whole = curves.assign(final_T=final, lr_end=bs.datasets.olmo_ladder_lr(
+        curves["params"], final, final))
+    out = []
+    for size in SIZES:
+        cut = whole[(whole["size"] != size) | (whole["tokens"] <= 0.5 * whole["final_T"])]
+        table = bs.learning_curves(cut, final_tokens="final_T", final_lr="lr_end")
+        fit = quiet_fit(bs.LearningCurves(table, discrepancy="prior"), settings)
+        ends = whole[whole["size"] == size].sort_values("tokens").groupby("run").tail(1)
+        runs = ends.assign(final_tokens=ends["final_T"], curve=ends["run"].astype(str))
+        y = ends["loss"].to_numpy()
+        diag = fit.diagnostics()
+        for name, answer in (("prior", fit), ("off", law_exact(fit))):
+            pred = bs.final_losses(answer, runs, prob=prob, random_seed=seed)
+            out.append(pred.assign(run=ends["run"].to_numpy(), loss=y, discrepancy=name,
+                                   inside=(y >= pred["lower"]) & (y <= pred["upper"]),
+                                   error=(pred["median"] / y - 1),
+                                   max_r_hat=diag["max_r_hat"],
+                                   divergences=diag["divergences"]))
+            print(f"{size}, discrepancy {name}: {int(out[-1]['inside'].sum())}/6 inside, "
+                  f"R-hat {diag['max_r_hat']:.3f}", flush=True)
+    return pd.concat(out)
 
 
 def main(argv=None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", choices=[*SPLITS, "both"], default="both")
-    parser.add_argument("--min-fraction", type=float, default=MIN_FRACTION)
-    parser.add_argument("--per-run", type=int, default=5,
-                        help="keep this many checkpoints per run, evenly spaced (0: all)")
     parser.add_argument("--no-seeds", action="store_true", help="skip the seed-noise fit")
-    parser.add_argument("--offsets", nargs="*", default=[],
-                        help="extra offset columns for both choices (e.g. chinchilla_mult)")
-    parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--tune", type=int, default=2000)
+    parser.add_argument("--no-half", action="store_true", help="skip the runs cut at 50%%")
+    parser.add_argument("--draws", type=int, default=2000)
+    parser.add_argument("--tune", type=int, default=1500)
     parser.add_argument("--chains", type=int, default=4)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--prob", type=float, default=0.9)
@@ -119,45 +167,34 @@ def main(argv=None) -> None:
     curves = bs.datasets.load("olmo_ladder_curves")
     finals = bs.datasets.load("olmo_ladder")
     settings = {"draws": args.draws, "tune": args.tune, "chains": args.chains,
-                "random_seed": args.seed, "progressbar": False, "target_accept": 0.95}
-
-    print("Pre-decay excess on 190M-1B: mean log(checkpoint loss / smoothed finals of its "
-          "size), all runs and by run length (token multiplier)")
-    excess = pre_decay_excess(curves[curves["size"].isin(SIZES[:4])], finals)
-    print(markdown(excess.round(4).reset_index().astype(str)))
-    splits = list(SPLITS) if args.split == "both" else [args.split]
+                "random_seed": args.seed, "progressbar": False}
     rows, details = [], []
-    for split in splits:
-        sizes, target = SPLITS[split]
-        held_out = finals[finals["size"] == target]
-        choices = {
-            "finals": (finals[finals["size"].isin(sizes)], list(args.offsets)),
-            f"checkpoints >= {args.min_fraction:g}": (
-                thin(bs.checkpoints(curves[curves["size"].isin(sizes)],
-                                    min_fraction=args.min_fraction), args.per_run),
-                ["curve", *args.offsets]),
-        }
-        for name, (train, offsets) in choices.items():
-            start = time.perf_counter()
-            fit = run_choice(name, train, offsets, settings)
-            seconds = time.perf_counter() - start
-            pred = predict_finals(fit, held_out, args.prob, args.seed + 1)
-            diag = fit.diagnostics()
-            rows.append({"split": f"{'+'.join(sizes)} -> {target}", "data": name,
-                         "offsets": ", ".join(offsets) or "-", "rows": len(train),
-                         "coverage": f"{int(pred['inside'].sum())}/{len(pred)}",
-                         "median width": f"{pred['width'].median():.2%}",
-                         "mean width": f"{pred['width'].mean():.2%}",
-                         "max R-hat": f"{diag['max_r_hat']:.3f}",
-                         "divergences": diag["divergences"], "seconds": round(seconds)})
-            details.append(pred.assign(split=split, data=name))
-            print(markdown(pd.DataFrame(rows[-1:])), flush=True)
+    for split in (list(SPLITS) if args.split == "both" else [args.split]):
+        more_rows, more_details = split_rows(split, curves, finals, settings, args.prob,
+                                             args.seed)
+        rows, details = rows + more_rows, details + more_details
     print(f"\n{args.prob:.0%} new-run predictive intervals of the held-out final losses")
     print(markdown(pd.DataFrame(rows)))
     print()
-    print(markdown(pd.concat(details)[["split", "data", "run", "loss", "lower", "median",
-                                       "upper", "inside"]].round(4)))
+    print(markdown(pd.concat(details)[["split", "data", "discrepancy", "run", "loss", "lower",
+                                       "median", "upper", "inside"]].round(4)))
+    if not args.no_half:
+        half = half_runs(curves, settings, args.prob, args.seed + 2)
+        half["width"] = (half["upper"] - half["lower"]) / half["median"]
+        for name, part in half.groupby("discrepancy"):
+            print(f"\nRuns cut at 50% of their tokens, discrepancy {name}: "
+                  f"{int(part['inside'].sum())}/{len(part)} final losses inside their "
+                  f"{args.prob:.0%} intervals (coverage {part['inside'].mean():.3f}); median "
+                  f"|error| {part['error'].abs().median():.2%}, largest "
+                  f"{part['error'].abs().max():.2%}; median width {part['width'].median():.2%}; "
+                  f"max R-hat {part['max_r_hat'].max():.3f}")
+        print(markdown(half[["discrepancy", "run", "loss", "lower", "median", "upper", "inside",
+                             "error", "width", "decades_along"]].round(4)))
     if not args.no_seeds:
+        print("\nPre-decay excess on 190M-1B: mean log(checkpoint loss / smoothed finals of "
+              "its size), all runs and by run length (token multiplier)")
+        print(markdown(pre_decay_excess(curves[curves["size"].isin(SIZES[:4])], finals)
+                       .round(4).reset_index().astype(str)))
         print("\nSeed noise: the 30 final losses, configuration = (size, chinchilla_mult); the 5 "
               "1xC runs have a re-run")
         print(markdown(seed_noise(finals, settings, args.prob)))
@@ -166,7 +203,8 @@ def main(argv=None) -> None:
 def seed_noise(finals: pd.DataFrame, settings: dict, prob: float) -> pd.DataFrame:
     """sigma_seed and sigma_misfit of the finals, with the configurations as offsets."""
     runs = bs.replicates(finals, by=["size", "chinchilla_mult"])
-    fit = run_choice("seeds", runs, ["config"], settings)
+    fit = quiet_fit(bs.ScalingLaw(runs, law="chinchilla", offsets=["config"],
+                                  discrepancy="off"), settings)
     table = fit.summary(prob=prob).loc[["sigma_seed", "sigma_misfit", "nu"]]
     return table[["median", "lower", "upper", "r_hat"]].reset_index().round(5)
 

@@ -33,11 +33,19 @@ import pandas as pd
 
 from bayescale.data.runs import check_positive_column, require_columns
 
-__all__ = ["checkpoints", "replicates", "MIN_FRACTION", "CURVE", "CONFIG"]
+__all__ = ["checkpoints", "learning_curves", "replicates", "MIN_FRACTION", "CURVE", "CONFIG",
+           "LR_LEFT", "CURVES_MIN_FRACTION"]
 
 #: Default of ``min_fraction``: keep checkpoints that have seen at least 80% of their run's
 #: final tokens (see the module docstring for the measurement behind it).
 MIN_FRACTION = 0.8
+#: Default of ``min_fraction`` in :func:`learning_curves`: the schedule term explains the
+#: checkpoints before the decay, so only the first 30% of each run (warmup and the fastest
+#: early drop, where no power law in tokens holds) is left out.
+CURVES_MIN_FRACTION = 0.3
+#: The column :func:`learning_curves` adds: the learning rate not yet annealed,
+#: ``(lr - final lr) / peak lr`` of the run, 1 at the peak and 0 at the end of the schedule.
+LR_LEFT = "lr_left"
 #: The column :func:`checkpoints` adds: the training run a checkpoint belongs to.
 CURVE = "curve"
 #: The column :func:`replicates` adds: the configuration a run repeats.
@@ -122,6 +130,121 @@ def checkpoints(curves: pd.DataFrame, *, run: str = "run", final_tokens: str | N
                          "scaling law needs at least 2")
     out.attrs = dict(curves.attrs)
     return out
+
+
+def learning_curves(curves: pd.DataFrame, *, run: str = "run", lr: str = "lr",
+                    final_tokens: str | None = None, final_lr: str | float | None = None,
+                    min_fraction: float = CURVES_MIN_FRACTION,
+                    per_run: int | None = 12) -> pd.DataFrame:
+    """Learning curves as the table of :class:`bayescale.LearningCurves`: checkpoints with
+    the state of their run's learning-rate schedule.
+
+    Parameters
+    ----------
+    curves
+        A long table, one row per checkpoint: ``params``, ``tokens`` seen so far, ``loss`` at
+        that checkpoint, the run's id (``run``) and the learning rate at that step (``lr``).
+        ``bs.read_opda`` gives such a table (``lr="lr_at_step"``); the bundled
+        ``olmo_ladder_curves`` carry ``lr`` (from the ladder's schedule); a user's own logs
+        go through :func:`bayescale.prepare` first.
+    run, lr
+        The columns of the run id and of the learning rate (any units: only its ratio to the
+        run's peak is used).
+    final_tokens
+        A column with each run's planned total tokens (where its schedule ends); ``None``
+        takes each run's last checkpoint, right when every run was logged to its end.
+    final_lr
+        The learning rate at the end of the schedule: a column, one number for every run, or
+        ``None`` for the ``lr`` of each run's last checkpoint (every run logged to its end).
+        A run not yet finished needs it (and ``final_tokens``).
+    min_fraction
+        Keep checkpoints with ``tokens >= min_fraction * final_tokens`` (0.3 by default).
+    per_run
+        Keep at most this many checkpoints per run, evenly spaced in log tokens, always with
+        the run's last one (``None``: all). Neighbouring checkpoints of a smooth curve say
+        nearly the same thing and only slow NUTS.
+
+    Returns
+    -------
+    pandas.DataFrame
+        The kept rows, with the columns of :func:`checkpoints` (``curve``, ``final_tokens``,
+        ``fraction``) and ``lr_left = (lr - final lr) / peak lr`` in [0, 1] (the peak over
+        all of the run's rows, before ``min_fraction``).
+
+    Raises
+    ------
+    TypeError, ValueError
+        For what :func:`checkpoints` refuses, a missing, negative or non-finite ``lr``, a run
+        whose learning rate is never positive, a run not logged to its end without
+        ``final_lr``, or a ``per_run`` that is not a positive integer.
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> table = bs.learning_curves(bs.datasets.load("olmo_ladder_curves"))
+    >>> len(table), table["curve"].nunique(), float(table["lr_left"].max().round(3))
+    (360, 30, 0.794)
+    """
+    if not isinstance(curves, pd.DataFrame):
+        raise TypeError(f"curves must be a pandas DataFrame, got {type(curves).__name__}")
+    require_columns(curves, [lr], why="learning_curves(lr=...)")
+    if per_run is not None and (isinstance(per_run, bool) or not isinstance(per_run, int)
+                                or per_run < 2):
+        raise ValueError(f"per_run must be an integer of at least 2 or None, got {per_run!r}")
+    if LR_LEFT in curves.columns:
+        raise ValueError(f"curves already has a column {LR_LEFT!r}, which learning_curves() "
+                         "adds; rename it")
+    rate = _check_lr(curves, lr)
+    every = checkpoints(curves, run=run, final_tokens=final_tokens, min_fraction=0.0)
+    peak = pd.Series(rate, index=curves.index).groupby(curves[run]).transform("max")
+    if (peak <= 0).any():
+        raise ValueError(f"run {curves[run][peak <= 0].iloc[0]!r} has no positive {lr!r}")
+    end = _final_lr(every, run, lr, final_lr)
+    left = np.clip((rate - end) / peak.to_numpy(), 0.0, 1.0)
+    out = every.assign(**{LR_LEFT: left})
+    out = out[out["fraction"] >= _check_fraction(min_fraction) - _ROUNDING]
+    if per_run is not None:
+        out = out.loc[[i for _, one in out.sort_values("tokens").groupby(CURVE, sort=False)
+                       for i in _log_spaced(one, per_run)]]
+    if len(out) < 2:
+        raise ValueError(f"min_fraction={min_fraction!r} keeps {len(out)} checkpoint(s)")
+    out.attrs = dict(curves.attrs)
+    return out
+
+
+def _check_lr(curves: pd.DataFrame, lr: str) -> np.ndarray:
+    values = pd.to_numeric(curves[lr], errors="coerce").to_numpy(dtype=float)
+    bad = np.flatnonzero(~np.isfinite(values) | (values < 0))
+    if bad.size:
+        raise ValueError(f"column {lr!r} (learning rate) must hold finite numbers >= 0; row "
+                         f"{curves.index[bad[0]]!r} has {curves[lr].iloc[bad[0]]!r}")
+    return values
+
+
+def _final_lr(table: pd.DataFrame, run: str, lr: str, final_lr) -> np.ndarray:
+    """The learning rate at the end of each row's schedule (see learning_curves)."""
+    if isinstance(final_lr, str):
+        require_columns(table, [final_lr], why="final_lr")
+        return _check_lr(table, final_lr)
+    if final_lr is not None:
+        if isinstance(final_lr, bool) or not isinstance(final_lr, (int, float, np.number)) \
+                or not np.isfinite(final_lr) or final_lr < 0:
+            raise ValueError(f"final_lr must be a column name or a number >= 0, got {final_lr!r}")
+        return np.full(len(table), float(final_lr))
+    last = table.sort_values("tokens").groupby(run, sort=False).tail(1)
+    unfinished = last[last["fraction"] < 1 - _ROUNDING]
+    if len(unfinished):
+        raise ValueError(f"run {unfinished[run].iloc[0]!r} was not logged to its final_tokens "
+                         "(its schedule's end is unknown); give final_lr")
+    return table[run].map(last.set_index(run)[lr]).to_numpy(dtype=float)
+
+
+def _log_spaced(one: pd.DataFrame, count: int) -> list:
+    """At most ``count`` rows of one curve (sorted by tokens), evenly spaced in log tokens."""
+    log_t = np.log(one["tokens"].to_numpy(dtype=float))
+    grid = np.linspace(log_t[0], log_t[-1], count)
+    picks = np.unique(np.searchsorted(log_t, grid).clip(0, len(one) - 1))
+    return list(one.index[np.union1d(picks, [len(one) - 1])])
 
 
 def replicates(runs: pd.DataFrame, *, by: Sequence[str]) -> pd.DataFrame:

@@ -214,18 +214,30 @@ class ScalingLaw(Family):
         runs, law = self.runs, self.law
         coords = {"run": _run_coords(runs.index)} | {c: lv for c, lv in self.levels.items()}
         with pm.Model(coords=coords) as model:
-            p = {name: _priors.create(name, self.priors[name]) for name in law.sampled}
+            p = self._law_parameters()
             for name, value in law.natural(pt, p, self.log_reference).items():
                 if name not in p:
                     pm.Deterministic(name, value)
             z = {x: np.log(runs[x].to_numpy()) - self.log_reference[x] for x in law.inputs}
-            log_mu = law.log_mean_sampled(pt, p, z)
+            log_mu = law.log_mean_sampled(pt, p, z) + self._extra_terms()
             for col in self.offsets:
                 log_mu = log_mu + self._offset(col)
             for col in self.continuous:
                 log_mu = log_mu + self._penalty(col)
             self._likelihood(log_mu, lambda name: _priors.create(name, self.priors[name]))
         return model
+
+    def _law_parameters(self) -> dict:
+        """The law's sampled parameters in the graph (a family may sample them otherwise)."""
+        return {name: _priors.create(name, self.priors[name]) for name in self.law.sampled}
+
+    def _extra_terms(self):
+        """More terms on log mu in the graph (none here; a family adds its own)."""
+        return 0.0
+
+    def _extra_draws(self, posterior, table: pd.DataFrame) -> np.ndarray | float:
+        """Those terms at the rows of ``table``, per draw."""
+        return 0.0
 
     def _offset(self, col: str):
         tau = _priors.create(f"{col}_tau", self.priors[f"{col}_tau"])
@@ -258,7 +270,7 @@ class ScalingLaw(Family):
         z = {x: np.log(table[x].to_numpy(dtype=float)) - self.log_reference[x]
              for x in self.law.inputs}
         return (self.law.log_mean_sampled(np, p, z) + self._offset_draws(posterior, table, rng)
-                + self._penalty_draws(posterior, table)
+                + self._penalty_draws(posterior, table) + self._extra_draws(posterior, table)
                 + self._discrepancy_draws(posterior, table))
 
     def _discrepancy_draws(self, posterior, points) -> np.ndarray | float:

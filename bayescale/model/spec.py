@@ -77,6 +77,15 @@ class ScalingLawSpec(Spec):
 
 
 @dataclass(frozen=True, eq=False)  # equality: the mapping's (a dict of the same keys is equal)
+class LearningCurvesSpec(ScalingLawSpec):
+    """A :class:`bayescale.LearningCurves`: a scaling law's spec and the schedule term's
+    reference (the mean log tokens per parameter of the checkpoints)."""
+
+    model: ClassVar[str] = "learning_curves"
+    log_tokens_per_param_reference: float = 0.0
+
+
+@dataclass(frozen=True, eq=False)  # equality: the mapping's (a dict of the same keys is equal)
 class IsoFlopSpec(Spec):
     """A :class:`bayescale.IsoFlop`: the fitted budgets and the reference point."""
 
@@ -87,7 +96,8 @@ class IsoFlopSpec(Spec):
 
 
 #: The spec class of each family, by the family's name.
-SPECS: dict[str, type[Spec]] = {cls.model: cls for cls in (ScalingLawSpec, IsoFlopSpec)}
+SPECS: dict[str, type[Spec]] = {cls.model: cls for cls in (ScalingLawSpec, LearningCurvesSpec,
+                                                             IsoFlopSpec)}
 
 
 def spec_from_dict(data: Mapping) -> Spec:

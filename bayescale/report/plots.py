@@ -23,6 +23,7 @@ from matplotlib.ticker import (  # noqa: E402
 )
 
 from bayescale.inference.intervals import check_prob  # noqa: E402
+from bayescale.data.curves import CURVE, LR_LEFT  # noqa: E402
 from bayescale.data.runs import require_columns  # noqa: E402
 from bayescale.inference.trees import group  # noqa: E402
 from bayescale.model.fit import Fit  # noqa: E402
@@ -344,7 +345,9 @@ def plot_curves(fit, curves, *, x: str = "tokens", run: str = "run", prob: float
     by its parameters N; for each model size, the fitted law's mean loss over the tokens its
     runs have seen (dashed, same colour, with its ``prob`` band) is drawn for a typical run
     (offset 0). Against a step column the law follows the size's checkpoints, so the runs of
-    one size should share their tokens per step. Where the runs' learning rate has not yet
+    one size should share their tokens per step. Given a :func:`bayescale.learning_curves`
+    table (``lr_left`` and ``curve``) and a :class:`bayescale.LearningCurves` fit, each run's
+    fitted curve is drawn instead: the law, the schedule term and the run's offset. Where the runs' learning rate has not yet
     decayed the curves sit above the law: see :func:`bayescale.checkpoints`.
 
     Parameters
@@ -374,16 +377,24 @@ def plot_curves(fit, curves, *, x: str = "tokens", run: str = "run", prob: float
     cmap = plt.get_cmap("viridis")
     for _, one in curves.sort_values([run, x]).groupby(run, sort=False):
         ax.plot(one[x], one["loss"], color=cmap(norm(one["params"].iloc[0])), lw=1, alpha=0.8)
-    for size in sizes:
+    scheduled = {LR_LEFT, CURVE} <= set(curves.columns)
+    if scheduled:  # a learning-curves table: each run's fitted curve along its schedule
+        for _, one in curves.sort_values([run, x]).groupby(run, sort=False):
+            loss = fit.predict(one[["params", "tokens", "final_tokens", LR_LEFT, CURVE]],
+                               kind="mean")["loss"]
+            ax.plot(one[x], np.median(loss.values.reshape(-1, len(one)), axis=0), ls="--",
+                    color=cmap(norm(one["params"].iloc[0])), lw=1.2)
+    for size in ([] if scheduled else sizes):
         along = _law_path(curves[curves["params"] == size], x)
         tokens = along["tokens"].to_numpy(dtype=float)
         lo, mid, hi = _law_band(fit, np.full(tokens.size, size), tokens, prob)
         ax.fill_between(along[x], lo, hi, color=cmap(norm(size)), alpha=0.2, lw=0)
         ax.plot(along[x], mid, color=cmap(norm(size)), ls="--", lw=1.5)
     plt.colorbar(plt.cm.ScalarMappable(norm=norm, cmap=cmap), ax=ax, label="parameters N")
+    fitted = ("fitted: law + schedule term + the run's offset (median)" if scheduled
+              else f"fitted law, typical run: median, {prob:.0%} band")
     handles = [Line2D([], [], color="0.4", lw=1, label="runs (one line each)"),
-               Line2D([], [], color="0.4", lw=1.5, ls="--",
-                      label=f"fitted law, typical run: median, {prob:.0%} band")]
+               Line2D([], [], color="0.4", lw=1.5, ls="--", label=fitted)]
     ax.legend(handles=handles, fontsize=8, loc="upper right")
     ax.set(xscale="log", yscale="log",
            xlabel="tokens seen D" if x == "tokens" else f"{x} (training steps)",

@@ -13,11 +13,12 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from importlib import resources
 
+import numpy as np
 import pandas as pd
 
 from bayescale.data.runs import add_shape_columns, prepare
 
-__all__ = ["Dataset", "REGISTRY", "load", "list", "info"]
+__all__ = ["Dataset", "REGISTRY", "load", "list", "info", "olmo_ladder_lr"]
 
 _list = list  # the builtin, before this module's `list` shadows it
 
@@ -63,6 +64,29 @@ def _olmo(file: str) -> pd.DataFrame:
     raw = _read_csv(file)
     raw.insert(0, "flops", raw["total_training_Gflops"] * 1e9)
     return prepare(raw, params="params_N", tokens="total_tokens", flops="flops", loss="c4_en_CE")
+
+
+def _olmo_curves(file: str) -> pd.DataFrame:
+    """The ladder's checkpoints with ``lr``, the learning rate of the ladder's schedule."""
+    table = _olmo(file)
+    final = table.groupby("run")["tokens"].transform("max").to_numpy(dtype=float)
+    table["lr"] = olmo_ladder_lr(table["params"].to_numpy(dtype=float),
+                                 table["tokens"].to_numpy(dtype=float), final)
+    return table
+
+
+def olmo_ladder_lr(params, tokens, final_tokens):
+    """The learning rate of an OLMo ladder run after ``tokens`` of its ``final_tokens``.
+
+    The ladder's training configuration (allenai/OLMo-ladder, ``src/ladder/ladder.py``):
+    peak ``0.0047 (N / 108e6)^(-1/3) / 4`` (sequence length 4096), linear warmup from 0 over
+    N tokens, then a cosine down to ``0.1 x`` peak at the run's final tokens.
+    """
+    params, tokens, final = (np.asarray(v, dtype=float) for v in (params, tokens, final_tokens))
+    peak = 0.0047 * (params / 108e6) ** (-1 / 3) / 4
+    progress = np.clip((tokens - params) / (final - params), 0.0, 1.0)
+    cosine = 0.1 + 0.9 * 0.5 * (1 + np.cos(np.pi * progress))
+    return peak * np.where(tokens < params, tokens / params, cosine)
 
 
 def _porian(file: str) -> pd.DataFrame:
@@ -116,8 +140,9 @@ REGISTRY: dict[str, Dataset] = {
         Dataset(
             "olmo_ladder_curves", "olmo_ladder_curves.csv", 3569,
             "Intermediate evaluations (learning curves) of the 30 OLMo ladder runs: one row per "
-            "checkpoint, tokens = total_tokens seen so far.",
-            "c4_en_CE (C4 English validation cross-entropy)", _OLMO, "Apache-2.0", _olmo,
+            "checkpoint, tokens = total_tokens seen so far; lr = the learning rate of the "
+            "ladder's schedule at that point (datasets.olmo_ladder_lr; the CSVs do not log it).",
+            "c4_en_CE (C4 English validation cross-entropy)", _OLMO, "Apache-2.0", _olmo_curves,
         ),
         Dataset(
             "porian2024_owt2", "porian2024_owt2.csv", 468,

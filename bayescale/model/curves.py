@@ -1,0 +1,265 @@
+"""LearningCurves: the checkpoints of training runs under a law and a schedule term.
+
+For checkpoint j of run r (model size N_r, tokens seen t_rj)::
+
+    log L_rj = log mu(N_r, t_rj; theta)                    the law of annealed runs at (N, t)
+               + h_rj (c0 + c1 (log(T_r / N_r) - m))       the schedule term (T_r: final tokens)
+               + u[curve r] + (other offsets) + eps_rj
+    h_rj = (lr_rj - final lr_r) / peak lr_r                the learning rate not yet annealed
+    u[curve] ~ ZeroSumNormal(curve_tau),   eps ~ StudentT(nu, 0, sigma)
+
+``h`` is 0 at the end of every run, so a final loss is the law's alone and the law means what
+it means for final losses: the loss of a run trained, and annealed, to t tokens. A checkpoint
+before the decay sits above it by ``h (c0 + c1 ...)``: ``c0`` (``anneal``) is the log-loss
+excess of a checkpoint at the peak learning rate in a run of the reference length ``m`` (log
+final tokens per parameter), and ``c1`` (``anneal_slope``) how that excess changes with the
+run's length: at the same point of their schedules, longer runs sit higher above the law
+(``docs/curves.md`` has the measurement). This is the
+annealing term of Tissue et al. (2024), ``L = L0 + A S1^-alpha - C S2``, with the annealing
+area ``S2`` taken as the learning-rate drop so far (their momentum form without the lag) and
+written relative to the end of the schedule; the lr-area ``S1`` was tried for the tokens and
+fitted the OLMo ladder worse (``docs/curves.md``).
+
+**Parameterised for NUTS.** Checkpoints pin the law's value and slope in N at the runs' sizes
+tightly but its curvature loosely, so ``log_E``, ``log_A_ref`` and ``alpha`` lie on a long,
+narrow, curved ridge (on the OLMo ladder, 190M-1B: R-hat 1.4-1.5 in ``log_E``/``alpha`` with
+4 chains x 1000 draws). For the chinchilla law the sampler therefore moves in coordinates
+along the ridge: ``ridge_level = log(E + A0)`` (the N part at N0), ``ridge_log_slope =
+log(alpha A0 / (E + A0))`` (its log-slope there) and ``ridge_log_gap = log(alpha - slope)``,
+so ``alpha = slope + gap``, ``E = (E + A0) gap / alpha`` and ``A0 = (E + A0) slope / alpha``.
+The priors stay those of ``log_E``, ``log_A_ref`` and ``alpha`` (a potential with the
+change of variables' log-Jacobian, ``log alpha``), so the posterior is the same model's; the
+same fits then have R-hat 1.00 in those three. ``curve_tau`` defaults to HalfNormal(0.02): a
+run's offset from the law is the misfit of one configuration (0.6% on the ladder's finals),
+and with the default HalfNormal(0.1) the posterior also holds a mode where offsets of 10-30%
+free the law to follow each run's shape alone.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pymc as pm
+import pytensor.tensor as pt
+
+from bayescale.data.curves import CURVE, LR_LEFT
+from bayescale.data.runs import require_columns
+from bayescale.model import priors as _priors
+from bayescale.model.fit import register
+from bayescale.model.points import decades_past
+from bayescale.model.scaling import ScalingLaw
+from bayescale.model.spec import LearningCurvesSpec
+
+__all__ = ["LearningCurves", "SCHEDULE_PARAMS", "RIDGE_PARAMS", "final_losses"]
+
+#: The schedule term's parameters: c0 and c1 of the module docstring.
+SCHEDULE_PARAMS = ("anneal", "anneal_slope")
+#: The sampled coordinates along the E-A-alpha ridge (chinchilla law).
+RIDGE_PARAMS = ("ridge_level", "ridge_log_slope", "ridge_log_gap")
+_RIDGE_LAW = ("log_E", "log_A_ref", "alpha")
+#: The column of each checkpoint's run length (final tokens), from bs.learning_curves.
+FINAL = "final_tokens"
+
+
+@register
+class LearningCurves(ScalingLaw):
+    """A Bayesian scaling law fitted to learning curves, with a learning-rate schedule term.
+
+    Parameters
+    ----------
+    curves
+        A table from :func:`bayescale.learning_curves`: one row per checkpoint with
+        ``params``, ``tokens`` (seen so far), ``loss``, ``curve`` (the run), ``final_tokens``
+        and ``lr_left``.
+    law
+        A law in ``params`` and ``tokens`` (``"chinchilla"``, default, or ``"kaplan"``).
+    offsets
+        More categorical offset columns besides ``curve`` (every run gets its own offset).
+    priors, noise
+        As for :class:`bayescale.ScalingLaw`; the schedule term adds ``anneal ~ Normal(0,
+        0.1)`` and ``anneal_slope ~ Normal(0, 0.1)``; ``curve_tau ~ HalfNormal(0.02)``.
+    discrepancy
+        As for :class:`bayescale.ScalingLaw`; ``"prior"`` by default (the backtests cut
+        runs by compute, which splits learning curves part-way).
+
+    Examples
+    --------
+    >>> import bayescale as bs
+    >>> table = bs.learning_curves(bs.datasets.load("olmo_ladder_curves"))
+    >>> model = bs.LearningCurves(table)
+    >>> [name for name in model.priors if name.startswith(("anneal", "curve"))]
+    ['curve_tau', 'anneal', 'anneal_slope']
+    """
+
+    family = "learning_curves"
+
+    def __init__(self, curves: pd.DataFrame, *, law: str = "chinchilla", offsets=None,
+                 priors: dict | None = None, noise: str = "student_t",
+                 discrepancy: str = "prior") -> None:
+        if not isinstance(curves, pd.DataFrame):
+            raise TypeError(f"curves must be a pandas DataFrame (see bayescale.learning_curves), "
+                            f"got {type(curves).__name__}")
+        require_columns(curves, [CURVE, LR_LEFT, FINAL], why="LearningCurves (make the table with "
+                        "bayescale.learning_curves)")
+        if offsets is not None and (isinstance(offsets, str) or CURVE in offsets):
+            raise ValueError(f"offsets must be a list of further columns (every run already "
+                             f"has its {CURVE!r} offset), got {offsets!r}")
+        ratio = np.log(pd.to_numeric(curves[FINAL], errors="coerce").to_numpy(dtype=float)
+                       / curves["params"].to_numpy(dtype=float))
+        self.log_tpp_reference = float(np.mean(ratio)) if np.all(np.isfinite(ratio)) else 0.0
+        super().__init__(curves, law=law, offsets=[CURVE, *(offsets or [])], priors=priors,
+                         noise=noise, discrepancy=discrepancy)
+        if set(self.law.inputs) != {"params", "tokens"}:
+            raise ValueError(f"law {law!r} is not a law in params and tokens; learning curves "
+                             "need N and the tokens seen (law='chinchilla' or 'kaplan')")
+
+    @staticmethod
+    def options(spec) -> dict:
+        out = ScalingLaw.options(spec)
+        out["offsets"] = [c for c in out["offsets"] or [] if c != CURVE] or None
+        out["discrepancy"] = spec.get("discrepancy", "prior")
+        out.pop("continuous")
+        return out
+
+    @property
+    def spec(self) -> LearningCurvesSpec:
+        base = super().spec
+        return LearningCurvesSpec(**{k: v for k, v in base.to_dict().items() if k != "model"},
+                                  log_tokens_per_param_reference=self.log_tpp_reference)
+
+    def default_priors(self) -> dict[str, dict]:
+        """The scaling law's (:meth:`bayescale.ScalingLaw.default_priors`) with ``curve_tau
+        ~ HalfNormal(0.02)`` and the schedule term's ``anneal``, ``anneal_slope ~ Normal(0,
+        0.1)`` (a checkpoint at the peak learning rate within about 20% of the law)."""
+        out = super().default_priors()
+        out[f"{CURVE}_tau"] = {"dist": "HalfNormal", "sigma": 0.02}
+        return out | {name: {"dist": "Normal", "mu": 0.0, "sigma": 0.1}
+                      for name in SCHEDULE_PARAMS}
+
+    # -- the graph ---------------------------------------------------------------------------
+    def _law_parameters(self) -> dict:
+        if not set(_RIDGE_LAW) <= set(self.law.sampled):
+            return super()._law_parameters()
+        p = {name: _priors.create(name, self.priors[name])
+             for name in self.law.sampled if name not in _RIDGE_LAW}
+        p.update(_ridge(self.priors, self._ridge_start()))
+        return p
+
+    def _ridge_start(self) -> tuple[float, float, float]:
+        """Starting values of the ridge coordinates: the priors' centres of log E and log A0,
+        alpha 0.3 (their defaults' median)."""
+        log_e, log_a = (float(self.priors[n].get("mu", 0.0)) for n in _RIDGE_LAW[:2])
+        level = float(np.logaddexp(log_e, log_a))
+        slope = 0.3 * math.exp(log_a - level)
+        return level, math.log(slope), math.log(max(0.3 - slope, 1e-3))
+
+    def _extra_terms(self):
+        c0, c1 = (_priors.create(name, self.priors[name]) for name in SCHEDULE_PARAMS)
+        return _schedule(pt, c0, c1, *self._schedule_inputs(self.runs))
+
+    def _extra_draws(self, posterior, table: pd.DataFrame) -> np.ndarray | float:
+        if LR_LEFT not in table.columns:
+            return 0.0  # the end of the schedule: the loss of an annealed run
+        left, ratio = self._schedule_inputs(table)
+        c0, c1 = (posterior[name].values[..., None] for name in SCHEDULE_PARAMS)
+        return _schedule(np, c0, c1, left, ratio)
+
+    def _schedule_inputs(self, table: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        left = pd.to_numeric(table[LR_LEFT], errors="coerce").to_numpy(dtype=float)
+        if not np.all((left >= 0) & (left <= 1)):
+            raise ValueError(f"column {LR_LEFT!r} must lie in [0, 1] (see "
+                             f"bayescale.learning_curves), got {table[LR_LEFT].tolist()[:5]}")
+        require_columns(table, [FINAL], why=f"the schedule term ({LR_LEFT})")
+        ratio = np.log(table[FINAL].to_numpy(dtype=float)
+                       / table["params"].to_numpy(dtype=float)) - self.log_tpp_reference
+        return left, ratio
+
+    # -- answers -----------------------------------------------------------------------------
+    def _discrepancy_draws(self, posterior, points) -> np.ndarray | float:
+        """``s * d * z`` as for a scaling law, with ``d`` at least the decades past the last
+        fitted checkpoint of a point's own curve: a run's final loss predicted from its first
+        part is an extrapolation along that run even inside the sweep's range."""
+        if "discrepancy_scale" not in posterior:
+            return 0.0
+        term = self.discrepancy_term
+        d = np.maximum(term.distance(points, term.ranges(self.runs)), self._along(points))
+        return term.effect(np, posterior["discrepancy_scale"].values[..., None], d,
+                           posterior["discrepancy_z"].values[..., None])
+
+    def _along(self, points) -> np.ndarray:
+        """Decades of tokens past the last fitted checkpoint of each point's curve (0 for a
+        point without a fitted curve)."""
+        tokens = np.asarray(points["tokens"], dtype=float)
+        if CURVE not in points:
+            return np.zeros(tokens.shape)
+        last = self.runs.groupby(CURVE)["tokens"].max()
+        seen = pd.Series(np.asarray(points[CURVE]).astype(str)).map(last).to_numpy(dtype=float)
+        return np.where(np.isfinite(seen), np.maximum(np.log10(tokens / seen), 0.0), 0.0)
+
+    def summary_variables(self, posterior):
+        """The scaling law's (:meth:`bayescale.ScalingLaw.summary_variables`) and the
+        schedule term's ``anneal`` and ``anneal_slope``."""
+        base = super().summary_variables(posterior)
+        return base.assign({name: posterior[name] for name in SCHEDULE_PARAMS})
+
+    def describe(self) -> str:
+        return (super().describe() + "; learning curves: a schedule term in the learning rate "
+                "not yet annealed, lr_left (anneal + anneal_slope log final tokens per parameter)")
+
+    def describe_short(self) -> str:
+        return f"learning curves, law={self.law.name!r} offsets={list(self.offsets)}"
+
+
+def _schedule(xp, c0, c1, left, ratio):
+    """``h (c0 + c1 (log(T/N) - m))``: the schedule term (``ratio`` is already centred)."""
+    return left * (c0 + c1 * ratio)
+
+
+def _ridge(priors: dict, start: tuple[float, float, float]) -> dict:
+    """log_E, log_A_ref and alpha from the ridge coordinates (module docstring), with their
+    priors as a potential (plus the log-Jacobian, log alpha)."""
+    level, log_slope, log_gap = (pm.Flat(name, initval=value)
+                                 for name, value in zip(RIDGE_PARAMS, start))
+    slope, gap = pt.exp(log_slope), pt.exp(log_gap)
+    alpha = pm.Deterministic("alpha", slope + gap)
+    log_e = pm.Deterministic("log_E", level + log_gap - pt.log(alpha))
+    log_a = pm.Deterministic("log_A_ref", level + log_slope - pt.log(alpha))
+    prior = sum(pm.logp(_priors.distribution(priors[name]), value)
+                for name, value in zip(_RIDGE_LAW, (log_e, log_a, alpha)))
+    pm.Potential("ridge_prior", prior + pt.log(alpha))
+    return {"log_E": log_e, "log_A_ref": log_a, "alpha": alpha}
+
+
+def final_losses(fit, runs: pd.DataFrame, *, prob: float = 0.9,
+                 random_seed: int | None = None) -> pd.DataFrame:
+    """The final loss of each run of ``runs``, with a ``prob`` predictive interval.
+
+    ``runs`` has one row per run: ``params``, ``final_tokens`` and ``curve``. A curve the fit
+    has seen (a run not yet finished, fitted on its first part) keeps its learned offset; an
+    unseen one (a larger run nobody has trained) draws a new one. Each gets fresh noise, and
+    the discrepancy past the fitted checkpoints where the fit has one.
+
+    Returns
+    -------
+    pandas.DataFrame
+        Per run: ``curve``, ``params``, ``final_tokens``, ``seen`` (whether the fit has the
+        curve), ``median``, ``lower``, ``upper``, ``decades_params`` / ``decades_tokens``
+        (how far N and the final tokens lie past the fitted checkpoints' largest) and
+        ``decades_along`` (how far the final tokens lie past the run's own last checkpoint).
+    """
+    require_columns(runs, ["params", "final_tokens", CURVE], why="final_losses")
+    points = pd.DataFrame({"params": runs["params"].to_numpy(dtype=float),
+                           "tokens": runs["final_tokens"].to_numpy(dtype=float),
+                           CURVE: runs[CURVE].astype(str).to_numpy()})
+    draws = fit.predict(points, kind="new_run", random_seed=random_seed)["loss"].values
+    draws = draws.reshape(-1, len(points))
+    lo, mid, hi = np.quantile(draws, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
+    seen = points[CURVE].isin([str(c) for c in getattr(fit.model, "levels", {}).get(CURVE, [])])
+    fitted = fit.runs
+    return points.rename(columns={"tokens": "final_tokens"}).assign(
+        seen=seen.to_numpy(), median=mid, lower=lo, upper=hi,
+        decades_params=decades_past(fitted, "params", points["params"]),
+        decades_tokens=decades_past(fitted, "tokens", points["tokens"]),
+        decades_along=fit.model._along(points) if seen.any() else 0.0)
