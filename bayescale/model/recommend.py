@@ -102,7 +102,8 @@ def _levels(fit, prob: float) -> tuple[pd.DataFrame, dict]:
             rows.append({"column": col, "level": level.item() if hasattr(level, "item") else level,
                          "p_best": p_best[i], "median": row["median"], "lower": row["lower"],
                          "upper": row["upper"]})
-        best[col] = offset[col].values[int(np.argmax(p_best))].item()
+        winner_level = offset[col].values[int(np.argmax(p_best))]
+        best[col] = winner_level.item() if hasattr(winner_level, "item") else winner_level
     return pd.DataFrame(rows, columns=["column", "level", "p_best", "median", "lower", "upper"]), best
 
 

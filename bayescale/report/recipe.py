@@ -8,9 +8,11 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     columns = { params = "N", tokens = "D", flops = "C", loss = "val_loss" }   # with path
     flops_per_param_token = 6.0   # with path
     query = "loss < 10"           # keep the runs matching a pandas query
+    learning_curves = { lr = "lr" }   # checkpoints: bayescale.learning_curves(runs, **this)
 
     [model]
-    family = "scaling_law"        # scaling_law | isoflop (Hoffmann's approach 2): a registered family
+    family = "scaling_law"        # scaling_law | isoflop (Hoffmann's approach 2) |
+                                  # learning_curves (with [data] learning_curves)
     law = "chinchilla"            # chinchilla | flops | flops_pure | kaplan (scaling_law only)
     noise = "student_t"           # student_t | normal
     offsets = []                  # categorical hyperparameter columns (latent offsets)
@@ -53,6 +55,7 @@ from pathlib import Path
 import pandas as pd
 
 from bayescale.data import datasets
+from bayescale.data.curves import learning_curves
 from bayescale.model.points import check_budgets
 from bayescale.data.readers import read_runs
 from bayescale.model.fit import FAMILIES
@@ -61,7 +64,8 @@ __all__ = ["Recipe"]
 
 _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "data": {"dataset": (str,), "path": (str,), "columns": (dict,),
-             "flops_per_param_token": (int, float), "query": (str,)},
+             "flops_per_param_token": (int, float), "query": (str,),
+             "learning_curves": (dict,)},
     "model": {"family": (str,), "law": (str,), "noise": (str,), "offsets": (list,),
               "continuous": (list,), "discrepancy": (str,)},
     "priors": {},
@@ -149,6 +153,8 @@ class Recipe:
             except Exception as err:  # noqa: BLE001 - pandas raises many kinds for a bad query
                 raise ValueError(f"[data] query {self.data['query']!r} failed: {err}") from None
             runs.attrs.update(attrs)
+        if "learning_curves" in self.data:
+            runs = learning_curves(runs, **self.data["learning_curves"])
         return runs
 
     def scaling_law(self, runs: pd.DataFrame | None = None):
