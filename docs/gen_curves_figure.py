@@ -1,6 +1,6 @@
 """The figure of docs/curves.md: the learning-curves fit of the OLMo ladder's 190M-1B runs.
 
-Fits :class:`bayescale.LearningCurves` (4 chains x 2000 draws, seed 0, the discrepancy off) to
+Fits :class:`bayescale.LearningCurves` (4 chains x 1000 draws, seed 0, the discrepancy off) to
 ``bs.learning_curves`` of the 190M-1B runs and draws every run's checkpoints with its fitted
 curve (law + schedule term + the run's offset), coloured by model size; the 3B runs, held
 out, are drawn with a new run's curve. Writes ``docs/curves_olmo.png`` (about a minute)::
@@ -27,7 +27,7 @@ def main() -> None:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.SamplerWarning)  # the benchmark reports them
         fit = bs.LearningCurves(train, discrepancy="off").fit(
-            draws=2000, tune=1500, chains=4, random_seed=0, progressbar=False)
+            random_seed=0, progressbar=False)
     ax = plots.plot_curves(fit, curves)
     ax.set_title("OLMo ladder: checkpoints from 30% of each run, fitted curves dashed "
                  "(3B held out)", fontsize=9)

@@ -2,9 +2,9 @@
 
 The recovery test simulates 9 runs (3 sizes x 3 lengths, cosine schedules to 0.1 x peak,
 the checkpoints from 30% of each run on, 12 per run) from a known chinchilla law plus the schedule
-term ``h (c0 + c1 (log(T/N) - log 20))`` (T the final tokens) with c0 = 0.03, c1 = 0.01,
-run offsets of sd 0.005 and Normal noise 0.002 on log loss. One run is cut at half its tokens (its schedule's end known).
-The data and sampler seeds are fixed; the 90% intervals of c0 and c1, and that of the cut
+term ``h (c0 + c1 z) + q z^2``, ``z = log(T/N) - log 20`` (T the final tokens), with c0 =
+0.03, c1 = 0.01, q = 0.004, run offsets of sd 0.005 and Normal noise 0.002 on log loss. One run is cut at half its tokens (its schedule's end known).
+The data and sampler seeds are fixed; the 90% intervals of c0, c1 and q, and that of the cut
 run's final loss, must hold the truth, and the law with the term must beat the law without it
 on the checkpoints before the decay (their median absolute error).
 """
@@ -21,7 +21,7 @@ import bayescale as bs
 from bayescale.model.curves import RIDGE_PARAMS
 
 TRUTH = {"E": 1.8, "A": 400.0, "alpha": 0.34, "B": 1500.0, "beta": 0.3}
-ANNEAL, SLOPE = 0.03, 0.01
+ANNEAL, SLOPE, LENGTH = 0.03, 0.01, 0.004
 
 
 def _lr(tokens, final):
@@ -39,11 +39,12 @@ def _simulated(seed: int = 3) -> pd.DataFrame:
                 law = TRUTH["E"] + TRUTH["A"] / n ** TRUTH["alpha"] + TRUTH["B"] / t ** TRUTH["beta"]
                 left = _lr(t, final) - 0.1
                 ratio = np.log(final / n) - np.log(20.0)
-                log_loss = (np.log(law) + left * (ANNEAL + SLOPE * ratio) + offset
-                            + rng.normal(0, 0.002))
+                log_loss = (np.log(law) + left * (ANNEAL + SLOPE * ratio) + LENGTH * ratio**2
+                            + offset + rng.normal(0, 0.002))
                 rows.append({"params": n, "tokens": t, "loss": float(np.exp(log_loss)),
                              "run": f"{n:.0e}-{mult}x", "lr": _lr(t, final) * 3e-3,
-                             "final_T": final, "lr_end": 3e-4, "true_final": law})
+                             "final_T": final, "lr_end": 3e-4,
+                             "true_final": law * np.exp(LENGTH * ratio**2 + offset)})
     return bs.prepare(pd.DataFrame(rows))
 
 
@@ -134,14 +135,15 @@ def test_schedule_term_and_a_cut_run_are_recovered(curves_fit, simulated):
     summary = curves_fit.summary(prob=0.9)
     # the truth's c0 at the model's reference length m (the checkpoints' mean log T/N)
     at_reference = ANNEAL + SLOPE * (curves_fit.model.log_tpp_reference - np.log(20.0))
-    for name, truth in (("anneal", at_reference), ("anneal_slope", SLOPE)):
+    for name, truth in (("anneal", at_reference), ("anneal_slope", SLOPE),
+                        ("length_curvature", LENGTH)):
         assert summary.loc[name, "lower"] <= truth <= summary.loc[name, "upper"], name
     assert set(RIDGE_PARAMS) <= set(curves_fit.posterior.data_vars)
     cut = simulated[simulated["run"] == "2e+08-80x"].tail(1)
     out = bs.final_losses(curves_fit, cut.assign(final_tokens=cut["final_T"], curve=cut["run"]),
                           random_seed=1)
     assert bool(out["seen"].iloc[0])
-    # the truth of the cut run: its law and its (unknown to the test) offset, within noise
+    # the cut run's noisy final loss (its last simulated checkpoint, never fitted)
     final = cut["loss"].iloc[0]
     assert out["lower"].iloc[0] <= final <= out["upper"].iloc[0]
     assert out["decades_tokens"].iloc[0] == pytest.approx(np.log10(2.0), abs=0.05)

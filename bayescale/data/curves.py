@@ -1,6 +1,8 @@
 """Learning curves and seed replicates as run tables.
 
-Two kinds of rows carry more than one final loss per configuration:
+Two kinds of rows carry more than one final loss per configuration (a third,
+:func:`learning_curves`, makes the table of :class:`bayescale.LearningCurves`: checkpoints with
+the learning rate their run has not yet annealed, for a schedule term instead of a cut-off):
 
 - **checkpoints** of a learning curve: the loss of one training run after ``tokens`` seen so
   far. :func:`checkpoints` keeps the checkpoints late enough in their run's learning-rate

@@ -324,7 +324,8 @@ class ScalingLaw(Family):
         out = self.law.optimum(theta, budgets, flops_per_param_token=self.flops_per_param_token)
         at = {"params": out["params_opt"], "tokens": out["tokens_opt"],
               "flops": np.broadcast_to(budgets, out["loss_opt"].shape)}
-        out["loss_opt"] = out["loss_opt"] * np.exp(self._discrepancy_draws(posterior, at))
+        out["loss_opt"] = out["loss_opt"] * np.exp(self._extra_draws(posterior, at)
+                                                   + self._discrepancy_draws(posterior, at))
         return out
 
     def summary_variables(self, posterior):
