@@ -182,3 +182,11 @@ def test_plot_curves_draws_each_runs_fitted_curve(curves_fit):
     for line, (_, one) in zip(dashed, table.sort_values(["run", "tokens"]).groupby("run",
                                                                                   sort=False)):
         assert np.allclose(line.get_ydata(), one["loss"], rtol=0.01)
+
+
+def test_run_offsets_are_not_hyperparameters(curves_fit):
+    """Reports, recommendations and designs rank hyperparameters, not each run's offset."""
+    assert curves_fit.hyperparameter_offsets == []
+    assert "curve" in curves_fit.spec["offsets"]  # the model still has the per-run offsets
+    recommendation = curves_fit.recommend(1e20)
+    assert "curve" not in set(recommendation.levels["column"])

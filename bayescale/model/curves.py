@@ -135,6 +135,11 @@ class LearningCurves(ScalingLaw):
             raise ValueError(f"law {law!r} is not a law in params and tokens; learning curves "
                              "need N and the tokens seen (law='chinchilla' or 'kaplan')")
 
+    @property
+    def hyperparameter_offsets(self) -> tuple[str, ...]:
+        """The offsets besides each run's own ``curve`` offset."""
+        return tuple(c for c in self.offsets if c != CURVE)
+
     @staticmethod
     def options(spec) -> dict:
         out = ScalingLaw.options(spec)

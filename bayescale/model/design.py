@@ -262,7 +262,7 @@ def _best_batch(state, cost, budget, max_runs):
 
 # -- inputs ----------------------------------------------------------------------------------
 def _hyperparameter_columns(fit) -> list[str]:
-    return [*(fit.spec.get("offsets") or []), *(fit.spec.get("continuous") or [])]
+    return [*fit.hyperparameter_offsets, *(fit.spec.get("continuous") or [])]
 
 
 def _check_candidates(fit, candidates) -> pd.DataFrame:

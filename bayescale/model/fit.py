@@ -97,6 +97,12 @@ class Fit(PosteriorResult):
         return self._model
 
     @property
+    def hyperparameter_offsets(self) -> list[str]:
+        """The offset columns that are hyperparameters (a learning-curves fit's per-run
+        ``curve`` offsets are not): what reports, recommendations and designs rank."""
+        return list(getattr(self.model, "hyperparameter_offsets", ()))
+
+    @property
     def law(self):
         """The law of a scaling-law fit (AttributeError for a family without one)."""
         return self.model.law

@@ -92,7 +92,7 @@ def recommend(fit, budget, *, prob: float = 0.9, top: int = 5) -> Recommendation
 
 def _levels(fit, prob: float) -> tuple[pd.DataFrame, dict]:
     rows, best = [], {}
-    for col in fit.spec["offsets"]:
+    for col in fit.hyperparameter_offsets:
         offset = fit.posterior[f"{col}_offset"]
         winner = offset.argmin(dim=col)
         p_best = [(winner == i).mean().item() for i in range(offset.sizes[col])]

@@ -191,6 +191,11 @@ class ScalingLaw(Family):
         return out
 
     @property
+    def hyperparameter_offsets(self) -> tuple[str, ...]:
+        """The offset columns that are hyperparameters (all of them, for a scaling law)."""
+        return self.offsets
+
+    @property
     def terms(self) -> tuple:
         """The hyperparameter terms: offsets first, then continuous optima."""
         return (*(Offsets(c) for c in self.offsets), *(ContinuousOptimum(c) for c in self.continuous))

@@ -83,7 +83,7 @@ def format_targets(table: pd.DataFrame) -> str:
 def format_answer(fit, budgets, *, prob: float = 0.9) -> str:
     """The answer at ``budgets`` as text: the targets table, or with hyperparameters in the
     model (offsets or continuous), the full :meth:`bayescale.Fit.recommend` per budget."""
-    if fit.spec.get("offsets") or fit.spec.get("continuous"):
+    if fit.hyperparameter_offsets or fit.spec.get("continuous"):
         return "\n".join(str(fit.recommend(b, prob=prob)) for b in check_budgets(budgets))
     return format_targets(targets_table(fit, budgets, prob=prob))
 
@@ -101,7 +101,7 @@ def _main_figures(fit, budgets, prob) -> dict:
 def _figures(fit, budgets, prob) -> dict:
     figures = _main_figures(fit, budgets, prob) | {
         "checks.png": plots.plot_checks(fit, prob=prob), "ranks.png": plots.plot_ranks(fit)}
-    if fit.spec.get("offsets"):
+    if fit.hyperparameter_offsets:
         figures["offsets.png"] = plots.plot_offsets(fit, prob=prob)
     return figures
 
@@ -153,7 +153,7 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
     if targets is not None:
         parts += [f"## At the target budgets ({prob:.0%} intervals)", "",
                   _markdown(targets), ""]
-        if fit.spec.get("offsets") or fit.spec.get("continuous"):
+        if fit.hyperparameter_offsets or fit.spec.get("continuous"):
             parts += ["```", format_answer(fit, targets["budget"].tolist(), prob=prob), "```", ""]
     parts += _discrepancy_section(fit, summary)
     parts += ["## Sampler diagnostics", "",

@@ -175,7 +175,7 @@ def plot_offsets(fit, *, prob: float = 0.9):
 
     Each level's posterior median and ``prob`` interval; levels left of 0 beat the average level.
     """
-    columns = fit.spec["offsets"]
+    columns = fit.hyperparameter_offsets
     if not columns:
         raise ValueError("this fit has no hyperparameter offsets (offsets=[...])")
     fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3.5), squeeze=False)
