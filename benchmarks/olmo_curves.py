@@ -108,7 +108,8 @@ def split_rows(split: str, curves, finals, settings, prob, seed):
                          "discrepancy": discrepancy, "rows": len(model.runs),
                          "coverage": f"{int(pred['inside'].sum())}/{len(pred)}",
                          "median width": f"{pred['width'].median():.2%}",
-                         "median error": f"{(pred['median'] / pred['loss'] - 1).abs().median():.2%}",
+                         "median error":
+                             f"{(pred['median'] / pred['loss'] - 1).abs().median():.2%}",
                          "max R-hat": f"{diag['max_r_hat']:.3f}",
                          "min bulk ESS": int(diag["min_ess_bulk"]),
                          "divergences": diag["divergences"], "seconds": round(seconds)})

@@ -1,10 +1,10 @@
 """The learning-curve family: its table, its schedule term, recovery of a known truth.
 
 The recovery test simulates 9 runs (3 sizes x 3 lengths, cosine schedules to 0.1 x peak,
-the checkpoints from 30% of each run on, 12 per run) from a known chinchilla law plus the schedule
-term ``h (c0 + c1 z) + q z^2``, ``z = log(T/N) - log 20`` (T the final tokens), with c0 =
-0.03, c1 = 0.01, q = 0.004, run offsets of sd 0.005 and Normal noise 0.002 on log loss. One run is cut at half its tokens (its schedule's end known).
-The data and sampler seeds are fixed; the 90% intervals of c0, c1 and q, and that of the cut
+40 checkpoints each, fitted from 30% of each run on, 12 per run) from a known chinchilla law
+plus ``h (c0 + c1 z) + q z^2``, ``z = log(T/N) - log 20`` (T the final tokens), with c0 =
+0.03, c1 = 0.01, q = 0.004, run offsets of sd 0.005 and Normal noise 0.002 on log loss. One
+run is cut at half its tokens (its schedule's end known). The data and sampler seeds are fixed; the 90% intervals of c0, c1 and q, and that of the cut
 run's final loss, must hold the truth, and the law with the term must beat the law without it
 on the checkpoints before the decay (their median absolute error).
 """
@@ -36,7 +36,8 @@ def _simulated(seed: int = 3) -> pd.DataFrame:
             final = mult * n
             offset = rng.normal(0, 0.005)
             for t in np.geomspace(0.05 * final, final, 40):
-                law = TRUTH["E"] + TRUTH["A"] / n ** TRUTH["alpha"] + TRUTH["B"] / t ** TRUTH["beta"]
+                law = (TRUTH["E"] + TRUTH["A"] / n ** TRUTH["alpha"]
+                       + TRUTH["B"] / t ** TRUTH["beta"])
                 left = _lr(t, final) - 0.1
                 ratio = np.log(final / n) - np.log(20.0)
                 log_loss = (np.log(law) + left * (ANNEAL + SLOPE * ratio) + LENGTH * ratio**2

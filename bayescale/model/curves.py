@@ -45,8 +45,8 @@ plus the change of variables' log-Jacobian ``log alpha + log beta`` (the shares'
 determinant 1). So the posterior is the same model's. The same fits then reach R-hat 1.006
 and bulk ESS above 400 at the default 4 x 1000 draws.
 
-``curve_tau`` defaults to HalfNormal(0.02): a run's offset from the law is the misfit of one configuration (0.6% on the ladder's finals),
-and with the default HalfNormal(0.1) the posterior also holds a mode where offsets of 10-30%
+``curve_tau`` defaults to HalfNormal(0.02): a run's offset from the law is the misfit of one
+configuration (0.6% on the ladder's finals), and with the default HalfNormal(0.1) the posterior also holds a mode where offsets of 10-30%
 free the law to follow each run's shape alone.
 """
 
@@ -95,7 +95,8 @@ class LearningCurves(ScalingLaw):
         More categorical offset columns besides ``curve`` (every run gets its own offset).
     priors, noise
         As for :class:`bayescale.ScalingLaw`; the schedule term adds ``anneal ~ Normal(0,
-        0.1)`` and ``anneal_slope ~ Normal(0, 0.1)``; ``curve_tau ~ HalfNormal(0.02)``.
+        0.1)`` and ``anneal_slope ~ Normal(0, 0.1)``, the run-length term
+        ``length_curvature ~ Normal(0, 0.05)``; ``curve_tau ~ HalfNormal(0.02)``.
     discrepancy
         As for :class:`bayescale.ScalingLaw`; ``"prior"`` by default (the backtests cut
         runs by compute, which splits learning curves part-way).
@@ -156,8 +157,9 @@ class LearningCurves(ScalingLaw):
 
     def default_priors(self) -> dict[str, dict]:
         """The scaling law's (:meth:`bayescale.ScalingLaw.default_priors`) with ``curve_tau
-        ~ HalfNormal(0.02)`` and the schedule term's ``anneal``, ``anneal_slope ~ Normal(0,
-        0.1)`` (a checkpoint at the peak learning rate within about 20% of the law)."""
+        ~ HalfNormal(0.02)``, the schedule term's ``anneal``, ``anneal_slope ~ Normal(0,
+        0.1)`` (a checkpoint at the peak learning rate within about 20% of the law) and
+        ``length_curvature ~ Normal(0, 0.05)``."""
         out = super().default_priors()
         out[f"{CURVE}_tau"] = {"dist": "HalfNormal", "sigma": 0.02}
         out |= {name: {"dist": "Normal", "mu": 0.0, "sigma": 0.1} for name in SCHEDULE_PARAMS}

@@ -347,8 +347,9 @@ def plot_curves(fit, curves, *, x: str = "tokens", run: str = "run", prob: float
     (offset 0). Against a step column the law follows the size's checkpoints, so the runs of
     one size should share their tokens per step. Given a :func:`bayescale.learning_curves`
     table (``lr_left`` and ``curve``) and a :class:`bayescale.LearningCurves` fit, each run's
-    fitted curve is drawn instead: the law, the schedule term and the run's offset. Where the runs' learning rate has not yet
-    decayed the curves sit above the law: see :func:`bayescale.checkpoints`.
+    fitted curve is drawn instead: the law, the schedule term and the run's offset. Against
+    the law alone, the curves sit above it where the runs' learning rate has not yet decayed:
+    see :func:`bayescale.checkpoints`.
 
     Parameters
     ----------
