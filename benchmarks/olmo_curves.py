@@ -69,13 +69,20 @@ def pre_decay_excess(curves: pd.DataFrame, finals: pd.DataFrame) -> pd.DataFrame
     return out.join(by_length.rename(columns=lambda m: f"{m:g}xC"))
 
 
+def scored(fit: bs.Fit, runs: pd.DataFrame, prob: float, seed: int) -> pd.DataFrame:
+    """``bs.final_losses`` of ``runs`` (with ``final_tokens``, ``curve`` and the observed
+    final ``loss``) against that loss: inside the interval, relative error and width."""
+    pred = bs.final_losses(fit, runs, prob=prob, random_seed=seed)
+    y = runs["loss"].to_numpy()
+    return pred.assign(run=runs["run"].to_numpy(), loss=y,
+                       inside=(y >= pred["lower"]) & (y <= pred["upper"]),
+                       error=pred["median"] / y - 1,
+                       width=(pred["upper"] - pred["lower"]) / pred["median"])
+
+
 def predict_finals(fit: bs.Fit, held_out: pd.DataFrame, prob: float, seed: int) -> pd.DataFrame:
     runs = held_out.assign(final_tokens=held_out["tokens"], curve=held_out["run"].astype(str))
-    out = bs.final_losses(fit, runs, prob=prob, random_seed=seed)
-    y = held_out["loss"].to_numpy()
-    return out.assign(run=held_out["run"].to_numpy(), loss=y,
-                      inside=(y >= out["lower"]) & (y <= out["upper"]),
-                      width=(out["upper"] - out["lower"]) / out["median"])
+    return scored(fit, runs, prob, seed)
 
 
 def quiet_fit(model, settings: dict) -> bs.Fit:
@@ -108,8 +115,7 @@ def split_rows(split: str, curves, finals, settings, prob, seed):
                          "discrepancy": discrepancy, "rows": len(model.runs),
                          "coverage": f"{int(pred['inside'].sum())}/{len(pred)}",
                          "median width": f"{pred['width'].median():.2%}",
-                         "median error":
-                             f"{(pred['median'] / pred['loss'] - 1).abs().median():.2%}",
+                         "median error": f"{pred['error'].abs().median():.2%}",
                          "max R-hat": f"{diag['max_r_hat']:.3f}",
                          "min bulk ESS": int(diag["min_ess_bulk"]),
                          "divergences": diag["divergences"], "seconds": round(seconds)})
@@ -140,15 +146,11 @@ def half_runs(curves: pd.DataFrame, settings: dict, prob: float, seed: int) -> p
         fit = quiet_fit(bs.LearningCurves(table, discrepancy="prior"), settings)
         ends = whole[whole["size"] == size].sort_values("tokens").groupby("run").tail(1)
         runs = ends.assign(final_tokens=ends["final_T"], curve=ends["run"].astype(str))
-        y = ends["loss"].to_numpy()
         diag = fit.diagnostics()
         for name, answer in (("prior", fit), ("off", law_exact(fit))):
-            pred = bs.final_losses(answer, runs, prob=prob, random_seed=seed)
-            out.append(pred.assign(run=ends["run"].to_numpy(), loss=y, discrepancy=name,
-                                   inside=(y >= pred["lower"]) & (y <= pred["upper"]),
-                                   error=(pred["median"] / y - 1),
-                                   max_r_hat=diag["max_r_hat"],
-                                   divergences=diag["divergences"]))
+            out.append(scored(answer, runs, prob, seed).assign(
+                discrepancy=name, max_r_hat=diag["max_r_hat"],
+                divergences=diag["divergences"]))
             print(f"{size}, discrepancy {name}: {int(out[-1]['inside'].sum())}/6 inside, "
                   f"R-hat {diag['max_r_hat']:.3f}", flush=True)
     return pd.concat(out)
@@ -181,7 +183,6 @@ def main(argv=None) -> None:
                                        "median", "upper", "inside"]].round(4)))
     if not args.no_half:
         half = half_runs(curves, settings, args.prob, args.seed + 2)
-        half["width"] = (half["upper"] - half["lower"]) / half["median"]
         for name, part in half.groupby("discrepancy"):
             print(f"\nRuns cut at 50% of their tokens, discrepancy {name}: "
                   f"{int(part['inside'].sum())}/{len(part)} final losses inside their "

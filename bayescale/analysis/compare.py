@@ -23,7 +23,7 @@ import pandas as pd
 from scipy import optimize, special
 from scipy.special import logsumexp
 
-from bayescale.data.runs import run_flops
+from bayescale.data.runs import plain, run_flops
 from bayescale.model.fit import Fit, family_of
 from bayescale.model.family import Family
 from bayescale.inference.sampling import noise_logpdf
@@ -349,16 +349,12 @@ def _compare_loo(fits: Mapping[str, Fit]) -> pd.DataFrame:
 def _warn_pareto(name: str, pareto_k) -> None:
     high = pareto_k.values > PARETO_K_MAX
     if high.any():
-        runs = [_plain(r) for r in pareto_k["run"].values[high]]
+        runs = [plain(r) for r in pareto_k["run"].values[high]]
         ks = ", ".join(f"{r!r} (k={k:.2f})" for r, k in zip(runs, pareto_k.values[high]))
         warnings.warn(
             f"fit {name!r}: PSIS-LOO is unreliable for {len(runs)} run(s) with Pareto k > "
             f"{PARETO_K_MAX}: {ks}. Their elpd may be overestimated; refit without them "
             "(exact LOO) or use more draws", ParetoKWarning, stacklevel=4)
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
 
 
 # -- LFO -------------------------------------------------------------------------------------
@@ -378,7 +374,7 @@ def _compare_lfo(fits: Mapping[str, Fit], *, holdout, executor, prob, fit_kwargs
     table["n_train"], table["n_holdout"] = len(train), len(test)
     table.index.name = "fit"
     table.attrs.update(method="lfo", threshold=threshold, prob=list(prob),
-                       held_out_runs=[_plain(r) for r in test.index])
+                       held_out_runs=[plain(r) for r in test.index])
     return table
 
 

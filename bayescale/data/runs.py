@@ -14,7 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["CANONICAL", "prepare", "check_positive_column", "add_shape_columns", "run_flops"]
+__all__ = ["CANONICAL", "prepare", "check_positive_column", "add_shape_columns", "run_flops",
+           "plain"]
 
 #: The canonical column names of a run table, in order.
 CANONICAL: tuple[str, ...] = ("params", "tokens", "flops", "loss")
@@ -211,3 +212,13 @@ def add_shape_columns(table: pd.DataFrame) -> pd.DataFrame:
     if {"d_model", "num_heads"} <= set(out.columns):
         out["head_dim"] = out["d_model"] / out["num_heads"]
     return out
+
+
+def plain(value):
+    """A NumPy scalar as the Python value it holds (anything else as it is): for run ids and
+    levels that go into specs, messages and tables.
+
+    >>> plain(np.int64(3)), plain("adam")
+    (3, 'adam')
+    """
+    return value.item() if isinstance(value, np.generic) else value

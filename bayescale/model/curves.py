@@ -185,11 +185,11 @@ class LearningCurves(ScalingLaw):
 
     def _extra_terms(self):
         params = (_priors.create(name, self.priors[name]) for name in SCHEDULE_PARAMS)
-        return _schedule(pt, *params, *self._schedule_inputs(self.runs))
+        return _schedule(*params, *self._schedule_inputs(self.runs))
 
     def _extra_draws(self, posterior, table) -> np.ndarray | float:
         params = (posterior[name].values[..., None] for name in SCHEDULE_PARAMS)
-        return _schedule(np, *params, *self._schedule_inputs(table))
+        return _schedule(*params, *self._schedule_inputs(table))
 
     def _schedule_inputs(self, table) -> tuple[np.ndarray, np.ndarray]:
         """``h`` and the centred log final tokens per parameter, held within the fitted runs'
@@ -198,13 +198,12 @@ class LearningCurves(ScalingLaw):
         if LR_LEFT not in table:
             left, final = np.zeros(tokens.shape), tokens
         else:
-            left = pd.to_numeric(pd.Series(table[LR_LEFT]), errors="coerce").to_numpy(float)
+            left = pd.to_numeric(table[LR_LEFT], errors="coerce").to_numpy(float)
             if not np.all((left >= 0) & (left <= 1)):
                 raise ValueError(f"column {LR_LEFT!r} must lie in [0, 1] (see bayescale."
                                  f"learning_curves), got {list(table[LR_LEFT])[:5]}")
-            require_columns(pd.DataFrame(dict(table)), [FINAL],
-                            why=f"the schedule term ({LR_LEFT})")
-            final = np.asarray(table[FINAL], dtype=float)
+            require_columns(table, [FINAL], why=f"the schedule term ({LR_LEFT})")
+            final = table[FINAL].to_numpy(dtype=float)
         ratio = np.log(final / np.asarray(table["params"], dtype=float)) - self.log_tpp_reference
         return left, np.clip(ratio, *self.log_tpp_range)
 
@@ -223,28 +222,35 @@ class LearningCurves(ScalingLaw):
     def _along(self, points) -> np.ndarray:
         """Decades of tokens past the last fitted checkpoint of each point's curve (0 for a
         point without a fitted curve)."""
-        tokens = np.asarray(points["tokens"], dtype=float)
         if CURVE not in points:
-            return np.zeros(tokens.shape)
-        last = self.runs.groupby(CURVE)["tokens"].max()
-        seen = pd.Series(np.asarray(points[CURVE]).astype(str)).map(last).to_numpy(dtype=float)
-        return np.where(np.isfinite(seen), np.maximum(np.log10(tokens / seen), 0.0), 0.0)
+            return np.zeros(np.shape(points["tokens"]))
+        return np.nan_to_num(_decades_along(self.runs, points), nan=0.0)
 
     def summary_variables(self, posterior):
-        """The scaling law's (:meth:`bayescale.ScalingLaw.summary_variables`) and the
-        schedule term's ``anneal`` and ``anneal_slope``."""
+        """The scaling law's (:meth:`bayescale.ScalingLaw.summary_variables`), the schedule
+        term's ``anneal`` and ``anneal_slope`` and the run-length term's
+        ``length_curvature``."""
         base = super().summary_variables(posterior)
         return base.assign({name: posterior[name] for name in SCHEDULE_PARAMS})
 
     def describe(self) -> str:
         return (super().describe() + "; learning curves: a schedule term in the learning rate "
-                "not yet annealed, lr_left (anneal + anneal_slope log final tokens per parameter)")
+                "not yet annealed, lr_left (anneal + anneal_slope z), and a run-length term "
+                "length_curvature z^2 (z: log final tokens per parameter, centred)")
 
     def describe_short(self) -> str:
         return f"learning curves, law={self.law.name!r} offsets={list(self.offsets)}"
 
 
-def _schedule(xp, c0, c1, q, left, ratio):
+def _decades_along(fitted: pd.DataFrame, points) -> np.ndarray:
+    """``log10(tokens / last fitted tokens of the point's curve)``, at least 0; NaN for a
+    point whose curve ``fitted`` lacks."""
+    last = fitted.groupby(CURVE)["tokens"].max()
+    seen = pd.Series(np.asarray(points[CURVE]).astype(str)).map(last).to_numpy(dtype=float)
+    return np.maximum(np.log10(np.asarray(points["tokens"], dtype=float) / seen), 0.0)
+
+
+def _schedule(c0, c1, q, left, ratio):
     """``h (c0 + c1 z) + q z^2``, ``z = log(T/N) - m`` (``ratio``, already centred)."""
     return left * (c0 + c1 * ratio) + q * ratio**2
 
@@ -291,10 +297,11 @@ def final_losses(fit, runs: pd.DataFrame, *, prob: float = 0.9,
     draws = fit.predict(points, kind="new_run", random_seed=random_seed)["loss"].values
     draws = draws.reshape(-1, len(points))
     lo, mid, hi = np.quantile(draws, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
-    seen = points[CURVE].isin([str(c) for c in getattr(fit.model, "levels", {}).get(CURVE, [])])
     fitted = fit.runs
+    along = (_decades_along(fitted, points) if CURVE in fitted.columns
+             else np.full(len(points), np.nan))
     return points.rename(columns={"tokens": "final_tokens"}).assign(
-        seen=seen.to_numpy(), median=mid, lower=lo, upper=hi,
+        seen=np.isfinite(along), median=mid, lower=lo, upper=hi,
         decades_params=decades_past(fitted, "params", points["params"]),
         decades_tokens=decades_past(fitted, "tokens", points["tokens"]),
-        decades_along=fit.model._along(points) if seen.any() else 0.0)
+        decades_along=np.nan_to_num(along, nan=0.0))

@@ -10,7 +10,7 @@ import xarray as xr
 
 from bayescale.inference.intervals import interval
 from bayescale.model.points import check_budgets
-from bayescale.data.runs import add_shape_columns
+from bayescale.data.runs import add_shape_columns, plain
 
 __all__ = ["Recommendation", "recommend"]
 
@@ -99,11 +99,10 @@ def _levels(fit, prob: float) -> tuple[pd.DataFrame, dict]:
         stats = interval(offset, prob=prob)
         for i, level in enumerate(offset[col].values):
             row = stats.iloc[i]
-            rows.append({"column": col, "level": level.item() if hasattr(level, "item") else level,
+            rows.append({"column": col, "level": plain(level),
                          "p_best": p_best[i], "median": row["median"], "lower": row["lower"],
                          "upper": row["upper"]})
-        winner_level = offset[col].values[int(np.argmax(p_best))]
-        best[col] = winner_level.item() if hasattr(winner_level, "item") else winner_level
+        best[col] = plain(offset[col].values[int(np.argmax(p_best))])
     return pd.DataFrame(rows, columns=["column", "level", "p_best", "median", "lower", "upper"]), best
 
 

@@ -40,7 +40,7 @@ import pytensor.tensor as pt
 
 from bayescale.model import priors as _priors
 from bayescale.model.laws import Law, get_law
-from bayescale.data.runs import check_duplicates, check_positive_column, require_columns
+from bayescale.data.runs import check_duplicates, check_positive_column, plain, require_columns
 from bayescale.model.family import NOISES, Family
 from bayescale.model.fit import register
 from bayescale.model.points import points_table
@@ -210,7 +210,7 @@ class ScalingLaw(Family):
         return ScalingLawSpec(
             law=self.law.name, noise=self.noise, offsets=list(self.offsets),
             continuous=list(self.continuous),
-            levels={col: [_plain(v) for v in lv] for col, lv in self.levels.items()},
+            levels={col: [plain(v) for v in lv] for col, lv in self.levels.items()},
             centred_offsets=list(self.centred), priors=self.priors,
             user_priors=self.user_priors, log_reference=self.log_reference,
             flops_per_param_token=self.flops_per_param_token, discrepancy=self.discrepancy)
@@ -424,7 +424,7 @@ def _hyperparameter_columns(runs: pd.DataFrame, columns: object, argument: str,
             raise ValueError(f"{kind} {col!r} has missing values")
         if runs[col].nunique() < 2:
             raise ValueError(f"{kind} {col!r} has a single level "
-                             f"({_plain(runs[col].iloc[0])!r}); it needs at least 2 levels")
+                             f"({plain(runs[col].iloc[0])!r}); it needs at least 2 levels")
     return tuple(columns)
 
 
@@ -449,8 +449,4 @@ def _levels(series: pd.Series) -> list:
 
 def _run_coords(index: pd.Index) -> list:
     return index.tolist() if index.is_unique else list(range(len(index)))
-
-
-def _plain(value):
-    return value.item() if isinstance(value, np.generic) else value
 

@@ -376,15 +376,15 @@ def plot_curves(fit, curves, *, x: str = "tokens", run: str = "run", prob: float
     sizes = np.unique(curves["params"].to_numpy(dtype=float))
     norm = LogNorm(sizes.min(), sizes.max() if sizes.size > 1 else sizes.min() * 10)
     cmap = plt.get_cmap("viridis")
-    for _, one in curves.sort_values([run, x]).groupby(run, sort=False):
-        ax.plot(one[x], one["loss"], color=cmap(norm(one["params"].iloc[0])), lw=1, alpha=0.8)
     scheduled = {LR_LEFT, CURVE} <= set(curves.columns)
-    if scheduled:  # a learning-curves table: each run's fitted curve along its schedule
-        for _, one in curves.sort_values([run, x]).groupby(run, sort=False):
+    for _, one in curves.sort_values([run, x]).groupby(run, sort=False):
+        colour = cmap(norm(one["params"].iloc[0]))
+        ax.plot(one[x], one["loss"], color=colour, lw=1, alpha=0.8)
+        if scheduled:  # a learning-curves table: the run's fitted curve along its schedule
             loss = fit.predict(one[["params", "tokens", "final_tokens", LR_LEFT, CURVE]],
                                kind="mean")["loss"]
             ax.plot(one[x], np.median(loss.values.reshape(-1, len(one)), axis=0), ls="--",
-                    color=cmap(norm(one["params"].iloc[0])), lw=1.2)
+                    color=colour, lw=1.2)
     for size in ([] if scheduled else sizes):
         along = _law_path(curves[curves["params"] == size], x)
         tokens = along["tokens"].to_numpy(dtype=float)
