@@ -1,282 +1,372 @@
-"""Extrapolation on real sweeps: hold out the largest budgets, fit the rest, score the held-out runs.
+"""Out-of-study extrapolation: every bundled study's largest budgets held out, scored under
+defaults that never saw that study.
 
-Every bundled real sweep (Chinchilla, the OLMo ladder finals, the four training setups of the
-Porian et al. OWT2 sweep, the CS336 API grid with its hyperparameter model) is cut twice: the
-runs within 1 and within 2 decades of the largest budget are held out (CS336: 1 decade only;
-below 1e16 its grid has two budgets of mostly untrained runs). Each cut is scored for
+Studies (each scored as a whole; its sweeps and cuts pooled):
 
-- ``today``: the law taken as exact past the data (``discrepancy="off"``);
-- ``prior``: the discrepancy with the default scale prior alone;
-- ``backtest``: the discrepancy whose scale is learned from backtests inside the training
-  runs (``discrepancy="backtest"``);
-- ``huber``: the Huber L-BFGS fit of Hoffmann et al. with a 200-replicate bootstrap;
+- ``chinchilla``: the 245 Chinchilla runs, cut at 1 and 2 decades under the largest budget;
+- ``olmo``: the OLMo ladder finals, cut at 1 and 2 decades;
+- ``porian``: the four OWT2 training setups of Porian et al. (one study), cut at 1 and 2 decades;
+- ``cs336``: the CS336 API grid (its recipe's model: ``num_heads`` offsets; learning rate, batch
+  size and aspect ratio continuous) fitted whole, predicting a second user's answers of the same
+  API at 6e15-3e17 FLOPs (``../shared/data/cs336_api_2024_answers_b.csv``, not bundled);
+- ``gemstones``: the Gemstones ``cool_end`` runs, fitted below 1e20 FLOPs, predicting those at
+  3e20 and above.
 
-by coverage of 50% / 90% new-run intervals, median absolute relative error of the median,
-median relative width of the 90% interval and the 90% interval score (Gneiting & Raftery
-2007), in percent of the loss. The scale prior used on a sweep is the hierarchical population
-prior of the *other studies* (leave one study out; the four Porian setups are one study), so
-no sweep is scored with a prior learned from itself. The prior over all sweeps, the package
-default, is printed last. ``--sims N`` adds N data sets simulated from an exact law.
+Stage ``fit`` (slow: 2 x 1000 draws per fit) fits each split with the law taken as exact, runs
+the backtests inside its training runs, and caches the draws in ``benchmarks/cache/``. Stage
+``score`` (seconds to minutes) turns the cached draws into new-run intervals under each way of
+learning the discrepancy, **leaving the scored study out** of the population prior, and scores
+them: 50% / 90% coverage, median error of the median, median 90% width and the 90% interval
+score (Gneiting & Raftery 2007), in percent of the loss; per study and pooled. The Huber L-BFGS
+fit with a 200-replicate bootstrap is scored beside them. The allocation check compares the 90%
+interval of N* at each held-out budget that holds an isoFLOP profile with the optimum of a
+parabola in log N fitted to that budget's own runs (Porian's setups, Chinchilla).
 
-    python benchmarks/extrapolation.py [--draws 1000] [--chains 2] [--sims 5]
+    python benchmarks/extrapolation.py fit [--draws 1000] [--chains 2]
+    python benchmarks/extrapolation.py score [--plot benchmarks/extrapolation.png]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import time
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
 import bayescale as bs
 from bayescale.analysis.baselines import huber_lbfgs
+from bayescale.data.runs import add_shape_columns
 from bayescale.model import discrepancy as disc
 from bayescale.model.laws import get_law, log_mean
+from bayescale.model.terms import Discrepancy
 
-P = "porian2024_owt2"
+CACHE = Path(__file__).resolve().parent / "cache"
+SHARED = Path(os.environ.get("BAYESCALE_SHARED_DATA",
+                             Path(__file__).resolve().parents[2] / "shared" / "data"))
 CS336 = {"offsets": ["num_heads"], "continuous": ["learning_rate", "batch_size", "aspect_ratio"]}
-#: name -> (dataset, query, model options, study, cuts in decades)
-SWEEPS = {
-    "chinchilla": ("chinchilla", None, {}, "chinchilla", (1, 2)),
-    "olmo_ladder": ("olmo_ladder", None, {}, "olmo", (1, 2)),
-    **{f"porian_{h}_{w}_{d}": (P, f"hparams == '{h}' and warmup == '{w}' and decay == '{d}'",
-                               {}, "porian", (1, 2))
-       for h, w, d in [("base", "long", "kaplan"), ("base", "short", "chinchilla"),
-                       ("base", "short", "kaplan"), ("tuned", "short", "const")]},
-    "cs336_api": ("cs336_api_2024", "loss < 9.334", CS336, "cs336", (1,)),
-}
+PORIAN = [("base", "long", "kaplan"), ("base", "short", "chinchilla"),
+          ("base", "short", "kaplan"), ("tuned", "short", "const")]
 HUBER_GRID = {"e": [-1.0, 0.5, 1.0], "a": [0, 5, 10], "b": [0, 5, 10],
               "alpha": [0.2, 0.5], "beta": [0.2, 0.5]}
+KEEP = ["params", "tokens", "flops", "loss", "num_heads", "learning_rate", "batch_size",
+        "aspect_ratio"]
 
 
-def sweep_runs(name: str) -> tuple[pd.DataFrame, dict]:
-    dataset, query, options, _, _ = SWEEPS[name]
-    runs = bs.datasets.load(dataset)
-    runs = runs.query(query) if query else runs
-    keep = ["params", "tokens", "flops", "loss", *options.get("offsets", []),
-            *options.get("continuous", [])]
-    out = runs[keep].copy()
+# -- the studies -------------------------------------------------------------------------------
+def _table(runs: pd.DataFrame, mask=None) -> pd.DataFrame:
+    out = runs[mask] if mask is not None else runs
+    out = out[[c for c in KEEP if c in out.columns]].reset_index(drop=True)
     out.attrs = dict(runs.attrs)
-    return out, options
+    return out
 
 
-def split(runs: pd.DataFrame, cut: float):
-    below = runs["flops"] <= runs["flops"].max() / 10 ** cut * (1 + 1e-9)
-    return runs[below], runs[~below]
+def _by_cut(runs: pd.DataFrame, cut: float):
+    below = runs["flops"].to_numpy() <= runs["flops"].max() / 10 ** cut * (1 + 1e-9)
+    return _table(runs, below), _table(runs, ~below)
 
 
+def _cs336_answers() -> pd.DataFrame:
+    raw = pd.read_csv(SHARED / "cs336_api_2024_answers_b.csv")
+    raw = raw[raw["train_flops"] >= 3e15].reset_index(drop=True)
+    raw.insert(0, "params", 12.0 * raw["num_layers"] * raw["d_model"].astype(float) ** 2)
+    return add_shape_columns(bs.prepare(raw, params="params", flops="train_flops", loss="loss"))
+
+
+def splits() -> dict[str, tuple[str, dict, pd.DataFrame, pd.DataFrame]]:
+    """name -> (study, model options, training runs, held-out runs)."""
+    out = {}
+    for name, study in (("chinchilla", "chinchilla"), ("olmo_ladder", "olmo")):
+        runs = bs.datasets.load(name)
+        for cut in (1, 2):
+            out[f"{name}@{cut}"] = (study, {}, *_by_cut(runs, cut))
+    porian = bs.datasets.load("porian2024_owt2")
+    for h, w, d in PORIAN:
+        setup = porian[(porian["hparams"] == h) & (porian["warmup"] == w) & (porian["decay"] == d)]
+        for cut in (1, 2):
+            out[f"porian_{h}_{w}_{d}@{cut}"] = ("porian", {}, *_by_cut(setup, cut))
+    grid = bs.datasets.load("cs336_api_2024")
+    out["cs336@answers"] = ("cs336", CS336, _table(grid, grid["loss"] < 9.334),
+                            _table(_cs336_answers()))
+    gem = bs.datasets.load("gemstones_cool_end")
+    out["gemstones@1e20"] = ("gemstones", {}, _table(gem, gem["flops"] < 1e20),
+                             _table(gem, gem["flops"] >= 3e20))
+    return out
+
+
+# -- stage 1: fits, cached ---------------------------------------------------------------------
 def quiet_fit(model, args, seed=0):
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", bs.SamplerWarning)
         fit = model.fit(draws=args.draws, tune=args.draws, chains=args.chains,
                         random_seed=seed, progressbar=False,
                         target_accept=0.95 if model.continuous else 0.9)
-    return fit, len([w for w in caught if issubclass(w.category, bs.SamplerWarning)])
+    return fit, sum(issubclass(w.category, bs.SamplerWarning) for w in caught)
 
 
-RUNS: list[pd.DataFrame] = []  # one row per held-out run and method (the coverage plot)
+def _flat(values: np.ndarray) -> np.ndarray:
+    return values.reshape(-1, *values.shape[2:])
 
 
-def score(log_pred: np.ndarray, y: np.ndarray, distance=None, method: str = "") -> dict:
+def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame, args) -> dict:
+    """The law-exact fit of ``train``: its new-run draws at ``test`` and its inner backtests."""
+    model = bs.ScalingLaw(train, law="chinchilla", discrepancy="off", **options)
+    fit, warned = quiet_fit(model, args)
+    post, rng = fit.posterior, np.random.default_rng(0)
+    log_mu = model.log_mean_draws(post, test, rng)
+    noise = model.noise_draws(post, log_mu.shape, rng)
+    sigma, nu = model.noise_parameters(post)
+    out = {"log_mu": _flat(log_mu), "noise": _flat(noise), "sigma": sigma.reshape(-1),
+           "nu": (np.full(sigma.size, np.nan) if nu is None else nu.reshape(-1)),
+           **{k: post[k].values.reshape(-1) for k in ("E", "A", "B", "alpha", "beta")},
+           "max_r_hat": float(fit.diagnostics()["max_r_hat"]), "warned": warned}
+    flops = train["flops"].to_numpy()
+    for j, cut in enumerate(disc.BACKTEST_CUTS):
+        below = flops <= flops.max() / 10 ** cut * (1 + 1e-9)
+        if np.unique(flops[below]).size < disc.MIN_BUDGETS or below.all():
+            continue
+        sub = model.with_runs(_table(train, below))
+        sub_fit, _ = quiet_fit(sub, args, seed=1 + j)
+        b = disc.backtest_from_fit(sub, sub_fit, _table(train, ~below), cut, 0)
+        out |= {f"bt{j}_below": below, f"bt{j}_log_mu": b.log_mu, f"bt{j}_sigma": b.sigma,
+                f"bt{j}_nu": np.full(b.sigma.size, np.nan) if b.nu is None else b.nu}
+    h = huber_lbfgs(train, grid=HUBER_GRID, bootstrap=200, random_seed=0)
+    law = get_law("chinchilla")
+    theta = {k: h.bootstrap_draws[k].to_numpy()[:, None] for k in ("E", "A", "B", "alpha", "beta")}
+    out["huber"] = log_mean(law, theta, {x: test[x].to_numpy(float)[None, :] for x in law.inputs})
+    return out
+
+
+def stage_fit(args) -> None:
+    CACHE.mkdir(exist_ok=True)
+    for name, (study, options, train, test) in splits().items():
+        path = CACHE / f"{name}.npz"
+        if path.exists() and not args.refit:
+            continue
+        t0 = time.time()
+        out = fit_split(name, options, train, test, args)
+        np.savez_compressed(path, **{k: np.asarray(v) for k, v in out.items()})
+        print(f"  {name}: {len(train)} -> {len(test)} runs, {time.time() - t0:.0f} s, max R-hat "
+              f"{out['max_r_hat']:.3f}, sampler warnings {out['warned']}", flush=True)
+
+
+def load_cache(name: str) -> dict:
+    with np.load(CACHE / f"{name}.npz", allow_pickle=False) as f:
+        return {k: f[k] for k in f.files}
+
+
+# -- stage 2: the discrepancy's variants, scored ------------------------------------------------
+def _columns(options: dict, table: pd.DataFrame) -> tuple[str, ...]:
+    cols = [c for c in ("params", "tokens", "flops") if c in table.columns]
+    return (*cols, *options.get("continuous", []))
+
+
+def farthest_coordinate(points: pd.DataFrame, runs: pd.DataFrame, columns) -> np.ndarray:
+    """bayescale 0.2's distance: decades outside the runs' range in the farthest column."""
+    d = np.zeros(len(points))
+    for c in columns:
+        x, lo, hi = (np.log10(v) for v in (points[c].to_numpy(float), runs[c].min(), runs[c].max()))
+        d = np.maximum(d, np.maximum(x - hi, 0) + np.maximum(lo - x, 0))
+    return d
+
+
+def nearest_run(points: pd.DataFrame, runs: pd.DataFrame, columns) -> np.ndarray:
+    """The package's distance: decades from the nearest run, jointly in the columns."""
+    term = Discrepancy(tuple(columns))
+    return np.asarray(term.distance(points, term.ranges(runs)), float)
+
+
+def _nan_none(nu: np.ndarray):
+    return None if np.isnan(nu).all() else nu
+
+
+def backtests_of(name, cached, train, options, metric) -> list[disc.Backtest]:
+    """The inner backtests of a split, their distances under ``metric``."""
+    out = []
+    for j, cut in enumerate(disc.BACKTEST_CUTS):
+        if f"bt{j}_below" not in cached:
+            continue
+        below = cached[f"bt{j}_below"]
+        sub, held = _table(train, below), _table(train, ~below)
+        out.append(disc.Backtest(cut=cut, log_loss=np.log(held["loss"].to_numpy(float)),
+                                 log_mu=cached[f"bt{j}_log_mu"], sigma=cached[f"bt{j}_sigma"],
+                                 nu=_nan_none(cached[f"bt{j}_nu"]),
+                                 distance=metric(held, sub, _columns(options, train))))
+    return out
+
+
+def population_backtest(cached, train, test, options, metric) -> disc.Backtest:
+    keep = np.random.default_rng(0).choice(len(cached["sigma"]), disc.KEPT_DRAWS, replace=False)
+    return disc.Backtest(cut=0.0, log_loss=np.log(test["loss"].to_numpy(float)),
+                         log_mu=cached["log_mu"][keep], sigma=cached["sigma"][keep],
+                         nu=_nan_none(cached["nu"][keep]),
+                         distance=metric(test, train, _columns(options, train)))
+
+
+#: name -> (distance, shared fraction of the misfit in the backtests' likelihood, bias learned)
+VARIANTS = {
+    "today": (farthest_coordinate, 0.0, False),
+    "nearest": (nearest_run, 0.0, False),
+    "nearest+shared": (nearest_run, 1.0, False),
+    "nearest+bias": (nearest_run, 0.0, True),
+    "nearest+shared+bias": (nearest_run, 1.0, True),
+    "nearest+half+bias": (nearest_run, 0.5, True),
+}
+
+
+def score(log_pred: np.ndarray, y: np.ndarray) -> dict:
     """Scores of predictive draws (draws x runs, log loss) against observed log losses y."""
     loss = np.exp(y)
-    row, inside = {}, {}
+    row = {}
     for p in (0.5, 0.9):
         lo, hi = np.exp(np.quantile(log_pred, [(1 - p) / 2, (1 + p) / 2], axis=0))
-        inside[p] = (loss >= lo) & (loss <= hi)
-        row[f"cov{round(p * 100)}"] = float(np.mean(inside[p]))
+        row[f"in{round(p * 100)}"] = int(np.sum((loss >= lo) & (loss <= hi)))
     penalty = 20 * ((lo - loss) * (loss < lo) + (loss - hi) * (loss > hi))
-    row["interval_score_%"] = float(100 * np.mean((hi - lo + penalty) / loss))
-    row["width90_%"] = float(100 * np.median((hi - lo) / loss))
-    row["error_%"] = float(100 * np.median(np.abs(np.exp(np.median(log_pred, 0)) / loss - 1)))
-    if distance is not None:
-        RUNS.append(pd.DataFrame({"method": method, "decades": distance,
-                                  "in50": inside[0.5], "in90": inside[0.9]}))
+    median = np.exp(np.median(log_pred, 0))
+    row |= {"n": len(y), "score_sum": float(100 * np.sum((hi - lo + penalty) / loss)),
+            "width90_%": float(100 * np.median((hi - lo) / loss)),
+            "error_%": float(100 * np.median(np.abs(median / loss - 1))),
+            "below_median": int(np.sum(loss < median))}
     return row
 
 
-def predictive(model, post, table, rng) -> np.ndarray:
-    """New-run log-loss draws (draws x points) of ``model`` from posterior ``post``."""
-    log_mu = model.log_mean_draws(post, table, rng)
-    return (log_mu + model.noise_draws(post, log_mu.shape, rng)).reshape(-1, len(table))
-
-
-def huber_draws(train, test, seed) -> np.ndarray:
-    h = huber_lbfgs(train, grid=HUBER_GRID, bootstrap=200, random_seed=seed)
-    law = get_law("chinchilla")
-    theta = {k: h.bootstrap_draws[k].to_numpy()[:, None] for k in ("E", "A", "B", "alpha", "beta")}
-    return log_mean(law, theta, {x: test[x].to_numpy(float)[None, :] for x in law.inputs})
-
-
-def stage_today(args) -> tuple[list[dict], dict]:
-    """Fit every cut with the law taken as exact; keep each as a backtest of its sweep."""
-    rows, groups = [], {}
-    for name, (_, _, _, study, cuts) in SWEEPS.items():
-        runs, options = sweep_runs(name)
-        for cut in cuts:
-            train, test = split(runs, cut)
-            t0 = time.time()
-            model = bs.ScalingLaw(train, law="chinchilla", discrepancy="off", **options)
-            fit, warned = quiet_fit(model, args)
-            term = model.discrepancy_term
-            d = term.distance(test, term.ranges(train))
-            y = np.log(test["loss"].to_numpy())
-            base = dict(sweep=name, study=study, cut=cut, n_train=len(train), n_test=len(test),
-                        decades=float(np.median(d)))
-            rows.append(base | {"method": "today", "seconds": time.time() - t0,
-                                "max_r_hat": fit.diagnostics()["max_r_hat"]}
-                        | score(predictive(model, fit.posterior, test, np.random.default_rng(0)),
-                                y, d, "today"))
-            rows.append(base | {"method": "huber"}
-                        | score(huber_draws(train, test, 0), y, d, "huber"))
-            groups.setdefault(name, []).append(disc.backtest_from_fit(model, fit, test, cut, 0))
-            print(f"  today {name} cut {cut}: {len(train)} -> {len(test)} runs, "
-                  f"{time.time() - t0:.0f} s, sampler warnings {warned}", flush=True)
-    return rows, groups
-
-
-def stage_discrepancy(args, priors: dict) -> list[dict]:
-    """Fit every cut with the discrepancy learned by backtests under the study's prior."""
+def run_variant(label, metric, shared, bias, table, args) -> list[dict]:
+    groups = {n: [population_backtest(load_cache(n), tr, te, o, metric)]
+              for n, (_, o, tr, te) in table.items()}
+    priors = {}
+    for study in sorted({s for s, *_ in table.values()}):
+        others = {n: g for n, g in groups.items() if table[n][0] != study}
+        priors[study] = disc.population_prior(others, draws=args.draws, chains=2, shared=shared,
+                                              bias=bias)
+    priors["all"] = disc.population_prior(groups, draws=args.draws, chains=2, shared=shared,
+                                          bias=bias)
     rows = []
-    for name, (_, _, _, study, cuts) in SWEEPS.items():
-        runs, options = sweep_runs(name)
-        for cut in cuts:
-            train, test = split(runs, cut)
-            t0 = time.time()
-            model = bs.ScalingLaw(train, law="chinchilla", discrepancy="backtest",
-                                  priors={"discrepancy_scale": priors[study]}, **options)
-            fit, warned = quiet_fit(model, args)
-            d = model.discrepancy_term.distance(test, model.discrepancy_term.ranges(train))
-            y = np.log(test["loss"].to_numpy())
-            base = dict(sweep=name, study=study, cut=cut, n_train=len(train), n_test=len(test))
-            scale = float(fit.posterior["discrepancy_scale"].median())
-            cuts_used = sorted(set(fit.idata["backtests"]["cut_decades"].values.tolist()))
-            rows.append(base | {"method": "backtest", "seconds": time.time() - t0,
-                                "scale": scale, "backtests": len(cuts_used)}
-                        | score(predictive(model, fit.posterior, test, np.random.default_rng(0)),
-                                y, d, "backtest"))
-            prior = disc.learn_scale([], priors[study], chains=args.chains, draws=args.draws,
-                                     tune=0, seed=1)
-            post = fit.posterior.assign(discrepancy_scale=(("chain", "draw"), prior))
-            rows.append(base | {"method": "prior", "scale": float(np.median(prior))}
-                        | score(predictive(model, post, test, np.random.default_rng(0)),
-                                y, d, "prior"))
-            print(f"  discrepancy {name} cut {cut}: scale {scale:.4f} from {len(cuts_used)} "
-                  f"backtests, {time.time() - t0:.0f} s, sampler warnings {warned}", flush=True)
+    for name, (study, options, train, test) in table.items():
+        cached = load_cache(name)
+        inner = backtests_of(name, cached, train, options, metric)
+        learned = disc.learn_discrepancy(inner, priors[study], chains=2,
+                                         draws=len(cached["sigma"]) // 2, tune=args.draws,
+                                         seed=7, shared=shared)
+        scale = learned["discrepancy_scale"].reshape(-1)
+        b = learned.get("discrepancy_bias", np.zeros((1, 1))).reshape(-1)
+        z = np.random.default_rng(11).standard_normal(scale.size)
+        d = metric(test, train, _columns(options, train))
+        pred = cached["log_mu"] + cached["noise"] + (b + scale * z)[:, None] * d[None, :]
+        rows.append({"variant": label, "split": name, "study": study,
+                     "prior_median": float(np.exp(priors[study]["discrepancy_scale"]["mu"])),
+                     "scale": float(np.median(scale)), "bias": float(np.median(b)),
+                     "decades": float(np.median(d))}
+                    | score(pred, np.log(test["loss"].to_numpy(float))))
+    print(f"  {label}: priors " + "; ".join(f"{k} {json.dumps(v)}" for k, v in priors.items()),
+          flush=True)
     return rows
 
 
-def leave_one_study_out(groups: dict, args) -> dict:
-    """The population prior of each study's scale from the other studies' backtests."""
-    priors = {}
-    for study in sorted({s[3] for s in SWEEPS.values()}):
-        others = {n: g for n, g in groups.items() if SWEEPS[n][3] != study}
-        priors[study] = disc.population_prior(others, draws=args.draws, chains=args.chains)
-        print(f"  prior without {study}: {_fmt(priors[study])}", flush=True)
-    priors["all"] = disc.population_prior(groups, draws=args.draws, chains=args.chains)
-    return priors
-
-
-def _fmt(prior: dict) -> str:
-    return (f"LogNormal(mu={prior['mu']:.3f}, sigma={prior['sigma']:.3f}): median "
-            f"{np.exp(prior['mu']):.4f} per decade")
-
-
-def pooled(table: pd.DataFrame) -> pd.DataFrame:
-    rows = {}
-    for method, g in table.groupby("method"):
-        w = g["n_test"]
-        rows[method] = {"pooled cov50": np.average(g["cov50"], weights=w),
-                        "pooled cov90": np.average(g["cov90"], weights=w),
-                        "min cov90": g["cov90"].min(), "min cov50": g["cov50"].min(),
-                        "max cov50": g["cov50"].max(),
-                        "median error %": g["error_%"].median(),
-                        "mean interval score %": g["interval_score_%"].mean()}
-    return pd.DataFrame(rows).T
-
-
-def coverage_plot(runs: pd.DataFrame, path: str) -> None:
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
-    bins = np.array([0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 10.0])
-    for ax, p in zip(axes, (50, 90)):
-        for method, g in runs.groupby("method"):
-            which = np.digitize(g["decades"], bins)
-            agg = g.groupby(which).agg(x=("decades", "median"), cov=(f"in{p}", "mean"))
-            ax.plot(agg["x"], agg["cov"], "o-", label=method)
-        ax.axhline(p / 100, color="k", lw=0.8, ls="--")
-        ax.set_xlabel("decades past the training runs (binned)")
-        ax.set_title(f"{p}% new-run intervals, all sweeps and cuts")
-    axes[0].set_ylabel("coverage of held-out runs")
-    axes[0].legend()
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
-
-
-def simulated(args, prior: dict) -> pd.DataFrame:
-    """Exact-law data sets (the calibration design and truth): widths at 10x and 100x."""
-    from bayescale.analysis.calibration import REFERENCE_TRUTHS, default_design
-    truth = REFERENCE_TRUTHS["chinchilla"]
-    law = get_law("chinchilla")
-    design = default_design("chinchilla")
-    top = 6.0 * float((design["params"] * design["tokens"]).max())
-    targets = np.array([10 * top, 100 * top])
-    true_loss = law.optimum({k: np.asarray(truth[k]) for k in law.params}, targets)["loss_opt"]
+def baselines(table) -> list[dict]:
     rows = []
-    for i in range(args.sims):
-        rng = np.random.default_rng(100 + i)
-        runs = design.copy()
-        log_mu = log_mean(law, truth, {x: runs[x].to_numpy() for x in law.inputs})
-        runs["loss"] = np.exp(log_mu + truth["sigma"] * rng.standard_t(truth["nu"], len(runs)))
-        for mode in ("off", "backtest"):
-            model = bs.ScalingLaw(runs, law="chinchilla", discrepancy=mode,
-                                  **({"priors": {"discrepancy_scale": prior}}
-                                     if mode != "off" else {}))
-            fit, _ = quiet_fit(model, args, seed=i)
-            opt = fit.optimal(targets, random_seed=0)["loss_opt"].values.reshape(-1, 2)
-            lo, hi = np.quantile(opt, [0.05, 0.95], axis=0)
-            for j, m in enumerate((10, 100)):
-                rows.append({"dataset": i, "mode": mode, "multiple": m,
-                             "width90": hi[j] - lo[j],
-                             "covered": bool(lo[j] <= true_loss[j] <= hi[j])})
-    table = pd.DataFrame(rows)
-    wide = table.pivot_table(index=["dataset", "multiple"], columns="mode", values="width90")
-    wide["ratio"] = wide["backtest"] / wide["off"]
-    print(wide.round(4).to_string())
-    print(table.groupby(["mode", "multiple"])["covered"].mean().to_string())
-    return wide
+    for name, (study, options, train, test) in table.items():
+        cached = load_cache(name)
+        y = np.log(test["loss"].to_numpy(float))
+        rows.append({"variant": "law exact", "split": name, "study": study}
+                    | score(cached["log_mu"] + cached["noise"], y))
+        rows.append({"variant": "huber", "split": name, "study": study}
+                    | score(cached["huber"], y))
+    return rows
+
+
+def summarise(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
+    g = rows.groupby(by)
+    out = pd.DataFrame({"runs": g["n"].sum(), "cov50": g["in50"].sum() / g["n"].sum(),
+                        "cov90": g["in90"].sum() / g["n"].sum(),
+                        "interval_score_%": g["score_sum"].sum() / g["n"].sum(),
+                        "median_error_%": g["error_%"].median(),
+                        "width90_%": g["width90_%"].median(),
+                        "below_median": g["below_median"].sum() / g["n"].sum()})
+    return out
+
+
+# -- the allocation ----------------------------------------------------------------------------
+#: Chinchilla's isoFLOP budgets (Hoffmann et al. 2022, approach 2); the digitised runs' FLOPs
+#: scatter about them.
+CHINCHILLA_BUDGETS = np.array([6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21])
+
+
+def measured_optima(test: pd.DataFrame, budgets=None, min_runs: int = 5) -> pd.DataFrame:
+    """Per held-out budget with an isoFLOP profile: N* of a parabola in log N of the loss,
+    kept only where the parabola opens upward and its minimum lies inside the sizes run.
+    ``budgets``: the profiles' nominal budgets (each run joins the nearest within 0.12
+    decades); None: runs of equal FLOPs (to 0.01 decades) form a profile."""
+    rows = []
+    log_c = np.log10(test["flops"].to_numpy(float))
+    if budgets is None:
+        budget = np.round(log_c, 2)
+    else:
+        near = np.abs(log_c[:, None] - np.log10(budgets)[None, :])
+        budget = np.where(near.min(1) < 0.12, np.log10(budgets)[near.argmin(1)], np.nan)
+    for b, g in test.groupby(budget):
+        if len(g) < min_runs:
+            continue
+        x = np.log(g["params"].to_numpy(float))
+        c2, c1, _ = np.polyfit(x, g["loss"].to_numpy(float), 2)
+        x_opt = -c1 / (2 * c2)
+        if c2 > 0 and x.min() < x_opt < x.max():
+            rows.append({"flops": float(10 ** b), "params_opt": float(np.exp(x_opt))})
+    return pd.DataFrame(rows, columns=["flops", "params_opt"])
+
+
+def allocation(table) -> pd.DataFrame:
+    law, rows = get_law("chinchilla"), []
+    for name, (study, _, _, test) in table.items():
+        if study not in ("porian", "chinchilla"):
+            continue
+        cached = load_cache(name)
+        measured = measured_optima(test, CHINCHILLA_BUDGETS if study == "chinchilla" else None)
+        if measured.empty:
+            continue
+        theta = {k: cached[k][:, None] for k in ("E", "A", "B", "alpha", "beta")}
+        opt = law.optimum(theta, measured["flops"].to_numpy())["params_opt"]
+        lo, hi = np.quantile(opt, [0.05, 0.95], axis=0)
+        true = measured["params_opt"].to_numpy()
+        rows += [{"split": name, "flops": f, "measured": t, "lower": a, "upper": b,
+                  "inside": bool(a <= t <= b), "decades_off": float(np.log10(np.median(o) / t))}
+                 for f, t, a, b, o in zip(measured["flops"], true, lo, hi, opt.T)]
+    return pd.DataFrame(rows)
+
+
+def stage_score(args) -> None:
+    table = {k: v for k, v in splits().items() if not args.studies or v[0] in args.studies}
+    rows = baselines(table)
+    for label in args.variants:
+        rows += run_variant(label, *VARIANTS[label], table, args)
+    rows = pd.DataFrame(rows)
+    rows.to_csv(CACHE / f"scores_{'_'.join(args.variants)}.csv", index=False)
+    with pd.option_context("display.width", 250, "display.max_columns", 30,
+                           "display.float_format", "{:.3f}".format):
+        print(rows.drop(columns=["score_sum"]).to_string(index=False))
+        print(summarise(rows, ["variant", "study"]).to_string())
+        print(summarise(rows, ["variant"]).to_string())
+        alloc = allocation(table)
+        if len(alloc):
+            print(alloc.to_string(index=False))
+            print("N* inside its 90% interval:\n", alloc.groupby(
+                alloc["split"].str.split("@").str[0])["inside"].agg(["sum", "count"]).to_string())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("stage", choices=["fit", "score"])
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=2)
-    parser.add_argument("--sims", type=int, default=0)
-    parser.add_argument("--plot", default="benchmarks/extrapolation.png")
+    parser.add_argument("--refit", action="store_true")
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
+    parser.add_argument("--studies", nargs="+", default=None,
+                        help="score only these studies (a quick check; priors from the rest)")
     args = parser.parse_args()
-    print("the law taken as exact, and the Huber bootstrap:")
-    rows, groups = stage_today(args)
-    print("population priors of the discrepancy scale (leave one study out):")
-    priors = leave_one_study_out(groups, args)
-    print("the discrepancy learned by backtests:")
-    rows += stage_discrepancy(args, priors)
-    table = pd.DataFrame(rows)
-    show = ["sweep", "cut", "method", "n_test", "cov50", "cov90", "error_%", "width90_%",
-            "interval_score_%", "scale"]
-    with pd.option_context("display.width", 250, "display.max_columns", 30,
-                           "display.float_format", "{:.3f}".format):
-        print(table[show].sort_values(["sweep", "cut", "method"]).to_string(index=False))
-        print(pooled(table).to_string())
-    coverage_plot(pd.concat(RUNS, ignore_index=True), args.plot)
-    print(f"coverage plot: {args.plot}")
-    print(f"default prior (all sweeps): {priors['all']}  {_fmt(priors['all'])}")
-    if args.sims:
-        simulated(args, priors["all"])
+    (stage_fit if args.stage == "fit" else stage_score)(args)
 
 
 if __name__ == "__main__":

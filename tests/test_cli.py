@@ -136,13 +136,14 @@ def test_predict_points_csv(tmp_path, capsys, chinchilla_fit):
     assert list(table.columns) == ["params", "tokens", "loss", "loss_lower", "loss_upper"]
     assert (table["loss_lower"] < table["loss"]).all() and (table["loss"] < table["loss_upper"]).all()
     # the mean law at 70B x 1.4T, computed from the posterior by hand
-    # times exp(s * past * z), past = decades beyond the runs in the farthest of N, D, C
+    # times exp(past * (b + s z)), past = decades from the nearest run, jointly in N, D, C
     post, runs = chinchilla_fit.posterior, chinchilla_fit.runs
-    past = max(np.log10(7e10 / runs["params"].max()), np.log10(1.4e12 / runs["tokens"].max()),
-               np.log10(6 * 7e10 * 1.4e12 / runs["flops"].max()), 0.0)
+    past = min(max(abs(np.log10(7e10 / r.params)), abs(np.log10(1.4e12 / r.tokens)),
+                   abs(np.log10(6 * 7e10 * 1.4e12 / r.flops))) for r in runs.itertuples())
     by_hand = ((post["E"] + post["A"] * 7e10 ** -post["alpha"]
                 + post["B"] * 1.4e12 ** -post["beta"])
-               * np.exp(post["discrepancy_scale"] * past * post["discrepancy_z"])).median()
+               * np.exp(past * (post["discrepancy_bias"]
+                                + post["discrepancy_scale"] * post["discrepancy_z"]))).median()
     assert table.loc[0, "loss"] == pytest.approx(float(by_hand), rel=1e-9)
     (tmp_path / "bad.csv").write_text("params,tokens\n7e10,-1\n")
     line = _one_line_error(["predict", str(path), "--points", str(tmp_path / "bad.csv")], capsys)

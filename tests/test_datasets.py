@@ -34,6 +34,8 @@ EXPECTED = {
                            "Apache-2.0"),
     "porian2024_owt2": ("porian2024_owt2.csv", 468,
                         "formll/resolving-scaling-law-discrepancies @ 0dc60d91", "none stated"),
+    "gemstones_cool_end": ("gemstones_mcleish2025.csv", 199,
+                           "mcleish7/gemstone-scaling-laws @ 5f420478", "MIT"),
 }
 
 
@@ -141,3 +143,11 @@ def test_porian_sweep_has_its_four_setups_and_twelve_doubling_budgets(loaded):
     budgets = np.unique(runs["flops"])
     np.testing.assert_allclose(budgets, 1.25e16 * 2.0 ** np.arange(12), rtol=1e-9)
     np.testing.assert_allclose(runs["flops"], 6 * runs["params"] * runs["tokens"], rtol=1e-6)
+
+
+def test_gemstones_cool_end_values(loaded):
+    raw = pd.read_csv(RAW / "gemstones_mcleish2025.csv")
+    raw = raw[raw["variant"] == "cool_end"]
+    runs = loaded["gemstones_cool_end"]
+    assert_canonical(runs, raw["params"], raw["tokens"], raw["flops"], raw["loss"])
+    assert runs["shape"].nunique() == 20 and "variant" not in runs.columns

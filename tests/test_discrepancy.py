@@ -11,14 +11,16 @@ from bayescale.model import discrepancy as disc
 from bayescale.model.terms import Discrepancy
 
 
-def test_distance_is_decades_outside_the_range_in_the_farthest_column():
+def test_distance_is_decades_from_the_nearest_run_jointly():
     runs = pd.DataFrame({"flops": [1e18, 1e20], "params": [1e8, 1e9]})
     term = Discrepancy(("flops", "params"))
     ranges = term.ranges(runs)
-    points = pd.DataFrame({"flops": [1e19, 1e21, 1e23, 1e19, 1e17],
-                           "params": [5e8, 1e9, 1e10, 1e11, 1e8]})
-    # inside; 1 decade past in C; 3 in C (1 in N); 2 in N; 1 below the smallest run
-    np.testing.assert_allclose(term.distance(points, ranges), [0, 1, 3, 2, 1], atol=1e-12)
+    points = pd.DataFrame({"flops": [1e20, 1e19, 1e21, 1e23, 1e19, 1e17, 1e18],
+                           "params": [1e9, 5e8, 1e9, 1e10, 1e11, 1e8, 1e9]})
+    # at a run; between the two runs (1 decade in C from each); 1 decade past in C; 3 in C
+    # (1 in N); 2 in N; 1 below the smallest run; the smallest budget at the largest size:
+    # inside both ranges taken one at a time, but 1 decade from either run
+    np.testing.assert_allclose(term.distance(points, ranges), [0, 1, 1, 3, 2, 1, 1], atol=1e-12)
     # a column the points lack does not count; arrays of any shape are accepted
     assert term.distance({"flops": np.array([[1e22]])}, ranges).shape == (1, 1)
     assert term.distance({"tokens": [1e30]}, ranges) == 0.0
@@ -47,8 +49,9 @@ def test_prior_mode_leaves_the_runs_alone_and_widens_past_them(chinchilla_fit, c
     a = model.log_mean_draws(fit.posterior, far, rng()).reshape(-1, 2)
     b = model.log_mean_draws(_without_scale(fit), far, rng()).reshape(-1, 2)
     assert (d > 0.9).all()
-    # what is added is s * d * z: z standard normal, one per draw (shared by the points)
-    z = (a - b) / (fit.posterior["discrepancy_scale"].values.reshape(-1, 1) * d)
+    # what is added is d * (bias + s * z): z standard normal, one per draw (shared by the points)
+    bias = fit.posterior["discrepancy_bias"].values.reshape(-1, 1)
+    z = ((a - b) / d - bias) / fit.posterior["discrepancy_scale"].values.reshape(-1, 1)
     np.testing.assert_allclose(z, np.repeat(fit.posterior["discrepancy_z"].values.reshape(-1, 1),
                                             2, axis=1), rtol=1e-9)
     assert abs(z[:, 0].std() - 1) < 0.12 and abs(z[:, 0].mean()) < 0.15  # 400 draws
@@ -72,9 +75,45 @@ def test_the_scale_model_recovers_a_known_drift():
     backtest = disc.Backtest(cut=1.0, log_loss=y, log_mu=mu, sigma=np.full(draws, 0.002),
                              nu=np.full(draws, 30.0), distance=d)
     scale = disc.learn_scale([backtest], disc.DEFAULT_SCALE_PRIOR, chains=2, draws=300,
-                             tune=300, seed=1)
+                             tune=300, seed=1, shared=0.0)
     assert scale.shape == (2, 300)
     assert 0.026 < np.median(scale) < 0.034  # sd of the estimate ~ 0.03 / sqrt(2 n)
+
+
+def test_a_shared_bend_is_one_observation_per_backtest():
+    """60 backtests of 30 runs, each backtest's runs bent by one shared s d z (s = 0.03):
+    read as shared, the scale is recovered; read as independent, the 30 runs of a backtest
+    would count 30 times and the scale would be pinned just as tightly whatever it is."""
+    rng = np.random.default_rng(4)
+    backtests = []
+    for _ in range(60):
+        d = rng.uniform(0.2, 1.5, 30)
+        y = 0.03 * d * rng.standard_normal() + 0.002 * rng.standard_normal(30)
+        backtests.append(disc.Backtest(cut=1.0, log_loss=y, log_mu=np.zeros((20, 30)),
+                                       sigma=np.full(20, 0.002), nu=None, distance=d))
+    scale = disc.learn_scale(backtests, disc.DEFAULT_SCALE_PRIOR, chains=2, draws=300,
+                             tune=300, seed=1, shared=1.0)
+    # 60 observations of s |z|: sd of log s about 1 / sqrt(2 * 60) = 0.09
+    assert abs(np.log(np.median(scale) / 0.03)) < 0.25
+
+
+@pytest.mark.parametrize("shared", [0.0, 0.4, 1.0])
+def test_the_shared_bend_integrates_to_the_multivariate_normal(shared):
+    """Normal noise: the runs of a backtest are jointly Normal, covariance diag(v + sigma^2 +
+    (1 - shared)(s d)^2) + shared (s d)(s d)^T; 80 runs pin z tightly (adaptive nodes)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(2)
+    n, s, sigma = 80, 0.04, 0.003
+    d = rng.uniform(0.1, 2.0, n)
+    mu = rng.normal(0, 0.002, (50, n))
+    y = s * d * (0.8 + rng.standard_normal(n) * np.sqrt(1 - shared)) + sigma * rng.standard_normal(n)
+    backtest = disc.Backtest(cut=1.0, log_loss=y, log_mu=mu, sigma=np.full(50, sigma), nu=None,
+                             distance=d)
+    u = s * d
+    cov = np.diag(mu.var(0) + sigma ** 2 + (1 - shared) * u ** 2) + shared * np.outer(u, u)
+    want = stats.multivariate_normal(mu.mean(0), cov).logpdf(y)
+    assert float(disc._log_predictive(backtest, s, shared).eval()) == pytest.approx(want, abs=1e-6)
 
 
 def test_without_backtests_the_scale_is_drawn_from_its_prior():

@@ -111,7 +111,8 @@ def test_attrs_carry_spec_law_and_version(chinchilla_fit):
 # -- summary ---------------------------------------------------------------------------------
 def test_summary_rows_columns_and_values(chinchilla_fit):
     table = chinchilla_fit.summary(prob=0.8)
-    assert list(table.index) == [*LAW_PARAMS, "sigma", "nu", "discrepancy_scale"]
+    assert list(table.index) == [*LAW_PARAMS, "sigma", "nu", "discrepancy_scale",
+                                 "discrepancy_bias"]
     assert list(table.columns) == ["mean", "sd", "median", "lower", "upper",
                                    "r_hat", "ess_bulk", "ess_tail"]
     for name in table.index:
@@ -135,12 +136,15 @@ def test_predict_mean_is_the_chinchilla_formula(chinchilla_fit, tiny):
     f = chinchilla_fit
     expected = (draws(f, "E") + draws(f, "A") * n ** -draws(f, "alpha")
                 + draws(f, "B") * d ** -draws(f, "beta"))
-    # times exp(s * past * z): past = decades beyond the runs in the farthest of N, D, C
+    # times exp(past * (b + s z)): past = decades from the nearest run, jointly in N, D, C
+    # (the largest coordinate's difference, minimised over runs; brute force here)
     runs = f.runs
-    past = np.maximum.reduce([np.maximum(np.log10(x / runs[col].max()), 0) for col, x in
-                              (("params", n), ("tokens", d), ("flops", c))])
-    assert past[0] == 0 and past[2] > 1
-    expected = expected * np.exp(draws(f, "discrepancy_scale") * past * draws(f, "discrepancy_z"))
+    gap = np.stack([np.abs(np.log10(x)[:, None] - np.log10(runs[col].to_numpy())[None, :])
+                    for col, x in (("params", n), ("tokens", d), ("flops", c))])
+    past = gap.max(axis=0).min(axis=1)
+    assert 0 < past[0] < past[2] and past[2] > 1
+    expected = expected * np.exp(past * (draws(f, "discrepancy_bias") + draws(
+        f, "discrepancy_scale") * draws(f, "discrepancy_z")))
     np.testing.assert_allclose(pred["loss"].values, expected, rtol=1e-10)
 
 

@@ -64,6 +64,7 @@ from bayescale.data.runs import require_columns
 from bayescale.model import priors as _priors
 from bayescale.model.fit import register
 from bayescale.model.points import decades_past
+from bayescale.model.discrepancy import discrepancy_draws
 from bayescale.model.scaling import ScalingLaw
 from bayescale.model.spec import LearningCurvesSpec
 
@@ -216,8 +217,7 @@ class LearningCurves(ScalingLaw):
             return 0.0
         term = self.discrepancy_term
         d = np.maximum(term.distance(points, term.ranges(self.runs)), self._along(points))
-        return term.effect(np, posterior["discrepancy_scale"].values[..., None], d,
-                           posterior["discrepancy_z"].values[..., None])
+        return term.effect(np, distance=d, **discrepancy_draws(posterior))
 
     def _along(self, points) -> np.ndarray:
         """Decades of tokens past the last fitted checkpoint of each point's curve (0 for a

@@ -40,8 +40,10 @@ from bayescale.inference.sampling import sample
 from bayescale.inference.trees import set_groups
 from bayescale.model import priors as _priors
 
-__all__ = ["DEFAULT_SCALE_PRIOR", "BACKTEST_CUTS", "DISCREPANCIES", "Backtest", "run_backtests",
-           "scale_model", "population_model", "population_prior", "learn_scale", "backtest_table", "backtest_from_fit",
+__all__ = ["DEFAULT_SCALE_PRIOR", "DEFAULT_BIAS_PRIOR", "SHARED_FRACTION", "BACKTEST_CUTS",
+           "DISCREPANCIES", "Backtest", "run_backtests", "scale_model", "population_model",
+           "population_prior", "learn_discrepancy", "learn_scale", "backtest_table",
+           "backtest_from_fit", "discrepancy_draws",
            "VARIABLES", "without_discrepancy", "backtest_summary",
            "attach"]
 
@@ -49,11 +51,19 @@ __all__ = ["DEFAULT_SCALE_PRIOR", "BACKTEST_CUTS", "DISCREPANCIES", "Backtest", 
 #: the default prior, from the default prior alone, or no discrepancy (the law taken as exact).
 DISCREPANCIES = ("backtest", "prior", "off")
 #: The posterior variables of the discrepancy (:func:`attach`): its scale and direction.
-VARIABLES = ("discrepancy_scale", "discrepancy_z")
+VARIABLES = ("discrepancy_scale", "discrepancy_z", "discrepancy_bias")
+#: The learned variables of the discrepancy, each with a prior of its own.
+LEARNED = ("discrepancy_scale", "discrepancy_bias")
 #: Default prior of the scale ``s`` (log loss per decade past the runs): the predictive
 #: distribution for a new sweep of the hierarchical model fitted to the backtests of the eight
 #: bundled real sweeps (benchmarks/RESULTS.md, "extrapolation.py").
 DEFAULT_SCALE_PRIOR = {"dist": "LogNormal", "mu": -3.61, "sigma": 1.14}  # median 0.027
+#: Default prior of the bias ``b`` (log loss per decade past the runs; negative: the runs come
+#: in below the law), from the same hierarchical model.
+DEFAULT_BIAS_PRIOR = {"dist": "Normal", "mu": 0.0, "sigma": 0.01}
+#: The share of the law's misfit common to every held-out run of one backtest (the rest is
+#: each run's own): see :func:`_log_predictive`.
+SHARED_FRACTION = 0.0
 #: Backtest cuts, in decades under the largest budget of the runs.
 BACKTEST_CUTS = (0.5, 1.0)
 #: A backtest needs this many distinct budgets below its cut.
@@ -148,72 +158,136 @@ def _mixing_nodes(nu: float | None) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(w, 1e-300), _LOG_WEIGHTS
 
 
-def _log_predictive(backtest: Backtest, scale):
-    """log p(held-out runs | scale), summed over runs (a PyTensor expression).
+def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0):
+    """log p(held-out runs | scale, bias) of one backtest (a PyTensor expression).
 
-    Run ``i``'s predictive density is its law's posterior mean log loss (Normal, with the
-    mean ``m_i`` and variance ``v_i`` of the draws) plus the noise (at the posterior median
-    of ``sigma`` and ``nu``) plus ``Normal(0, (s d_i)^2)``. With the noise a scale mixture of
-    normals the sum is Normal per mixing node, ``Normal(y_i; m_i, v_i + sigma^2 / w +
-    (s d_i)^2)``, integrated over ``w`` by quadrature: exact up to the Normal approximation of
-    the mean's posterior.
+    Run ``i``'s residual from the law's posterior mean log loss ``m_i`` is the mean's own
+    uncertainty (Normal, variance ``v_i`` of the draws), the noise (at the posterior median of
+    ``sigma`` and ``nu``) and the law's misfit ``d_i (b + s (sqrt(shared) z + sqrt(1 - shared)
+    z_i))``, ``b`` the bias per decade: a part ``z`` common to every run of the backtest (one bend of the law) and a part
+    ``z_i`` of each run's own, the misfit's variance ``(s d_i)^2`` either way. With ``shared
+    = 1`` the runs of one backtest are one observation of the bend, not one each. The noise
+    is a scale mixture of normals (nodes ``w``), so given ``z`` each run is Normal per node,
+    ``Normal(y_i; m_i + sqrt(shared) s d_i z, v_i + sigma^2 / w + (1 - shared)(s d_i)^2)``,
+    integrated over ``w`` by quadrature; ``z`` is integrated by Gauss-Hermite quadrature
+    centred on its Normal-noise posterior (adaptive: many runs pin ``z`` far more tightly
+    than the nodes of its prior are spaced).
     """
     b = backtest
     nu = None if b.nu is None else float(np.median(b.nu))
     w, log_weights = _mixing_nodes(nu)
-    resid = (b.log_loss - b.log_mu.mean(axis=0))[:, None]              # runs x 1
-    base_var = b.log_mu.var(axis=0)[:, None] + float(np.median(b.sigma)) ** 2 / w[None, :]
-    var = base_var + (scale * b.distance)[:, None] ** 2                # runs x K
-    per_node = -0.5 * (pt.log(2 * math.pi * var) + resid ** 2 / var) + log_weights
-    return pt.logsumexp(per_node, axis=1).sum()
+    sigma2 = float(np.median(b.sigma)) ** 2
+    resid = b.log_loss - b.log_mu.mean(axis=0) - bias * b.distance
+    v = b.log_mu.var(axis=0)
+    var = (v[:, None] + sigma2 / w[None, :])[:, :, None] \
+        + (1.0 - shared) * (scale * b.distance[:, None, None]) ** 2          # runs x K x 1
+    z = _z_nodes(resid, v + sigma2, b.distance, scale, shared)             # J
+    shift = math.sqrt(shared) * scale * b.distance[:, None, None] * z[None, None, :]
+    per_node = (-0.5 * (pt.log(2 * math.pi * var) + (resid[:, None, None] - shift) ** 2 / var)
+                + log_weights[None, :, None])
+    per_run = pt.logsumexp(per_node, axis=1)                              # runs x J
+    log_ratio = -0.5 * z ** 2 + 0.5 * _NODES ** 2 - 0.5 * pt.log(_z_precision(
+        v + sigma2, b.distance, scale, shared))                           # phi(z) / q(z)
+    return pt.logsumexp(per_run.sum(axis=0) + _LOG_WEIGHTS + log_ratio)
 
 
-def scale_model(backtests: Sequence[Backtest], prior: Mapping) -> pm.Model:
-    """The posterior of ``discrepancy_scale`` given the backtests, under ``prior``."""
+def _z_precision(var, distance, scale, shared):
+    """Posterior precision of the shared ``z`` under Normal noise of variance ``var``."""
+    u2 = shared * (scale * distance) ** 2
+    return 1.0 + (u2 / (var + (1.0 - shared) * (scale * distance) ** 2)).sum()
+
+
+def _z_nodes(resid, var, distance, scale, shared):
+    """Gauss-Hermite nodes of ``z`` centred and scaled on its Normal-noise posterior."""
+    total = var + (1.0 - shared) * (scale * distance) ** 2
+    precision = _z_precision(var, distance, scale, shared)
+    mean = (math.sqrt(shared) * scale * distance * resid / total).sum() / precision
+    return mean + _NODES / pt.sqrt(precision)
+
+
+def scale_model(backtests: Sequence[Backtest], priors: Mapping[str, Mapping],
+                shared: float = SHARED_FRACTION) -> pm.Model:
+    """The posterior of ``discrepancy_scale`` (and of ``discrepancy_bias`` where ``priors``
+    name one; else the bias is 0) given the backtests."""
     with pm.Model() as model:
-        scale = _priors.create("discrepancy_scale", prior)
+        scale = _priors.create("discrepancy_scale", priors["discrepancy_scale"])
+        bias = (_priors.create("discrepancy_bias", priors["discrepancy_bias"])
+                if "discrepancy_bias" in priors else 0.0)
         for i, backtest in enumerate(backtests):
-            pm.Potential(f"backtest_{i}", _log_predictive(backtest, scale))
+            pm.Potential(f"backtest_{i}", _log_predictive(backtest, scale, shared, bias))
     return model
 
 
-def learn_scale(backtests: Sequence[Backtest], prior: Mapping, *, chains: int, draws: int,
-                tune: int, seed: int) -> np.ndarray:
-    """Draws of the scale, shape (chains, draws): by NUTS given the backtests, or from the
-    prior when there are none."""
+def learn_discrepancy(backtests: Sequence[Backtest], priors: Mapping[str, Mapping], *,
+                      chains: int, draws: int, tune: int, seed: int,
+                      shared: float = SHARED_FRACTION) -> dict[str, np.ndarray]:
+    """Draws of the variables that ``priors`` name (``discrepancy_scale``, optionally
+    ``discrepancy_bias``), each of shape (chains, draws): by NUTS given the backtests, or from
+    their priors when there are none."""
     if not backtests:
-        return np.asarray(pm.draw(_priors.distribution(prior), draws=chains * draws,
-                                  random_seed=seed)).reshape(chains, draws)
-    idata, _ = sample(scale_model(backtests, prior), draws=draws, tune=tune, chains=chains,
-                      random_seed=seed, sampler="nutpie", target_accept=0.9, progressbar=False)
-    return idata["posterior"]["discrepancy_scale"].values
+        rng = np.random.default_rng(seed)
+        return {name: np.asarray(pm.draw(_priors.distribution(prior), draws=chains * draws,
+                                         random_seed=rng)).reshape(chains, draws)
+                for name, prior in priors.items()}
+    idata, _ = sample(scale_model(backtests, priors, shared), draws=draws, tune=tune,
+                      chains=chains, random_seed=seed, sampler="nutpie", target_accept=0.9,
+                      progressbar=False)
+    return {name: idata["posterior"][name].values for name in priors}
 
 
-def population_model(groups: Mapping[str, Sequence[Backtest]]) -> pm.Model:
+def learn_scale(backtests: Sequence[Backtest], prior: Mapping, *, chains: int, draws: int,
+                tune: int, seed: int, shared: float = SHARED_FRACTION) -> np.ndarray:
+    """Draws of the scale alone (no bias), shape (chains, draws)."""
+    return learn_discrepancy(backtests, {"discrepancy_scale": prior}, chains=chains,
+                             draws=draws, tune=tune, seed=seed,
+                             shared=shared)["discrepancy_scale"]
+
+
+def population_model(groups: Mapping[str, Sequence[Backtest]],
+                     shared: float = SHARED_FRACTION, bias: bool = True) -> pm.Model:
     """Hierarchical scales of several sweeps: ``log s_j ~ Normal(mu, tau)`` with
-    ``mu ~ Normal(log 0.01, 2)`` and ``tau ~ HalfNormal(1)``; sweep ``j``'s backtests give the
-    likelihood of ``s_j``."""
+    ``mu ~ Normal(log 0.01, 2)`` and ``tau ~ HalfNormal(1)``, and (``bias``) one bias per
+    decade common to every sweep, ``b ~ Normal(0, 0.05)``; sweep ``j``'s backtests give the
+    likelihood of ``s_j`` and ``b``."""
     with pm.Model(coords={"sweep": list(groups)}) as model:
         mu = pm.Normal("log_scale_mu", mu=math.log(0.01), sigma=2.0)
         tau = pm.HalfNormal("log_scale_tau", sigma=1.0)
         z = pm.Normal("log_scale_z", 0.0, 1.0, dims="sweep")
         scale = pm.Deterministic("scale", pt.exp(mu + tau * z), dims="sweep")
+        b = pm.Normal("bias", 0.0, 0.05) if bias else 0.0
         for j, backtests in enumerate(groups.values()):
             for i, backtest in enumerate(backtests):
-                pm.Potential(f"backtest_{j}_{i}", _log_predictive(backtest, scale[j]))
+                pm.Potential(f"backtest_{j}_{i}",
+                             _log_predictive(backtest, scale[j], shared, b))
     return model
 
 
 def population_prior(groups: Mapping[str, Sequence[Backtest]], *, draws: int = 1000,
-                     chains: int = 4, seed: int = 0) -> dict:
-    """The LogNormal prior of a new sweep's scale: ``log s = mu + tau * eps`` over the
-    posterior of :func:`population_model`, summarised by its mean and sd."""
-    idata, _ = sample(population_model(groups), draws=draws, tune=draws, chains=chains,
+                     chains: int = 4, seed: int = 0, shared: float = SHARED_FRACTION,
+                     bias: bool = True) -> dict[str, dict]:
+    """The priors of a new sweep's discrepancy from :func:`population_model`: its scale
+    LogNormal, ``log s = mu + tau * eps`` over the posterior, summarised by its mean and sd;
+    with ``bias``, the bias Normal with the posterior mean and sd of ``b``."""
+    idata, _ = sample(population_model(groups, shared, bias), draws=draws, tune=draws, chains=chains,
                       random_seed=seed, sampler="nutpie", target_accept=0.95, progressbar=False)
     post = idata["posterior"]
     mu, tau = post["log_scale_mu"].values.ravel(), post["log_scale_tau"].values.ravel()
     log_new = mu + tau * np.random.default_rng(seed).standard_normal(mu.size)
-    return {"dist": "LogNormal", "mu": float(log_new.mean()), "sigma": float(log_new.std())}
+    out = {"discrepancy_scale": {"dist": "LogNormal", "mu": float(log_new.mean()),
+                                 "sigma": float(log_new.std())}}
+    if bias:
+        b = post["bias"].values.ravel()
+        out["discrepancy_bias"] = {"dist": "Normal", "mu": float(b.mean()),
+                                   "sigma": float(b.std())}
+    return out
+
+
+def discrepancy_draws(posterior: xr.Dataset) -> dict[str, np.ndarray | float]:
+    """The discrepancy's draws as :meth:`bayescale.model.terms.Discrepancy.effect` takes them
+    (shape (chain, draw, 1)); a fit made before the bias was learned has none (0)."""
+    get = lambda name: posterior[name].values[..., None]  # noqa: E731
+    return {"scale": get("discrepancy_scale"), "z": get("discrepancy_z"),
+            "bias": get("discrepancy_bias") if "discrepancy_bias" in posterior else 0.0}
 
 
 def without_discrepancy(posterior: xr.Dataset) -> xr.Dataset:
@@ -255,11 +329,12 @@ def attach(fit, model, *, sampler: str, target_accept: float):
                   "sampler": sampler, "target_accept": target_accept}
     backtests = (run_backtests(model, fit_kwargs=fit_kwargs, seed=seed)
                  if model.discrepancy == "backtest" else [])
-    scale = learn_scale(backtests, model.priors["discrepancy_scale"], chains=chains,
-                        draws=draws, tune=fit_kwargs["tune"], seed=seed + 7)
+    learned = learn_discrepancy(backtests, {n: model.priors[n] for n in LEARNED},
+                                chains=chains, draws=draws, tune=fit_kwargs["tune"],
+                                seed=seed + 7)
     z = np.random.default_rng(seed + 11).standard_normal((chains, draws))
-    post = post.assign(discrepancy_scale=(("chain", "draw"), scale),
-                       discrepancy_z=(("chain", "draw"), z))
+    post = post.assign({name: (("chain", "draw"), v) for name, v in learned.items()}
+                       | {"discrepancy_z": (("chain", "draw"), z)})
     table = backtest_table(backtests)
     held = xr.Dataset({c: ("held_out", table[c].to_numpy(dtype=float)) for c in table.columns})
     held.attrs["fits"] = json.dumps([{"cut_decades": b.cut, "max_r_hat": b.max_r_hat,

@@ -47,7 +47,8 @@ from bayescale.model.points import points_table
 from bayescale.inference.sampling import SAMPLERS
 from bayescale.model.spec import ScalingLawSpec
 from bayescale.model.terms import ContinuousOptimum, Discrepancy, Offsets
-from bayescale.model.discrepancy import DEFAULT_SCALE_PRIOR, DISCREPANCIES
+from bayescale.model.discrepancy import (DEFAULT_BIAS_PRIOR, DEFAULT_SCALE_PRIOR, DISCREPANCIES,
+                                         LEARNED, discrepancy_draws)
 from bayescale.model.discrepancy import attach as attach_discrepancy
 
 __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
@@ -101,8 +102,9 @@ class ScalingLaw(Family):
     --------
     >>> import bayescale as bs
     >>> model = bs.ScalingLaw(bs.datasets.load("chinchilla"), law="chinchilla")
-    >>> sorted(model.priors)
-    ['alpha', 'beta', 'discrepancy_scale', 'log_A_ref', 'log_B_ref', 'log_E', 'nu', 'sigma']
+    >>> sorted(model.priors)  # doctest: +NORMALIZE_WHITESPACE
+    ['alpha', 'beta', 'discrepancy_bias', 'discrepancy_scale', 'log_A_ref', 'log_B_ref',
+     'log_E', 'nu', 'sigma']
     """
 
     def __init__(self, runs: pd.DataFrame, *, law: str = "chinchilla",
@@ -150,7 +152,7 @@ class ScalingLaw(Family):
         runs = runs.copy()
         runs.attrs = dict(self.runs.attrs)
         options = self.options(self.spec)
-        priors = {k: v for k, v in (options["priors"] or {}).items() if k != "discrepancy_scale"}
+        priors = {k: v for k, v in (options["priors"] or {}).items() if k not in LEARNED}
         return type(self)(runs, **{**options, "priors": priors or None, "discrepancy": "off"})
 
     def fit(self, *, sampler: str = "nutpie", target_accept: float = 0.9, **kwargs):
@@ -180,7 +182,8 @@ class ScalingLaw(Family):
           HalfNormal(0.1)``; ``<col>_kappa ~ HalfNormal(0.1)``, ``<col>_opt_ref ~ Normal(mean
           log x, 2 sd log x + 0.5)``, ``<col>_opt_slope ~ Normal(0, 0.5)``.
         - with a discrepancy, ``discrepancy_scale`` (log loss per decade past the runs):
-          :data:`bayescale.model.discrepancy.DEFAULT_SCALE_PRIOR`.
+          :data:`bayescale.model.discrepancy.DEFAULT_SCALE_PRIOR`, and ``discrepancy_bias``
+          (its mean per decade): :data:`bayescale.model.discrepancy.DEFAULT_BIAS_PRIOR`.
         """
         log_loss = np.log(self.runs["loss"].to_numpy())
         out = self.law.default_priors(log_loss) | self._noise_priors(np.std(log_loss))
@@ -188,6 +191,7 @@ class ScalingLaw(Family):
             out |= term.default_priors(self.runs)
         if self.discrepancy != "off":
             out["discrepancy_scale"] = dict(DEFAULT_SCALE_PRIOR)
+            out["discrepancy_bias"] = dict(DEFAULT_BIAS_PRIOR)
         return out
 
     @property
@@ -285,8 +289,7 @@ class ScalingLaw(Family):
             return 0.0
         term = self.discrepancy_term
         d = term.distance(points, term.ranges(self.runs))
-        return term.effect(np, posterior["discrepancy_scale"].values[..., None], d,
-                           posterior["discrepancy_z"].values[..., None])
+        return term.effect(np, distance=d, **discrepancy_draws(posterior))
 
     def _offset_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
         total = np.zeros((posterior.sizes["chain"], posterior.sizes["draw"], len(table)))
@@ -342,7 +345,7 @@ class ScalingLaw(Family):
         components: ``sigma_seed`` (= ``sigma``, the scatter between seeds of one
         configuration) and ``sigma_misfit`` (= ``<col>_tau``, the configurations' offsets)."""
         names = [*self.law.params, *self._NOISE_PARAMS[self.noise]]
-        names += ["discrepancy_scale"] if "discrepancy_scale" in posterior else []
+        names += [n for n in LEARNED if n in posterior]
         for col in self.offsets:
             names += [f"{col}_tau", f"{col}_offset"]
         for col in self.continuous:

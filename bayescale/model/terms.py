@@ -11,7 +11,7 @@ evaluate the same expression.
 - :class:`ContinuousOptimum`: ``kappa (log x - log x*(C))^2`` for a continuous column whose
   best value moves with compute, ``log x*(C) = opt_ref + opt_slope (log C - log C0)``.
 - :class:`Discrepancy`: the law's misfit past the runs, ``s * d(x) * z`` with ``d`` the decades
-  by which a point lies outside the runs' range (zero on the runs; see docs/discrepancy.md).
+  from the nearest run, jointly in its coordinates (zero on the runs; see docs/discrepancy.md).
 """
 
 from __future__ import annotations
@@ -20,6 +20,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
+from scipy.spatial import cKDTree
 
 __all__ = ["Offsets", "ContinuousOptimum", "Discrepancy"]
 
@@ -89,34 +90,42 @@ class ContinuousOptimum:
 
 @dataclass(frozen=True)
 class Discrepancy:
-    """Model discrepancy on log loss that grows with the distance past the runs.
+    """Model discrepancy on log loss that grows with the distance from the runs.
 
-    ``delta(x) = s * d(x) * z``: ``d(x)`` is how many decades point ``x`` lies outside the
-    runs' range in the farthest of ``columns`` (compute, N, D, continuous hyperparameters; 0
-    inside the range, so the fit itself is unchanged), ``s`` the scale in log loss per decade
-    and ``z ~ Normal(0, 1)`` one draw per posterior draw (the law bends away from its fit by an
-    unknown amount, the same for every point at one distance).
+    ``delta(x) = d(x) * (b + s * z)``: ``d(x)`` is how many decades point ``x`` lies from the
+    nearest run, jointly in ``columns`` (compute, N, D, continuous hyperparameters; the
+    largest of the coordinates' differences in log10, so 0 at a run and the fit itself is
+    unchanged), ``s`` the scale in log loss per decade and ``z ~ Normal(0, 1)`` one draw per
+    posterior draw (the law bends away from its fit by an unknown amount, the same for every
+    point at one distance); ``b`` is the bias per decade that laws fitted to real sweeps show
+    past their runs (they over-predict the loss of larger runs).
+
+    The distance is measured from where runs are, not from the range of each coordinate: a
+    model size the sweep holds only at small budgets is far from every run at a large budget,
+    though it lies inside the sweep's range of N and of C taken one at a time.
     """
 
     columns: tuple[str, ...]
 
-    def ranges(self, runs: pd.DataFrame) -> dict[str, tuple[float, float]]:
-        """``(log10 min, log10 max)`` of each column over ``runs``."""
-        return {c: (float(np.log10(runs[c].min())), float(np.log10(runs[c].max())))
-                for c in self.columns}
+    def ranges(self, runs: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Where the runs are: ``log10`` of each column at every run."""
+        return {c: np.log10(runs[c].to_numpy(dtype=float)) for c in self.columns}
 
     @staticmethod
-    def distance(points, ranges: dict[str, tuple[float, float]]) -> np.ndarray | float:
-        """Decades outside the ranges, in the farthest column that ``points`` (a table or a
-        dict of arrays of one shape) holds."""
-        d = 0.0
-        for col, (low, high) in ranges.items():
-            if col in points:
-                x = np.log10(np.asarray(points[col], dtype=float))
-                d = np.maximum(d, np.maximum(x - high, 0.0) + np.maximum(low - x, 0.0))
-        return d
+    def distance(points, ranges: dict[str, np.ndarray]) -> np.ndarray | float:
+        """Decades from the nearest run (``ranges``: :meth:`ranges`) over the columns that
+        ``points`` (a table or a dict of arrays of one shape) holds: the largest
+        coordinate-wise difference in log10, minimised over runs."""
+        columns = [c for c in ranges if c in points]
+        if not columns:
+            return 0.0
+        where = np.unique(np.column_stack([np.asarray(ranges[c], float) for c in columns]), axis=0)
+        x = np.broadcast_arrays(*(np.log10(np.asarray(points[c], dtype=float)) for c in columns))
+        flat = np.column_stack([a.reshape(-1) for a in x])
+        d, _ = cKDTree(where).query(flat, p=np.inf)
+        return d.reshape(x[0].shape)
 
     @staticmethod
-    def effect(xp, scale, distance, z):
-        """``s * d * z``."""
-        return scale * distance * z
+    def effect(xp, scale, distance, z, bias=0.0):
+        """``d * (b + s * z)``: the bias ``b`` per decade and the bend ``s * z``."""
+        return distance * (bias + scale * z)

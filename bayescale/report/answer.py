@@ -9,6 +9,7 @@ import pandas as pd
 
 from bayescale.data.runs import run_flops
 from bayescale.model.discrepancy import backtest_summary
+from bayescale.model.identify import unidentified
 from bayescale.inference.intervals import interval
 from bayescale.model.points import check_budgets, decades_past
 from bayescale.report import plots
@@ -26,7 +27,9 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
     Columns are ``budget`` then ``<quantity>``, ``<quantity>_lower``, ``<quantity>_upper``,
     then how far each answer reaches past the runs, in decades (``log10`` of the ratio to the
     largest run): ``decades_flops`` for the budget and, with an optimum, ``decades_params`` and
-    ``decades_tokens`` for the median N* and D*.
+    ``decades_tokens`` for the median N* and D*; last, ``warning``: the optima that the runs
+    near the top budget do not bracket (:func:`bayescale.model.identify.unidentified`; empty
+    when none), also in ``attrs["warnings"]``.
     """
     budgets = check_budgets(budgets)
     if fit.model.has_optimum:
@@ -47,7 +50,11 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
         out[f"{var}_lower"] = wide[("lower", var)].to_numpy()
         out[f"{var}_upper"] = wide[("upper", var)].to_numpy()
     out.attrs["prob"] = prob
-    return _with_reach(out, fit.runs)
+    out = _with_reach(out, fit.runs)
+    warnings = unidentified(fit)
+    out["warning"] = " | ".join(warnings)
+    out.attrs["warnings"] = warnings
+    return out
 
 
 def _with_reach(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
@@ -77,14 +84,19 @@ def format_targets(table: pd.DataFrame) -> str:
                  if col in table]
         if reach:
             lines.append(f"  {'past the runs':<18} {', '.join(reach)} decades")
-    return "\n".join(lines)
+    return "\n".join(lines + _warning_lines(table))
+
+
+def _warning_lines(table: pd.DataFrame) -> list[str]:
+    return [f"WARNING: {w}" for w in table.attrs.get("warnings", [])]
 
 
 def format_answer(fit, budgets, *, prob: float = 0.9) -> str:
     """The answer at ``budgets`` as text: the targets table, or with hyperparameters in the
     model (offsets or continuous), the full :meth:`bayescale.Fit.recommend` per budget."""
     if fit.hyperparameter_offsets or fit.spec.get("continuous"):
-        return "\n".join(str(fit.recommend(b, prob=prob)) for b in check_budgets(budgets))
+        lines = [str(fit.recommend(b, prob=prob)) for b in check_budgets(budgets)]
+        return "\n".join(lines + [f"WARNING: {w}" for w in unidentified(fit)])
     return format_targets(targets_table(fit, budgets, prob=prob))
 
 
@@ -152,7 +164,8 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
     ]
     if targets is not None:
         parts += [f"## At the target budgets ({prob:.0%} intervals)", "",
-                  _markdown(targets), ""]
+                  _markdown(targets.drop(columns="warning")), ""]
+        parts += [f"- WARNING: {w}" for w in targets.attrs["warnings"]]
         if fit.hyperparameter_offsets or fit.spec.get("continuous"):
             parts += ["```", format_answer(fit, targets["budget"].tolist(), prob=prob), "```", ""]
     parts += _discrepancy_section(fit, summary)

@@ -89,6 +89,13 @@ def olmo_ladder_lr(params, tokens, final_tokens):
     return peak * np.where(tokens < params, tokens / params, cosine)
 
 
+def _gemstones(file: str) -> pd.DataFrame:
+    """The ``cool_end`` rows: each the end of a cooldown branched from a main run (annealed)."""
+    raw = _read_csv(file)
+    raw = raw[raw["variant"] == "cool_end"].drop(columns="variant").reset_index(drop=True)
+    return prepare(raw, params="params", tokens="tokens", flops="flops", loss="loss")
+
+
 def _porian(file: str) -> pd.DataFrame:
     return prepare(_read_csv(file), params="params", tokens="tokens", flops="flops", loss="loss")
 
@@ -156,6 +163,18 @@ REGISTRY: dict[str, Dataset] = {
             "formll/resolving-scaling-law-discrepancies @ 0dc60d91 : "
             "data/summary_df_owt2.pickle.xz (each setup's data table, param_count 'standard')",
             "none stated; experiment results published with the paper", _porian,
+        ),
+        Dataset(
+            "gemstones_cool_end", "gemstones_mcleish2025.csv", 199,
+            "McLeish et al. (2025), 'Gemstones: A Model Suite for Multi-Faceted Scaling Laws': "
+            "decoder-only models of 20 width x depth shapes (48M-2.0B parameters, embeddings "
+            "included) trained to 110B tokens; each row the end of a 10%-long learning-rate "
+            "cooldown branched from the main run every 10B tokens (properly annealed final "
+            "losses). flops = 6 params tokens; shape, width, depth, params_nonembed, step kept.",
+            "loss (validation loss)",
+            "mcleish7/gemstone-scaling-laws @ 5f420478 : "
+            "wandb_dfs/wandb_df_for_fitting_cool_end.jsonl",
+            "MIT", _gemstones,
         ),
     )
 }
