@@ -32,6 +32,7 @@ import pandas as pd
 
 import bayescale as bs
 from bayescale.analysis.baselines import huber_lbfgs
+from bayescale.data.filters import filter_rows
 from bayescale.model import discrepancy as disc
 from bayescale.model.laws import get_law, log_mean
 
@@ -54,7 +55,7 @@ HUBER_GRID = {"e": [-1.0, 0.5, 1.0], "a": [0, 5, 10], "b": [0, 5, 10],
 def sweep_runs(name: str) -> tuple[pd.DataFrame, dict]:
     dataset, query, options, _, _ = SWEEPS[name]
     runs = bs.datasets.load(dataset)
-    runs = runs.query(query) if query else runs
+    runs = filter_rows(runs, query) if query else runs
     keep = ["params", "tokens", "flops", "loss", *options.get("offsets", []),
             *options.get("continuous", [])]
     out = runs[keep].copy()
