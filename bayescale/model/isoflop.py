@@ -41,7 +41,7 @@ from bayescale.model.fit import Fit, register
 from bayescale.inference.trees import group, set_groups
 from bayescale.model.points import points_table
 from bayescale.model.spec import IsoFlopSpec
-from bayescale.data.runs import check_positive_column, require_columns
+from bayescale.data.runs import check_loss_varies, check_positive_column, require_columns
 
 __all__ = ["IsoFlop", "MIN_BUDGETS", "MIN_SIZES"]
 
@@ -290,6 +290,7 @@ def _check_runs(runs: object) -> pd.DataFrame:
     require_columns(runs, ["params", "flops", "loss"], why="the IsoFLOP model")
     for col in ("params", "flops", "loss"):
         check_positive_column(runs, col, argument=col)
+    check_loss_varies(runs["loss"].to_numpy(dtype=float))
     sizes = runs.groupby("flops")["params"].nunique()
     if sizes.size < MIN_BUDGETS:
         raise ValueError(f"the IsoFLOP model needs runs at {MIN_BUDGETS} or more compute budgets "

@@ -40,7 +40,8 @@ import pytensor.tensor as pt
 
 from bayescale.model import priors as _priors
 from bayescale.model.laws import Law, get_law
-from bayescale.data.runs import check_duplicates, check_positive_column, plain, require_columns
+from bayescale.data.runs import (check_duplicates, check_loss_varies, check_positive_column,
+                                 plain, require_columns)
 from bayescale.model.family import NOISES, Family
 from bayescale.model.fit import register
 from bayescale.model.points import points_table
@@ -384,6 +385,7 @@ def _check_runs(runs: object, law: Law) -> pd.DataFrame:
     require_columns(runs, [*law.inputs, "loss"], why=why)
     present = [c for c in ("params", "tokens", "flops", "loss") if c in runs.columns]
     values = {col: check_positive_column(runs, col, argument=col) for col in present}
+    check_loss_varies(values["loss"])
     check_duplicates(runs)
     k = float(runs.attrs.get("flops_per_param_token", 6.0))
     budgets = np.unique(values["flops"] if "flops" in values
