@@ -197,7 +197,8 @@ class Fit(PosteriorResult):
                              f"fit's is not one: {self.model.describe()}")
         budgets = check_budgets(budgets)
         post = self.posterior
-        out = self.model.optimal(post, budgets, np.random.default_rng(random_seed))
+        with np.errstate(all="ignore"):  # overflow: reported below as a DegenerateWarning
+            out = self.model.optimal(post, budgets, np.random.default_rng(random_seed))
         for name, values in out.items():
             for i, budget in enumerate(budgets):
                 warn_not_finite(values[..., i], f"{name} at budget {budget:.3g} FLOPs")

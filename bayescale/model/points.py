@@ -80,5 +80,6 @@ def decades_past(runs: pd.DataFrame, column: str, values) -> np.ndarray:
     >>> decades_past(runs, "flops", [1e21, 1e23]).round(6).tolist()
     [1.0, 3.0]
     """
-    return np.log10(np.asarray(values, dtype=float) / float(runs[column].max()))
+    with np.errstate(divide="ignore", invalid="ignore"):  # a degenerate 0 or inf: -inf, inf
+        return np.log10(np.asarray(values, dtype=float) / float(runs[column].max()))
 
