@@ -15,7 +15,8 @@ from collections.abc import Sequence
 import numpy as np
 import pandas as pd
 
-__all__ = ["CANONICAL", "DataWarning", "prepare", "check_positive_column", "check_loss_varies",
+__all__ = ["CANONICAL", "DataWarning", "prepare", "check_table", "check_positive_column",
+           "check_loss_varies", "with_float_columns",
            "add_shape_columns", "run_flops", "plain", "snap_budgets", "FLOPS_TOLERANCE",
            "BUDGET_RTOL"]
 
@@ -168,6 +169,19 @@ def _digits(value: int) -> int:
         int(abs(value).bit_length() * 0.30103) + 1
 
 
+def with_float_columns(runs: pd.DataFrame, values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """``runs`` with its object columns among ``values`` (Python numbers, checked by
+    :func:`check_positive_column`) replaced by those float64 values; ``runs`` itself when none
+    is an object column."""
+    objects = [c for c in values if runs[c].dtype == object]
+    if not objects:
+        return runs
+    out = runs.copy()
+    for column in objects:
+        out[column] = values[column]
+    return out
+
+
 def check_loss_varies(values: np.ndarray, *, column: str = "loss") -> None:
     """Raise a ValueError naming ``column`` when every run has the same loss: no law can be
     learned from it (the posterior of N* and D* is the prior's, with infinite draws)."""
@@ -183,17 +197,24 @@ def _is_number(value: object) -> bool:
 
 def _check_frame(df: object) -> None:
     """A DataFrame with rows and one level of distinct column names."""
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-    if isinstance(df.columns, pd.MultiIndex):
-        raise TypeError(f"df has MultiIndex columns ({df.columns.nlevels} levels, e.g. "
-                        f"{df.columns[0]!r}); give it one level of column names")
-    if not df.columns.is_unique:
-        repeated = sorted({str(c) for c in df.columns[df.columns.duplicated()]})
-        raise ValueError(f"df has repeated column name(s) {repeated}; every column needs its "
-                         "own name")
+    check_table(df, argument="df")
     if len(df) == 0:
         raise ValueError("df is empty: a run table needs at least two runs")
+
+
+def check_table(table: object, *, argument: str, why: str = "") -> None:
+    """Raise unless ``table`` is a DataFrame with one level of distinct column names
+    (``argument`` names it in the message, ``why`` may point at a helper)."""
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"{argument} must be a pandas DataFrame{why}, got "
+                        f"{type(table).__name__}")
+    if isinstance(table.columns, pd.MultiIndex):
+        raise TypeError(f"{argument} has MultiIndex columns ({table.columns.nlevels} levels, "
+                        f"e.g. {table.columns[0]!r}); give it one level of column names")
+    if not table.columns.is_unique:
+        repeated = sorted({str(c) for c in table.columns[table.columns.duplicated()]})
+        raise ValueError(f"{argument} has repeated column name(s) {repeated}; every column "
+                         "needs its own name")
 
 
 def _check_derived(values: dict[str, np.ndarray], derived: str | None, index: pd.Index,

@@ -14,8 +14,16 @@ __all__ = ["main"]
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): ``PROG: error: MESSAGE``, exit 2."""
+
+    def error(self, message: str):
+        line = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {line} (see {self.prog.split()[0]} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bayescale", description="Bayesian scaling laws: fit, predict, compare.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for add in (_fit_parser, _predict_parser, _compare_parser, _design_parser):
