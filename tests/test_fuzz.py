@@ -131,9 +131,11 @@ def _apply(df: pd.DataFrame, flaw: tuple) -> pd.DataFrame:
         return df
     if kind == "cell":
         column, row, value = args
+        if not len(df) or not df.columns.is_unique:
+            return df
         out = df.astype({column: object})
         out.iloc[min(row, len(out) - 1), list(out.columns).index(column)] = value
-        return out if len(out) else df
+        return out
     if kind == "drop":
         return df.drop(columns=args[0])
     if kind == "duplicate":
@@ -143,7 +145,7 @@ def _apply(df: pd.DataFrame, flaw: tuple) -> pd.DataFrame:
     if kind == "constant":
         return df.assign(**{args[0]: args[1]})
     if kind == "dtype":
-        with contextlib.suppress(ValueError, TypeError, OverflowError):
+        with contextlib.suppress(Exception):  # a cast pandas cannot make: no flaw
             return df.astype({args[0]: args[1]})
         return df
     if kind == "rows":

@@ -445,7 +445,13 @@ def _check_continuous(runs: pd.DataFrame, continuous: object,
 
 
 def _levels(series: pd.Series) -> list:
-    return sorted(series.unique().tolist())
+    values = series.unique().tolist()
+    try:
+        return sorted(values)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in values})
+        raise TypeError(f"column {series.name!r} mixes values that cannot be ordered as "
+                        f"levels ({', '.join(kinds)}): e.g. {values[:4]!r}") from None
 
 
 def _run_coords(index: pd.Index) -> list:
