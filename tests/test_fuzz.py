@@ -151,9 +151,9 @@ def _apply(df: pd.DataFrame, flaw: tuple) -> pd.DataFrame:
     if kind == "rows":
         return df.iloc[:args[0]]
     if kind == "flops":
-        return df.assign(flops=6 * df["params"] * df["tokens"] * args[0]) \
-            if {"params", "tokens"} <= set(df.columns) and df["params"].dtype == float \
-            and df["tokens"].dtype == float else df
+        usable = df.columns.is_unique and {"params", "tokens"} <= set(df.columns) \
+            and df["params"].dtype == float and df["tokens"].dtype == float
+        return df.assign(flops=6 * df["params"] * df["tokens"] * args[0]) if usable else df
     if kind == "huge":
         return df.assign(**{args[0]: [1e200] * len(df)})
     if kind == "multiindex":
