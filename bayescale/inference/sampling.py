@@ -64,10 +64,10 @@ def check_sampler_arguments(*, draws, tune, chains, sampler, target_accept) -> N
     ``chains`` integers >= 1, ``tune`` >= 0 (each below 2**63), a known ``sampler``, and a float
     ``target_accept`` in [0.5, 1)."""
     for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low \
-                or value >= 2**63:
-            raise ValueError(f"{name} must be an integer >= {low} (and below 2**63), "
-                             f"got {value!r}")
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if value >= 2**63:
+            raise ValueError(f"{name} must be an integer below 2**63, got {value!r}")
     if not isinstance(sampler, str) or sampler not in SAMPLERS:
         raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
     if not (isinstance(target_accept, float) and 0.5 <= target_accept < 1):
