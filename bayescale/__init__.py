@@ -26,8 +26,8 @@ from bayescale.model.scaling import ScalingLaw  # noqa: E402
 from bayescale.model.curves import LearningCurves, final_losses  # noqa: E402
 from bayescale.data.readers import read_opda, read_runs  # noqa: E402
 from bayescale.model.recommend import Recommendation  # noqa: E402
-from bayescale.data.runs import add_shape_columns, prepare  # noqa: E402
-from bayescale.inference.diagnostics import SamplerWarning  # noqa: E402
+from bayescale.data.runs import DataWarning, add_shape_columns, prepare  # noqa: E402
+from bayescale.inference.diagnostics import DegenerateWarning, SamplerWarning  # noqa: E402
 from bayescale.model.simulate import Truth, simulate  # noqa: E402
 
 __all__ = [
@@ -37,6 +37,8 @@ __all__ = [
     "ParetoKWarning",
     "Recommendation",
     "SamplerWarning",
+    "DataWarning",
+    "DegenerateWarning",
     "baselines",
     "calibration",
     "candidate_grid",

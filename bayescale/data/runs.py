@@ -9,16 +9,27 @@ missing one of N, D and C from ``C = k * N * D`` (``k = 6`` by default) and chec
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 
-__all__ = ["CANONICAL", "prepare", "check_positive_column", "add_shape_columns", "run_flops",
-           "plain"]
+__all__ = ["CANONICAL", "DataWarning", "prepare", "check_table", "check_positive_column",
+           "check_loss_varies", "with_float_columns",
+           "add_shape_columns", "run_flops", "plain", "snap_budgets", "FLOPS_TOLERANCE",
+           "BUDGET_RTOL"]
 
 #: The canonical column names of a run table, in order.
 CANONICAL: tuple[str, ...] = ("params", "tokens", "flops", "loss")
+#: A given ``flops`` more than this factor away from ``k N D`` is warned about (:func:`prepare`).
+FLOPS_TOLERANCE = 2.0
+#: Budgets (``flops``) equal within this relative difference are one budget (:func:`prepare`).
+BUDGET_RTOL = 1e-9
+
+
+class DataWarning(UserWarning):
+    """A run table is usable but looks wrong (e.g. ``flops`` far from ``k N D``)."""
 
 
 def prepare(
@@ -55,10 +66,24 @@ def prepare(
     Raises
     ------
     TypeError
-        If ``df`` is not a DataFrame, or a mapped column is not numeric.
+        If ``df`` is not a DataFrame or has MultiIndex columns, or a mapped column is not
+        numeric (complex numbers included).
     ValueError
-        If a named column is missing, the table is empty, a value is NaN, infinite, zero or
-        negative, neither two of N, D, C nor C alone is given, or a run appears twice.
+        If a named column is missing or a column name repeats, the table is empty, a value is
+        NaN, infinite, zero, negative or too large for a float, a derived value is infinite or
+        zero, neither two of N, D, C nor C alone is given, or a run appears twice.
+
+    Warns
+    -----
+    DataWarning
+        When ``flops``, ``params`` and ``tokens`` are all given and a run's ``flops`` differs
+        from ``flops_per_param_token * params * tokens`` by more than a factor
+        :data:`FLOPS_TOLERANCE`; the warning names the runs.
+
+    Notes
+    -----
+    Budgets equal within a relative :data:`BUDGET_RTOL` (rounding in a file or in ``k N D``)
+    are set to one value, the smallest of them, so that they count as one budget.
 
     Examples
     --------
@@ -70,10 +95,7 @@ def prepare(
     >>> float(runs["tokens"].iloc[0])  # 1e18 / (6 * 1e8)
     1666666666.6666667
     """
-    if not isinstance(df, pd.DataFrame):
-        raise TypeError(f"df must be a pandas DataFrame, got {type(df).__name__}")
-    if len(df) == 0:
-        raise ValueError("df is empty: a run table needs at least two runs")
+    _check_frame(df)
     k = _check_factor(flops_per_param_token)
     mapping = {
         name: _resolve(df, name, given)
@@ -84,6 +106,11 @@ def prepare(
     values = {name: check_positive_column(df, column, argument=name)
               for name, column in mapping.items() if column is not None}
     derived = _derive(values, k)
+    _check_derived(values, derived, df.index, k)
+    if derived is None and "params" in values and "tokens" in values:
+        _warn_flops(values, k, df.index)
+    if "flops" in values:
+        values["flops"] = snap_budgets(values["flops"])
     out = pd.DataFrame({name: values[name] for name in CANONICAL if name in values}, index=df.index)
     rest = df.drop(columns=[c for c in mapping.values() if c is not None])
     rest = rest.drop(columns=[c for c in rest.columns if c in out.columns])
@@ -102,7 +129,10 @@ def check_positive_column(df: pd.DataFrame, column: str, *, argument: str) -> np
     """
     series = df[column]
     if series.dtype == object and series.map(_is_number).all():
-        series = series.astype(float)
+        series = _object_numbers(series, column, argument)
+    if pd.api.types.is_complex_dtype(series):
+        raise TypeError(f"column {column!r} ({argument}) must hold real numbers; it holds "
+                        f"complex numbers such as {series.iloc[0]!r} (dtype {series.dtype})")
     if not (pd.api.types.is_numeric_dtype(series) and not pd.api.types.is_bool_dtype(series)):
         unparsable = pd.to_numeric(series, errors="coerce").isna() & series.notna()
         bad = series[unparsable].iloc[0] if unparsable.any() else series.iloc[0]
@@ -110,7 +140,7 @@ def check_positive_column(df: pd.DataFrame, column: str, *, argument: str) -> np
             f"column {column!r} ({argument}) must be numeric; it holds {bad!r} "
             f"(dtype {series.dtype})"
         )
-    values = series.to_numpy(dtype=float)
+    values = series.to_numpy(dtype=float, na_value=np.nan)
     for test, what in ((np.isnan, "NaN"), (np.isinf, "infinite"), (lambda v: v <= 0, "not positive")):
         hit = np.flatnonzero(test(values))
         if hit.size:
@@ -122,8 +152,114 @@ def check_positive_column(df: pd.DataFrame, column: str, *, argument: str) -> np
     return values
 
 
+def _object_numbers(series: pd.Series, column: str, argument: str) -> pd.Series:
+    """A column of Python numbers as float64; an integer beyond the float range is an error."""
+    for row, value in series.items():
+        try:
+            float(value)
+        except OverflowError:
+            raise ValueError(f"column {column!r} ({argument}) holds an integer of "
+                             f"{_digits(value)} digits at row {row!r}, too large for a float; "
+                             "every value must be a finite positive number") from None
+    return series.astype(float)
+
+
+def _digits(value: int) -> int:
+    return len(str(abs(value))) if abs(value).bit_length() < 10_000 else \
+        int(abs(value).bit_length() * 0.30103) + 1
+
+
+def with_float_columns(runs: pd.DataFrame, values: dict[str, np.ndarray]) -> pd.DataFrame:
+    """``runs`` with its object columns among ``values`` (Python numbers, checked by
+    :func:`check_positive_column`) replaced by those float64 values; ``runs`` itself when none
+    is an object column."""
+    objects = [c for c in values if runs[c].dtype == object]
+    if not objects:
+        return runs
+    out = runs.copy()
+    for column in objects:
+        out[column] = values[column]
+    return out
+
+
+def check_loss_varies(values: np.ndarray, *, column: str = "loss") -> None:
+    """Raise a ValueError naming ``column`` when every run has the same loss: no law can be
+    learned from it (the posterior of N* and D* is the prior's, with infinite draws)."""
+    values = np.asarray(values, dtype=float)
+    if values.size >= 2 and np.all(values == values[0]):
+        raise ValueError(f"column {column!r} (loss) takes a single value ({values[0]!r}) in "
+                         f"all {values.size} runs; a scaling law needs losses that differ")
+
+
 def _is_number(value: object) -> bool:
     return isinstance(value, (int, float, np.integer, np.floating)) and not isinstance(value, bool)
+
+
+def _check_frame(df: object) -> None:
+    """A DataFrame with rows and one level of distinct column names."""
+    check_table(df, argument="df")
+    if len(df) == 0:
+        raise ValueError("df is empty: a run table needs at least two runs")
+
+
+def check_table(table: object, *, argument: str, why: str = "") -> None:
+    """Raise unless ``table`` is a DataFrame with one level of distinct column names
+    (``argument`` names it in the message, ``why`` may point at a helper)."""
+    if not isinstance(table, pd.DataFrame):
+        raise TypeError(f"{argument} must be a pandas DataFrame{why}, got "
+                        f"{type(table).__name__}")
+    if isinstance(table.columns, pd.MultiIndex):
+        raise TypeError(f"{argument} has MultiIndex columns ({table.columns.nlevels} levels, "
+                        f"e.g. {table.columns[0]!r}); give it one level of column names")
+    if not table.columns.is_unique:
+        repeated = sorted({str(c) for c in table.columns[table.columns.duplicated()]})
+        raise ValueError(f"{argument} has repeated column name(s) {repeated}; every column "
+                         "needs its own name")
+
+
+def _check_derived(values: dict[str, np.ndarray], derived: str | None, index: pd.Index,
+                   k: float) -> None:
+    """The derived one of N, D, C must be finite and positive (k N D can overflow)."""
+    if derived is None:
+        return
+    bad = np.flatnonzero(~(np.isfinite(values[derived]) & (values[derived] > 0)))
+    if bad.size:
+        i = bad[0]
+        given = ", ".join(f"{n}={float(values[n][i])!r}" for n in ("params", "tokens", "flops")
+                          if n != derived)
+        raise ValueError(f"derived column {derived!r} (from C = {k:g} N D) is "
+                         f"{float(values[derived][i])!r} at row {index[i]!r} ({given}) and "
+                         f"{bad.size} row(s) in all; every value must be a finite positive "
+                         "number")
+
+
+def _warn_flops(values: dict[str, np.ndarray], k: float, index: pd.Index) -> None:
+    """Warn (naming the runs) where the given flops are far from k N D."""
+    with np.errstate(over="ignore", divide="ignore", invalid="ignore"):
+        ratio = values["flops"] / (k * values["params"] * values["tokens"])
+    off = np.flatnonzero(~((ratio <= FLOPS_TOLERANCE) & (ratio >= 1 / FLOPS_TOLERANCE)))
+    if off.size:
+        named = ", ".join(f"{index[i]!r} ({float(ratio[i]):.3g}x)" for i in off[:5])
+        more = f" and {off.size - 5} more" if off.size > 5 else ""
+        warnings.warn(f"column 'flops' differs from {k:g} * params * tokens by more than a "
+                      f"factor {FLOPS_TOLERANCE:g} in {off.size} run(s): {named}{more}; check "
+                      "the columns or flops_per_param_token", DataWarning, stacklevel=3)
+
+
+def snap_budgets(flops: np.ndarray, rtol: float = BUDGET_RTOL) -> np.ndarray:
+    """``flops`` with values equal within relative ``rtol`` set to the smallest of them.
+
+    >>> snap_budgets(np.array([1e21, 1.0000000000000002e21, 2e21])).tolist()
+    [1e+21, 1e+21, 2e+21]
+    """
+    order = np.argsort(flops, kind="stable")
+    out = np.array(flops, dtype=float)
+    start = None
+    for i in order:
+        if start is None or out[i] > start * (1 + rtol):
+            start = out[i]
+        out[i] = start
+    return out
 
 
 def _check_factor(value: float) -> float:
@@ -150,6 +286,11 @@ def _derive(values: dict[str, np.ndarray], k: float) -> str | None:
     have = {n for n in ("params", "tokens", "flops") if n in values}
     if have == {"params", "tokens", "flops"} or have == {"flops"}:
         return None
+    with np.errstate(over="ignore", under="ignore"):  # checked by the callers
+        return _derive_missing(values, have, k)
+
+
+def _derive_missing(values: dict[str, np.ndarray], have: set[str], k: float) -> str:
     if have == {"params", "tokens"}:
         values["flops"] = k * values["params"] * values["tokens"]
         return "flops"

@@ -14,17 +14,60 @@ import xarray as xr
 
 from bayescale.inference.trees import group, save_idata
 
-__all__ = ["SamplerWarning", "PosteriorResult", "RHAT_MAX", "ESS_MIN"]
+__all__ = ["SamplerWarning", "PosteriorResult", "RHAT_MAX", "ESS_MIN", "MIN_DRAWS_PER_CHAIN",
+           "MIN_TOTAL_DRAWS", "check_draw_counts", "DegenerateWarning", "warn_not_finite"]
 
 #: Thresholds behind :class:`SamplerWarning`.
 RHAT_MAX, ESS_MIN = 1.01, 400
 #: A group scale is named in the warning when this share of the divergent draws lies at or
 #: below its FUNNEL_QUANTILE (twice what chance gives).
 FUNNEL_QUANTILE, FUNNEL_SHARE = 0.25, 0.5
+#: The fewest draws per chain split R-hat and ESS take (each chain is split in halves of at
+#: least 2 draws; ArviZ gives NaN below 4).
+MIN_DRAWS_PER_CHAIN = 4
+#: The fewest draws in all that PSIS (LOO, LOO-PIT in the checks figure) takes: its tail of
+#: floor(n / 5) draws must hold at least 5 (ArviZ: "n_draws_tail must be at least 5").
+MIN_TOTAL_DRAWS = 25
+
+
+def check_draw_counts(draws: int, chains: int) -> None:
+    """Raise a ValueError naming ``draws`` when ``draws`` per chain and ``draws * chains`` in
+    all are fewer than the diagnostics need (:data:`MIN_DRAWS_PER_CHAIN`,
+    :data:`MIN_TOTAL_DRAWS`).
+
+    >>> check_draw_counts(20, 1)
+    Traceback (most recent call last):
+    ...
+    ValueError: draws=20 with chains=1 is 20 draws in all; the diagnostics (PSIS-LOO) need at least 25: raise draws to 25 or more
+    """
+    if draws < MIN_DRAWS_PER_CHAIN:
+        raise ValueError(f"draws={draws} per chain is too few for R-hat and ESS; give draws "
+                         f">= {MIN_DRAWS_PER_CHAIN}")
+    if draws * chains < MIN_TOTAL_DRAWS:
+        need = -(-MIN_TOTAL_DRAWS // chains)
+        raise ValueError(f"draws={draws} with chains={chains} is {draws * chains} draws in "
+                         f"all; the diagnostics (PSIS-LOO) need at least {MIN_TOTAL_DRAWS}: "
+                         f"raise draws to {need} or more")
 
 
 class SamplerWarning(UserWarning):
     """The sampler's diagnostics say the draws may not represent the posterior."""
+
+
+class DegenerateWarning(UserWarning):
+    """An answer is degenerate: some of its posterior draws are infinite or NaN, so its
+    median or interval may be no number at all."""
+
+
+def warn_not_finite(values, what: str) -> None:
+    """Issue a :class:`DegenerateWarning` naming ``what`` and the fraction of ``values``
+    (draws) that are not finite; nothing when all are."""
+    values = np.asarray(values, dtype=float)
+    bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        warnings.warn(f"{what}: {bad / values.size:.1%} of the {values.size} posterior draws are "
+                      "not finite (infinite or NaN); the answer is degenerate: the runs do not "
+                      "determine it", DegenerateWarning, stacklevel=3)
 
 
 class PosteriorResult:

@@ -65,6 +65,11 @@ def check_prob(prob: object) -> float:
 
 
 def _one(name: str, da: xr.DataArray, prob: float, method: str) -> pd.DataFrame:
+    with np.errstate(invalid="ignore", over="ignore"):  # infinite draws: inf or nan stats,
+        return _stats(name, da, prob, method)         # which the callers report as degenerate
+
+
+def _stats(name: str, da: xr.DataArray, prob: float, method: str) -> pd.DataFrame:
     stats = {
         "mean": da.mean(_SAMPLE_DIMS),
         "sd": da.std(_SAMPLE_DIMS),

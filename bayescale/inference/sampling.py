@@ -19,7 +19,8 @@ from scipy import stats
 
 from bayescale.inference.trees import group
 
-__all__ = ["SAMPLERS", "sample", "noise_logpdf", "COMPILE_CACHE_SIZE", "clear_compile_cache"]
+__all__ = ["SAMPLERS", "sample", "noise_logpdf", "COMPILE_CACHE_SIZE", "clear_compile_cache",
+           "check_sampler_arguments", "check_memory", "memory_bytes"]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 #: PyTensor's compilation is not safe to start from two threads at once (fit_many on threads).
@@ -41,13 +42,8 @@ def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: 
     therefore fix everything else the graph holds (structure, priors, constants); the draws are
     the same as from a fresh compilation.
     """
-    for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
-        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
-            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
-    if sampler not in SAMPLERS:
-        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
-    if not (isinstance(target_accept, float) and 0.5 <= target_accept < 1):
-        raise ValueError(f"target_accept must be a float in [0.5, 1), got {target_accept!r}")
+    check_sampler_arguments(draws=draws, tune=tune, chains=chains, sampler=sampler,
+                            target_accept=target_accept)
     seed = _seed(random_seed)
     kwargs = {"compile_key": compile_key, "data": data} if sampler == "nutpie" else {}
     idata = _SAMPLE[sampler](model, draws=int(draws), tune=int(tune), chains=int(chains),
@@ -61,6 +57,42 @@ def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: 
     stats = stats[[v for v in stats.data_vars if stats[v].dtype != object]]  # netCDF-storable
     tree = xr.DataTree.from_dict({"posterior": posterior, "sample_stats": stats})
     return tree, seed
+
+
+def check_sampler_arguments(*, draws, tune, chains, sampler, target_accept) -> None:
+    """Raise a ValueError naming the first sampler argument that cannot be used: ``draws`` and
+    ``chains`` integers >= 1, ``tune`` >= 0 (each below 2**63), a known ``sampler``, and a float
+    ``target_accept`` in [0.5, 1)."""
+    for name, value, low in (("draws", draws, 1), ("tune", tune, 0), ("chains", chains, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if value >= 2**63:
+            raise ValueError(f"{name} must be an integer below 2**63, got {value!r}")
+    if not isinstance(sampler, str) or sampler not in SAMPLERS:
+        raise ValueError(f"sampler must be one of {list(SAMPLERS)}, got {sampler!r}")
+    if not (isinstance(target_accept, float) and 0.5 <= target_accept < 1):
+        raise ValueError(f"target_accept must be a float in [0.5, 1), got {target_accept!r}")
+
+
+def memory_bytes() -> int | None:
+    """The machine's physical memory in bytes (``os.sysconf``), or None where unknown."""
+    try:
+        return int(os.sysconf("SC_PHYS_PAGES")) * int(os.sysconf("SC_PAGE_SIZE"))
+    except (AttributeError, ValueError, OSError):
+        return None
+
+
+def check_memory(*, draws: int, chains: int, values_per_draw: int) -> None:
+    """Raise a ValueError naming ``draws`` when the kept draws alone (``draws * chains *
+    values_per_draw`` float64 values: the parameters and the log-likelihood points) would not
+    fit in the machine's memory (:func:`memory_bytes`)."""
+    available = memory_bytes()
+    need = int(draws) * int(chains) * int(values_per_draw) * 8
+    if available is not None and need > available:
+        raise ValueError(f"draws={draws} with chains={chains} would hold {need / 2**30:.3g} GiB "
+                         f"of draws ({values_per_draw} values per draw: parameters and "
+                         f"log-likelihood points), more than this machine's "
+                         f"{available / 2**30:.3g} GiB of memory; lower draws")
 
 
 def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressbar,

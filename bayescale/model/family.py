@@ -24,7 +24,9 @@ import pymc as pm
 import xarray as xr
 
 from bayescale.model.fit import Fit
-from bayescale.inference.sampling import noise_logpdf, sample
+from bayescale.inference.diagnostics import check_draw_counts
+from bayescale.inference.sampling import (check_memory, check_sampler_arguments, noise_logpdf,
+                                          sample)
 
 __all__ = ["Family", "NOISES", "OBSERVED"]
 
@@ -155,9 +157,13 @@ class Family:
         Raises
         ------
         ValueError
-            For non-positive ``draws``/``chains``, negative ``tune``, an unknown sampler, a
-            ``target_accept`` outside [0.5, 1) or a bad seed.
+            Before sampling (:meth:`check_fit`): for non-positive ``draws``/``chains``,
+            negative ``tune``, fewer draws than the diagnostics need, draws that would not fit
+            in the machine's memory, an unknown sampler, a ``target_accept`` outside [0.5, 1)
+            or a bad seed.
         """
+        self.check_fit(draws=draws, tune=tune, chains=chains, sampler=sampler,
+                       target_accept=target_accept)
         idata, seed = sample(self.model, draws=draws, tune=tune, chains=chains,
                              random_seed=random_seed, sampler=sampler,
                              target_accept=target_accept, progressbar=progressbar,
@@ -167,6 +173,31 @@ class Family:
         fit = Fit.from_sampler(idata, spec=self.spec, runs=self.runs, sampler=sampler, seed=seed)
         fit.warn_diagnostics()
         return fit
+
+    def check_fit(self, *, draws: int, tune: int, chains: int, sampler: str,
+                  target_accept: float) -> None:
+        """Every check of a fit's settings that can fail, run before any sampling: the sampler
+        arguments, the draws the diagnostics need (at least
+        :data:`~bayescale.inference.diagnostics.MIN_DRAWS_PER_CHAIN` per chain and
+        :data:`~bayescale.inference.diagnostics.MIN_TOTAL_DRAWS` in all) and the memory the
+        kept draws take (``draws * chains * (parameters + runs) * 8`` bytes against the
+        machine's memory). Raises a ValueError naming the argument and its value."""
+        check_sampler_arguments(draws=draws, tune=tune, chains=chains, sampler=sampler,
+                                target_accept=target_accept)
+        check_draw_counts(int(draws), int(chains))
+        check_memory(draws=draws, chains=chains, values_per_draw=self._values_per_draw())
+
+    def _values_per_draw(self) -> int:
+        """Values a posterior draw holds: the model's parameters and deterministics (their
+        sizes from the model's dims, else their static shapes) and one log-likelihood point
+        per run."""
+        model, total = self.model, len(self.runs)
+        for var in [*model.free_RVs, *model.deterministics]:
+            dims = model.named_vars_to_dims.get(var.name) or ()
+            sizes = [len(model.coords.get(d) or ()) or 1 for d in dims] if dims \
+                else [s or 1 for s in var.type.shape]
+            total += int(np.prod(sizes))
+        return total
 
     def _complete(self, idata: xr.DataTree) -> xr.DataTree:
         """Hook for a family to add coordinates to the sampler's draws."""

@@ -22,7 +22,7 @@ from bayescale.model.points import check_budgets
 from bayescale.model.design import design
 from bayescale.model.recommend import recommend
 from bayescale.model.spec import SPEC_VERSION, Spec, spec_from_dict
-from bayescale.inference.diagnostics import PosteriorResult, SamplerWarning
+from bayescale.inference.diagnostics import PosteriorResult, SamplerWarning, warn_not_finite
 from bayescale.inference.trees import group, set_groups
 
 __all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION", "FAMILIES", "register", "family_of"]
@@ -189,13 +189,19 @@ class Fit(PosteriorResult):
         ``tokens_opt`` (D*), ``tokens_per_param`` (D*/N*) and ``loss_opt`` (the mean loss at
         the optimum, for the average observed level of every offset). ``random_seed`` seeds
         the fresh budget-level draws of a model that has them (IsoFLOP at a new budget).
+        A :class:`bayescale.DegenerateWarning` names each quantity and budget some of whose
+        draws are not finite, with their fraction.
         """
         if not self.model.has_optimum:
             raise ValueError(f"optimal() needs a model with a compute-optimal allocation; this "
                              f"fit's is not one: {self.model.describe()}")
         budgets = check_budgets(budgets)
         post = self.posterior
-        out = self.model.optimal(post, budgets, np.random.default_rng(random_seed))
+        with np.errstate(all="ignore"):  # overflow: reported below as a DegenerateWarning
+            out = self.model.optimal(post, budgets, np.random.default_rng(random_seed))
+        for name, values in out.items():
+            for i, budget in enumerate(budgets):
+                warn_not_finite(values[..., i], f"{name} at budget {budget:.3g} FLOPs")
         coords = {"chain": post.chain, "draw": post.draw, "budget": budgets}
         return xr.Dataset({k: (("chain", "draw", "budget"), v) for k, v in out.items()},
                           coords=coords, attrs=self.model.predict_attrs())

@@ -41,7 +41,8 @@ from bayescale.model.fit import Fit, register
 from bayescale.inference.trees import group, set_groups
 from bayescale.model.points import points_table
 from bayescale.model.spec import IsoFlopSpec
-from bayescale.data.runs import check_positive_column, require_columns
+from bayescale.data.runs import (check_loss_varies, check_positive_column, check_table,
+                                 require_columns, with_float_columns)
 
 __all__ = ["IsoFlop", "MIN_BUDGETS", "MIN_SIZES"]
 
@@ -284,12 +285,12 @@ class IsoFlop(Family):
 
 # -- validation ------------------------------------------------------------------------------
 def _check_runs(runs: object) -> pd.DataFrame:
-    if not isinstance(runs, pd.DataFrame):
-        raise TypeError(f"runs must be a pandas DataFrame (see bayescale.prepare), "
-                        f"got {type(runs).__name__}")
+    check_table(runs, argument="runs", why=" (see bayescale.prepare)")
     require_columns(runs, ["params", "flops", "loss"], why="the IsoFLOP model")
-    for col in ("params", "flops", "loss"):
-        check_positive_column(runs, col, argument=col)
+    values = {col: check_positive_column(runs, col, argument=col)
+              for col in ("params", "flops", "loss")}
+    check_loss_varies(values["loss"])
+    runs = with_float_columns(runs, values)
     sizes = runs.groupby("flops")["params"].nunique()
     if sizes.size < MIN_BUDGETS:
         raise ValueError(f"the IsoFLOP model needs runs at {MIN_BUDGETS} or more compute budgets "

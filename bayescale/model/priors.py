@@ -23,6 +23,18 @@ POSITIVE_DISTS = frozenset({"HalfNormal", "HalfStudentT", "HalfCauchy", "LogNorm
 REAL_DISTS = frozenset({"Normal", "StudentT", "Cauchy", "Laplace", "Logistic", "SkewNormal",
                         "TruncatedNormal", "Uniform"}) | POSITIVE_DISTS
 
+#: The parameters of each distribution that must be positive (scales, shapes, rates, degrees of
+#: freedom); PyMC accepts any value here and the sampler fails later.
+_POSITIVE_PARAMS = {
+    "HalfNormal": ("sigma", "tau"), "HalfStudentT": ("nu", "sigma", "lam"),
+    "HalfCauchy": ("beta",), "LogNormal": ("sigma", "tau"),
+    "Gamma": ("alpha", "beta", "mu", "sigma"), "InverseGamma": ("alpha", "beta", "mu", "sigma"),
+    "Exponential": ("lam", "scale"), "Weibull": ("alpha", "beta"), "Normal": ("sigma", "tau"),
+    "StudentT": ("nu", "sigma", "lam"), "Cauchy": ("beta",), "Laplace": ("b",),
+    "Logistic": ("s",), "SkewNormal": ("sigma", "tau"), "TruncatedNormal": ("sigma", "tau"),
+    "Uniform": (),
+}
+
 
 def check_priors(user: object, defaults: Mapping[str, dict],
                  positive: frozenset[str]) -> dict[str, dict]:
@@ -60,12 +72,26 @@ def _check_spec(name: str, spec: object, must_be_positive: bool) -> dict:
     if unknown:  # PyMC 6 would silently drop them
         raise ValueError(f"prior {name!r} = {dict(spec)!r} is not a valid pymc.{dist}: "
                          f"unknown parameter(s) {unknown}; it takes {sorted(accepted)}")
+    _check_support(name, spec)
     try:  # the values themselves, checked by PyMC now rather than when the graph is built
         distribution(spec)
     except (TypeError, ValueError) as err:
         raise ValueError(f"prior {name!r} = {dict(spec)!r} is not a valid "
                          f"pymc.{dist}: {err}") from None
     return dict(spec)
+
+
+def _check_support(name: str, spec: Mapping) -> None:
+    """Each parameter inside its support: scales, shapes, rates and nu positive; bounds
+    ordered (``lower < upper``)."""
+    dist = spec["dist"]
+    for key in _POSITIVE_PARAMS.get(dist, ()):
+        if key in spec and not spec[key] > 0:
+            raise ValueError(f"prior {name!r}: pymc.{dist} parameter {key}={spec[key]!r} must "
+                             "be positive")
+    if "lower" in spec and "upper" in spec and not spec["lower"] < spec["upper"]:
+        raise ValueError(f"prior {name!r}: pymc.{dist} needs lower < upper, got "
+                         f"lower={spec['lower']!r}, upper={spec['upper']!r}")
 
 
 def _parameters(dist: str) -> set[str]:

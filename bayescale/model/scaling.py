@@ -40,7 +40,8 @@ import pytensor.tensor as pt
 
 from bayescale.model import priors as _priors
 from bayescale.model.laws import Law, get_law
-from bayescale.data.runs import check_duplicates, check_positive_column, plain, require_columns
+from bayescale.data.runs import (check_duplicates, check_loss_varies, check_positive_column,
+                                 check_table, plain, require_columns, with_float_columns)
 from bayescale.model.family import NOISES, Family
 from bayescale.model.fit import register
 from bayescale.model.points import points_table
@@ -374,9 +375,7 @@ class ScalingLaw(Family):
 
 # -- validation ------------------------------------------------------------------------------
 def _check_runs(runs: object, law: Law) -> pd.DataFrame:
-    if not isinstance(runs, pd.DataFrame):
-        raise TypeError(f"runs must be a pandas DataFrame (see bayescale.prepare), "
-                        f"got {type(runs).__name__}")
+    check_table(runs, argument="runs", why=" (see bayescale.prepare)")
     if len(runs) < 2:
         raise ValueError(f"runs has {len(runs)} row(s); a scaling law needs at least 2 runs")
     why = f"law {law.name!r}"
@@ -387,7 +386,9 @@ def _check_runs(runs: object, law: Law) -> pd.DataFrame:
     require_columns(runs, [*law.inputs, "loss"], why=why)
     present = [c for c in ("params", "tokens", "flops", "loss") if c in runs.columns]
     values = {col: check_positive_column(runs, col, argument=col) for col in present}
+    check_loss_varies(values["loss"])
     check_duplicates(runs)
+    runs = with_float_columns(runs, values)
     k = float(runs.attrs.get("flops_per_param_token", 6.0))
     budgets = np.unique(values["flops"] if "flops" in values
                         else k * values["params"] * values["tokens"])
@@ -447,7 +448,13 @@ def _check_continuous(runs: pd.DataFrame, continuous: object,
 
 
 def _levels(series: pd.Series) -> list:
-    return sorted(series.unique().tolist())
+    values = series.unique().tolist()
+    try:
+        return sorted(values)
+    except TypeError:
+        kinds = sorted({type(v).__name__ for v in values})
+        raise TypeError(f"column {series.name!r} mixes values that cannot be ordered as "
+                        f"levels ({', '.join(kinds)}): e.g. {values[:4]!r}") from None
 
 
 def _run_coords(index: pd.Index) -> list:

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pandas as pd
 
 from bayescale.data.runs import run_flops
@@ -68,7 +69,8 @@ def _with_reach(table: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def format_targets(table: pd.DataFrame) -> str:
-    """Human-readable lines: ``quantity  median [lower, upper]`` per budget."""
+    """Human-readable lines: ``quantity  median [lower, upper]`` per budget; a value that is
+    not finite (a degenerate answer) reads "not finite", never nan or inf."""
     names = {"loss_opt": "loss at optimum", "params_opt": "N* (params)",
              "tokens_opt": "D* (tokens)", "tokens_per_param": "D*/N*",
              "loss_mean": "loss (mean law)", "loss_new_run": "loss (new run)"}
@@ -77,9 +79,10 @@ def format_targets(table: pd.DataFrame) -> str:
         lines.append(f"C = {row['budget']:.3g} FLOPs")
         for var, label in names.items():
             if var in table:
-                lines.append(f"  {label:<18} {row[var]:>10.4g}  "
-                             f"[{row[var + '_lower']:.4g}, {row[var + '_upper']:.4g}]")
-        reach = [f"{name} {row[col]:+.2f}" for col, name in
+                lines.append(f"  {label:<18} {_number(row[var], '>10.4g')}  "
+                             f"[{_number(row[var + '_lower'], '.4g')}, "
+                             f"{_number(row[var + '_upper'], '.4g')}]")
+        reach = [f"{name} {_number(row[col], '+.2f')}" for col, name in
                  (("decades_flops", "C"), ("decades_params", "N*"), ("decades_tokens", "D*"))
                  if col in table]
         if reach:
@@ -89,6 +92,12 @@ def format_targets(table: pd.DataFrame) -> str:
 
 def _warning_lines(table: pd.DataFrame) -> list[str]:
     return [f"WARNING: {w}" for w in table.attrs.get("warnings", [])]
+
+
+def _number(value: float, spec: str) -> str:
+    """``value`` formatted by ``spec``, or "not finite" (never a bare nan or inf)."""
+    return format(value, spec) if np.isfinite(value) else format("not finite", spec.rstrip(
+        "gef+.0123456789") or "")
 
 
 def format_answer(fit, budgets, *, prob: float = 0.9) -> str:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
+import os
 import sys
 import warnings
 from pathlib import Path
@@ -12,8 +14,16 @@ __all__ = ["main"]
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError)
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse with a one-line error (no usage block): ``PROG: error: MESSAGE``, exit 2."""
+
+    def error(self, message: str):
+        line = " ".join(message.split())
+        self.exit(2, f"{self.prog}: error: {line} (see {self.prog.split()[0]} --help)\n")
+
+
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="bayescale", description="Bayesian scaling laws: fit, predict, compare.")
     sub = parser.add_subparsers(dest="verb", required=True, metavar="VERB")
     for add in (_fit_parser, _predict_parser, _compare_parser, _design_parser):
@@ -101,11 +111,53 @@ def main(argv: list[str] | None = None) -> int:
     try:
         verbs = {"fit": _fit, "predict": _predict, "compare": _compare, "design": _design,
                  "datasets": _datasets}
-        return verbs[args.verb](args)
+        with _warnings_as_lines():
+            return verbs[args.verb](args)
     except _USER_ERRORS as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"bayescale {args.verb}: error: {message}", file=sys.stderr)
         return 2
+
+
+@contextlib.contextmanager
+def _warnings_as_lines():
+    """bayescale's warnings about the data and the answers (``DataWarning``,
+    ``DegenerateWarning``) as one ``WARNING:`` line each on stdout, once per message; other
+    warnings as Python shows them."""
+    from bayescale.data.runs import DataWarning
+    from bayescale.inference.diagnostics import DegenerateWarning
+
+    seen: set[str] = set()
+    with warnings.catch_warnings():
+        show = warnings.showwarning
+
+        def as_line(message, category, *rest, **kwargs):
+            if not issubclass(category, (DataWarning, DegenerateWarning)):
+                return show(message, category, *rest, **kwargs)
+            line = str(message).replace("\n", " ")
+            if line not in seen:
+                seen.add(line)
+                print(f"WARNING: {line}", flush=True)
+
+        warnings.showwarning = as_line
+        for category in (DataWarning, DegenerateWarning):
+            warnings.simplefilter("always", category)
+        yield
+
+
+def _check_out_file(out: str | None, argument: str = "--out") -> None:
+    """A file to write: its folder exists and is writable, and it is not a folder itself."""
+    if out is None:
+        return
+    path = Path(out)
+    folder = path.parent
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{argument} {out}: folder {folder} does not exist")
+    if path.is_dir():
+        raise ValueError(f"{argument} {out} is a folder; give a file name, e.g. "
+                         f"{path / 'predictions.csv'}")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{argument} {out}: folder {folder} is not writable")
 
 
 def _fit(args) -> int:
@@ -121,6 +173,7 @@ def _fit(args) -> int:
     model = recipe.scaling_law(runs)
     kwargs = recipe.fit_kwargs(draws=args.draws, tune=args.tune, chains=args.chains,
                                random_seed=args.seed, sampler=args.sampler)
+    _check_fit_settings(model, kwargs)
     print(f"bayescale {bs.__version__}: recipe {args.recipe}: {_describe(model)} on "
           f"{len(runs)} runs; {kwargs['chains']} chains x {kwargs['draws']} draws "
           f"({kwargs['sampler']})", flush=True)
@@ -148,6 +201,16 @@ def _fit(args) -> int:
         paths |= run_design(fit, recipe.design, out, source=recipe.source)
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
+
+
+def _check_fit_settings(model, kwargs: dict) -> None:
+    """Every check of the sampler settings before any work: the model's own
+    (:meth:`bayescale.model.family.Family.check_fit`) and the report's two chains."""
+    model.check_fit(**{k: kwargs[k] for k in ("draws", "tune", "chains", "sampler",
+                                              "target_accept")})
+    if kwargs["chains"] < 2:
+        raise ValueError(f"chains={kwargs['chains']}: the report's rank plots compare chains; "
+                         "give --chains 2 or more")
 
 
 def _design(args) -> int:
@@ -188,6 +251,9 @@ def _predict(args) -> int:
     import bayescale as bs
     from bayescale.report.answer import format_answer
 
+    if args.budgets is not None and args.out is not None:
+        raise ValueError("--out applies to --points only; --budgets prints its answer")
+    _check_out_file(args.out)
     fit = bs.load(args.posterior)
     if args.budgets is not None:
         print(f"{fit!r}\nmedian [{args.prob:.0%} interval]:")
@@ -206,11 +272,26 @@ def _predict(args) -> int:
     with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160,
                            "display.max_columns", 30):
         print(f"{fit!r}\nloss of a {args.kind.replace('_', ' ')}: median "
-              f"[{args.prob:.0%} interval]\n{table.to_string(index=False)}")
+              f"[{args.prob:.0%} interval]\n{_finite_only(table).to_string(index=False)}")
     if args.out:
         table.to_csv(args.out, index=False)
         print(f"wrote {args.out}")
     return 0
+
+
+def _finite_only(table):
+    """The predictions table for printing: a loss that is not finite reads "not finite",
+    with a WARNING line naming the points."""
+    import numpy as np
+
+    shown = table.copy()
+    for col in ("loss", "loss_lower", "loss_upper"):
+        bad = ~np.isfinite(table[col].to_numpy(dtype=float))
+        if bad.any():
+            print(f"WARNING: {col} is not finite at {int(bad.sum())} of {len(table)} points "
+                  f"(rows {np.flatnonzero(bad)[:5].tolist()}): a degenerate answer")
+            shown[col] = [f"{v:.4g}" if ok else "not finite" for v, ok in zip(table[col], ~bad)]
+    return shown
 
 
 def _load_fits(paths) -> dict:

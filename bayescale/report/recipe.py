@@ -7,7 +7,7 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     path = "runs.csv"             # a CSV / JSON / JSONL / Parquet file, relative to the recipe
     columns = { params = "N", tokens = "D", flops = "C", loss = "val_loss" }   # with path
     flops_per_param_token = 6.0   # with path
-    query = "loss < 10"           # keep the runs matching a pandas query
+    query = "loss < 10"           # keep the runs matching this filter (bayescale.data.filters)
     learning_curves = { lr = "lr" }   # checkpoints: bayescale.learning_curves(runs, **this)
 
     [model]
@@ -56,6 +56,7 @@ import pandas as pd
 
 from bayescale.data import datasets
 from bayescale.data.curves import learning_curves
+from bayescale.data.filters import filter_rows, parse_filter
 from bayescale.model.points import check_budgets
 from bayescale.data.readers import read_runs
 from bayescale.model.fit import FAMILIES
@@ -126,6 +127,11 @@ class Recipe:
         if unknown:
             raise ValueError(f"{where}: [data.columns] has unknown key(s) {unknown}; allowed "
                              f"keys are {list(_COLUMN_KEYS)}")
+        if "query" in data:
+            try:
+                parse_filter(data["query"])
+            except ValueError as err:
+                raise ValueError(f"{where}: [data] query: {err}") from None
         targets = dict(raw.get("targets", {}))
         if "budgets" in targets:
             targets["budgets"] = check_budgets(targets["budgets"], argument="[targets] budgets").tolist()
@@ -147,12 +153,10 @@ class Recipe:
                              loss=columns.get("loss", "loss"),
                              flops_per_param_token=self.data.get("flops_per_param_token", 6.0))
         if "query" in self.data:
-            attrs = dict(runs.attrs)
             try:
-                runs = runs.query(self.data["query"])
-            except Exception as err:  # noqa: BLE001 - pandas raises many kinds for a bad query
-                raise ValueError(f"[data] query {self.data['query']!r} failed: {err}") from None
-            runs.attrs.update(attrs)
+                runs = filter_rows(runs, self.data["query"])
+            except ValueError as err:
+                raise ValueError(f"[data] query: {err}") from None
         if "learning_curves" in self.data:
             runs = learning_curves(runs, **self.data["learning_curves"])
         return runs
