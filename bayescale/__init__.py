@@ -28,6 +28,7 @@ from bayescale.data.readers import read_opda, read_runs  # noqa: E402
 from bayescale.model.recommend import Recommendation  # noqa: E402
 from bayescale.data.runs import add_shape_columns, prepare  # noqa: E402
 from bayescale.inference.diagnostics import SamplerWarning  # noqa: E402
+from bayescale.inference.sampling import SamplingInterrupted  # noqa: E402
 from bayescale.model.simulate import Truth, simulate  # noqa: E402
 
 __all__ = [
@@ -37,6 +38,7 @@ __all__ = [
     "ParetoKWarning",
     "Recommendation",
     "SamplerWarning",
+    "SamplingInterrupted",
     "baselines",
     "calibration",
     "candidate_grid",

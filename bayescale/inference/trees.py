@@ -1,15 +1,24 @@
-"""Results trees (``xarray.DataTree``): a group as a Dataset, replacing groups, and the
-atomic write of a tree to netCDF. Needs no model, so a fit's ``save`` calls down to it."""
+"""Results trees (``xarray.DataTree``): a group as a Dataset, replacing groups, checksums of
+the groups' data, and the atomic write of a tree to netCDF. Needs no model, so a fit's
+``save`` calls down to it."""
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
 import tempfile
 from pathlib import Path
 
+import numpy as np
 import xarray as xr
 
-__all__ = ["group", "set_groups", "save_idata"]
+__all__ = ["group", "set_groups", "save_idata", "checksums", "CHECKSUMS_ATTR", "file_mode"]
+
+#: The posterior attr holding the JSON ``{group: sha256}`` of every group of a saved tree.
+CHECKSUMS_ATTR = "checksums"
+#: numpy dtype kinds and the dtype their values are hashed in (what survives netCDF).
+_CANONICAL = {"b": "u1", "i": "<i8", "u": "<u8", "f": "<f8", "c": "<c16"}
 
 
 def group(tree: xr.DataTree, name: str) -> xr.Dataset:
@@ -27,17 +36,66 @@ def set_groups(tree: xr.DataTree, **datasets: xr.Dataset) -> None:
         tree[name] = xr.DataTree(ds)
 
 
+def _value_bytes(values) -> bytes:
+    """The values of an array in a form that a netCDF round trip keeps: numbers in one
+    little-endian dtype per kind, strings as JSON, dates as their integer ticks."""
+    array = np.asarray(values)
+    kind = array.dtype.kind
+    if kind in "mM":
+        array = array.view("<i8")
+    elif kind in _CANONICAL:
+        array = array.astype(_CANONICAL[kind])
+    else:
+        text = [v.decode() if isinstance(v, bytes) else str(v) for v in array.ravel()]
+        return json.dumps(text).encode()
+    return kind.encode() + np.ascontiguousarray(array).tobytes()
+
+
+def checksums(tree: xr.DataTree) -> dict[str, str]:
+    """SHA-256 of every group of ``tree``: the names, dims, shapes and values of its data and
+    coordinate variables, in name order (attrs are not covered: the spec has its own hash)."""
+    out = {}
+    for name in sorted(tree.children):
+        ds = tree[name].to_dataset()
+        digest = hashlib.sha256()
+        for var in sorted(map(str, ds.variables)):
+            da = ds[var]
+            header = json.dumps([var, list(map(str, da.dims)), list(da.shape)])
+            digest.update(header.encode() + b"\0" + _value_bytes(da.values) + b"\0")
+        out[name] = digest.hexdigest()
+    return out
+
+
+def file_mode() -> int:
+    """The mode a new file gets from the process's umask (``0o666 & ~umask``)."""
+    try:
+        with open("/proc/self/status") as status:  # reading it does not change the umask
+            mask = next(int(line.split()[1], 8) for line in status if line.startswith("Umask:"))
+    except (OSError, StopIteration, ValueError):
+        mask = os.umask(0o022)
+        os.umask(mask)
+    return 0o666 & ~mask
+
+
 def save_idata(idata: xr.DataTree, path, *, overwrite: bool = False) -> Path:
-    """Write ``idata`` to ``path`` via a temporary file in the same folder and a rename."""
+    """Write ``idata`` to ``path`` via a temporary file in the same folder and a rename.
+
+    The posterior's attrs record the :func:`checksums` of every group (what
+    :func:`bayescale.load` verifies); the file's mode follows the umask.
+    """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {path.parent} does not exist")
+    tree = idata.copy(deep=False)
+    if "posterior" in tree.children:
+        tree["posterior"].attrs[CHECKSUMS_ATTR] = json.dumps(checksums(tree), sort_keys=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
     try:
-        idata.to_netcdf(tmp, engine="h5netcdf")
+        tree.to_netcdf(tmp, engine="h5netcdf")
+        os.chmod(tmp, file_mode())
         os.replace(tmp, path)
     finally:
         if os.path.exists(tmp):
