@@ -81,7 +81,19 @@ def test_overwrite_replaces_the_whole_set_and_keeps_other_files(fake_fit, result
     assert siblings(results) == []
 
 
-def test_an_interrupted_write_leaves_the_old_folder_as_it_was(fake_fit, results, monkeypatch):
+@pytest.fixture(scope="module")
+def other_fit(chinchilla_runs) -> bs.Fit:
+    """Another fake fit of the Chinchilla runs: other draws, so other bytes in every file."""
+    import arviz as az
+
+    from conftest import fake_posterior, with_sampled
+
+    spec = bs.ScalingLaw(chinchilla_runs, law="chinchilla").spec
+    idata = az.from_dict({"posterior": with_sampled(fake_posterior(seed=1), spec)})
+    return bs.Fit.from_sampler(idata, spec=spec, runs=chinchilla_runs, sampler="fake", seed=1)
+
+
+def test_an_interrupted_write_leaves_the_old_folder_as_it_was(other_fit, results, monkeypatch):
     before = digest(results)
 
     def interrupted(*args, **kwargs):
@@ -89,7 +101,7 @@ def test_an_interrupted_write_leaves_the_old_folder_as_it_was(fake_fit, results,
 
     monkeypatch.setattr(answer, "targets_table", interrupted)  # after posterior.nc and summary
     with pytest.raises(KeyboardInterrupt):
-        answer.write_results(fake_fit, results, budgets=[2e24], overwrite=True)
+        answer.write_results(other_fit, results, budgets=[2e24], overwrite=True)
     assert digest(results) == before
     assert siblings(results) == []
 
