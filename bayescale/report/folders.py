@@ -48,11 +48,15 @@ def outputs_in(folder, names: Iterable[str] = OUTPUTS) -> list[str]:
 
 def check_outputs(folder, *, overwrite: bool, names: Iterable[str] = OUTPUTS) -> None:
     """Clean the leftovers of killed writes to ``folder``; refuse (FileExistsError) a folder
-    holding bayescale outputs unless ``overwrite``, and a path that is a file."""
-    folder = Path(folder)
+    holding bayescale outputs unless ``overwrite``, and a path that is a file; refuse
+    (ValueError) the current folder or one above it (a swap would move it away)."""
+    folder = Path(os.path.realpath(folder))
     recover(folder)
     if folder.exists() and not folder.is_dir():
         raise FileExistsError(f"{folder} is a file, not a folder")
+    if Path.cwd() == folder or folder in Path.cwd().parents:
+        raise ValueError(f"the results folder {folder} is the current folder or holds it; "
+                         "give a folder of its own (--out results/NAME)")
     found = outputs_in(folder, names)
     if found and not overwrite:
         raise FileExistsError(f"{folder} already holds results ({', '.join(found)}); pass "
@@ -185,9 +189,6 @@ def staged_folder(folder, *, overwrite: bool = False) -> Iterator[Path]:
     check_outputs(folder, overwrite=overwrite)
     if not folder.parent.is_dir():
         raise FileNotFoundError(f"folder {folder.parent} does not exist")
-    if Path.cwd() == folder or folder in Path.cwd().parents:
-        raise ValueError(f"the results folder {folder} is the current folder or holds it; "
-                         "give a folder of its own (--out results/NAME)")
     staging = _sibling(folder, "tmp")
     os.mkdir(staging)
     try:
