@@ -179,3 +179,18 @@ def test_saved_files_take_their_mode_from_the_umask(fake_fit, tmp_path):
     finally:
         os.umask(previous)
     assert (tmp_path / "fit.nc").stat().st_mode & 0o777 == 0o640
+
+
+def test_a_save_removes_the_temporary_files_of_killed_saves(fake_fit, tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    dead = int(subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"],
+                              capture_output=True, text=True, check=True).stdout)
+    stale = tmp_path / f".fit.nc.bayescale-tmp-{dead}-k3j2h1"
+    stale.write_bytes(b"\x89HDF half a file")  # a save killed by SIGKILL
+    live = tmp_path / f".fit.nc.bayescale-tmp-{os.getppid()}-a1b2c3"
+    live.write_bytes(b"\x89HDF being written")  # another process's save, under way
+    fake_fit.save(tmp_path / "fit.nc")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(["fit.nc", live.name])

@@ -13,12 +13,15 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["group", "set_groups", "save_idata", "checksums", "CHECKSUMS_ATTR", "file_mode"]
+__all__ = ["group", "set_groups", "save_idata", "checksums", "CHECKSUMS_ATTR", "file_mode",
+           "leftovers", "temporary_name"]
 
 #: The posterior attr holding the JSON ``{group: sha256}`` of every group of a saved tree.
 CHECKSUMS_ATTR = "checksums"
 #: numpy dtype kinds and the dtype their values are hashed in (what survives netCDF).
 _CANONICAL = {"b": "u1", "i": "<i8", "u": "<u8", "f": "<f8", "c": "<c16"}
+#: What marks bayescale's temporary and set-aside paths: ``.<name>.bayescale-<kind>-<pid>...``.
+_TAG = "bayescale"
 
 
 def group(tree: xr.DataTree, name: str) -> xr.Dataset:
@@ -77,21 +80,56 @@ def file_mode() -> int:
     return 0o666 & ~mask
 
 
+def temporary_name(target: Path, kind: str = "tmp") -> Path:
+    """The path beside ``target`` where this process writes it (``kind`` "tmp") or sets an
+    old one aside ("old"): ``.<name>.bayescale-<kind>-<pid>``."""
+    return target.parent / f".{target.name}.{_TAG}-{kind}-{os.getpid()}"
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return False  # not being written now: a leftover of an earlier try of this process
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def leftovers(target) -> list[tuple[str, Path]]:
+    """(kind, path) of what writes of ``target`` left beside it in processes that are gone
+    (killed outright: SIGKILL, a power cut)."""
+    target = Path(target)
+    name = "".join(f"[{c}]" if c in "*?[" else c for c in target.name)  # taken literally
+    out = []
+    for path in sorted(target.parent.glob(f".{name}.{_TAG}-*-*")):
+        kind, pid = (path.name[len(target.name) + len(_TAG) + 3:].split("-") + [""])[:2]
+        if kind in ("tmp", "old") and pid.isdigit() and not _alive(int(pid)):
+            out.append((kind, path))
+    return out
+
+
 def save_idata(idata: xr.DataTree, path, *, overwrite: bool = False) -> Path:
     """Write ``idata`` to ``path`` via a temporary file in the same folder and a rename.
 
     The posterior's attrs record the :func:`checksums` of every group (what
-    :func:`bayescale.load` verifies); the file's mode follows the umask.
+    :func:`bayescale.load` verifies); the file's mode follows the umask. Temporary files
+    that killed writes of ``path`` left are removed.
     """
     path = Path(path)
     if path.exists() and not overwrite:
         raise FileExistsError(f"{path} exists; pass overwrite=True (CLI: --force) to replace it")
     if not path.parent.is_dir():
         raise FileNotFoundError(f"folder {path.parent} does not exist")
+    for _, stale in leftovers(path):
+        if stale.is_file():
+            stale.unlink(missing_ok=True)
     tree = idata.copy(deep=False)
     if "posterior" in tree.children:
         tree["posterior"].attrs[CHECKSUMS_ATTR] = json.dumps(checksums(tree), sort_keys=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(prefix=f"{temporary_name(path).name}-", dir=path.parent)
     os.close(fd)
     try:
         tree.to_netcdf(tmp, engine="h5netcdf")

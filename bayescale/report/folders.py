@@ -23,7 +23,7 @@ import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 
-from bayescale.inference.trees import file_mode
+from bayescale.inference.trees import file_mode, leftovers, temporary_name
 
 __all__ = ["OUTPUTS", "outputs_in", "check_outputs", "recover", "staged_folder",
            "staged_files", "pause_for_tests"]
@@ -34,7 +34,6 @@ OUTPUTS = frozenset({"posterior.nc", "summary.csv", "targets.csv", "report.md", 
                      "isoflop.png", "design.png"})
 #: The test-only environment variable: seconds to sleep between the files of a write.
 PAUSE_VARIABLE = "BAYESCALE_TEST_PAUSE_WRITE"
-_TAG = "bayescale"
 #: The folders and files this process has swapped in (the command line reports them when a
 #: signal arrives after one was written).
 WRITTEN: list[Path] = []
@@ -63,35 +62,8 @@ def check_outputs(folder, *, overwrite: bool, names: Iterable[str] = OUTPUTS) ->
                               "--force (Python: overwrite=True) to overwrite")
 
 
-def _sibling(folder: Path, kind: str, pid: int | None = None) -> Path:
-    return folder.parent / f".{folder.name}.{_TAG}-{kind}-{os.getpid() if pid is None else pid}"
-
-
-def _alive(pid: int) -> bool:
-    if pid == os.getpid():
-        return False  # this process is not writing it now: a leftover of an earlier try
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _leftovers(folder: Path) -> list[tuple[str, Path]]:
-    """(kind, path) of the siblings left by writes whose process is gone."""
-    out = []
-    for path in sorted(folder.parent.glob(f".{glob_escape(folder.name)}.{_TAG}-*-*")):
-        kind, _, pid = path.name[len(folder.name) + len(_TAG) + 3:].partition("-")
-        if kind in ("tmp", "old") and pid.isdigit() and not _alive(int(pid)):
-            out.append((kind, path))
-    return out
-
-
-def glob_escape(name: str) -> str:
-    """``name`` with glob's special characters taken literally."""
-    return "".join(f"[{c}]" if c in "*?[" else c for c in name)
+def _sibling(folder: Path, kind: str) -> Path:
+    return temporary_name(folder, kind)
 
 
 def recover(target) -> None:
@@ -99,7 +71,7 @@ def recover(target) -> None:
     comes back when ``target`` is missing (killed between the two renames of a swap);
     temporary folders and files and other old folders are removed."""
     target = Path(target)
-    for kind, path in _leftovers(target):
+    for kind, path in leftovers(target):
         if kind == "old" and not target.exists():
             os.rename(path, target)
         elif path.is_dir() and not path.is_symlink():
