@@ -28,6 +28,7 @@ from bayescale.data.readers import read_opda, read_runs  # noqa: E402
 from bayescale.model.recommend import Recommendation  # noqa: E402
 from bayescale.data.runs import DataWarning, add_shape_columns, prepare  # noqa: E402
 from bayescale.inference.diagnostics import DegenerateWarning, SamplerWarning  # noqa: E402
+from bayescale.inference.sampling import SamplingInterrupted  # noqa: E402
 from bayescale.model.simulate import Truth, simulate  # noqa: E402
 
 __all__ = [
@@ -39,6 +40,7 @@ __all__ = [
     "SamplerWarning",
     "DataWarning",
     "DegenerateWarning",
+    "SamplingInterrupted",
     "baselines",
     "calibration",
     "candidate_grid",

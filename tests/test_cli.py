@@ -11,6 +11,7 @@ import pytest
 
 import bayescale as bs
 from bayescale.report.cli import main
+from bayescale.report.folders import OUTPUTS
 from bayescale.report.recipe import Recipe
 
 MODELS = Path(__file__).resolve().parents[1] / "models"
@@ -25,6 +26,9 @@ def test_every_recipe_runs(recipe, tmp_path, capsys):
     assert "Parameters" in printed and "Sampler diagnostics" in printed
     for name in ("posterior.nc", "summary.csv", "targets.csv", "report.md", "ranks.png"):
         assert (out / name).stat().st_size > 0, name
+    # every file written is one that --force guards, and nothing is left beside the folder
+    assert {p.name for p in out.iterdir()} <= OUTPUTS
+    assert [p.name for p in tmp_path.iterdir()] == ["out"]
     fit = bs.load(out / "posterior.nc")
     assert (fit.posterior.sizes["chain"], fit.posterior.sizes["draw"]) == (2, 100)
     report = (out / "report.md").read_text()

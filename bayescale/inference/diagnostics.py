@@ -141,7 +141,8 @@ class PosteriorResult:
                           stacklevel=3)
 
     def save(self, path, *, overwrite: bool = False) -> None:
-        """Write the fit to a netCDF file (atomically: a temporary file, then a rename).
+        """Write the fit to a netCDF file (atomically: a temporary file, then a rename), with
+        a checksum of every group's data that :func:`bayescale.load` verifies.
 
         Raises ``FileExistsError`` if ``path`` exists and ``overwrite`` is False.
         """

@@ -20,7 +20,7 @@ from scipy import stats
 from bayescale.inference.trees import group
 
 __all__ = ["SAMPLERS", "sample", "noise_logpdf", "COMPILE_CACHE_SIZE", "clear_compile_cache",
-           "check_sampler_arguments", "check_memory", "memory_bytes"]
+           "check_sampler_arguments", "check_memory", "memory_bytes", "SamplingInterrupted"]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 #: PyTensor's compilation is not safe to start from two threads at once (fit_many on threads).
@@ -29,6 +29,15 @@ _COMPILE_LOCK = threading.Lock()
 _COMPILED: OrderedDict[str, object] = OrderedDict()
 #: How many compiled nutpie models :data:`_COMPILED` keeps.
 COMPILE_CACHE_SIZE = 8
+
+
+class SamplingInterrupted(KeyboardInterrupt):
+    """The sampler stopped before every chain had its draws (Ctrl-C, SIGTERM): no fit is made.
+
+    nutpie (and PyMC) catch ``KeyboardInterrupt`` and return the draws made so far; a partial
+    posterior is never a fit, so :func:`sample` raises this instead. It is a
+    ``KeyboardInterrupt``, so code that stops on Ctrl-C stops on it too.
+    """
 
 
 def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: int | None,
@@ -41,6 +50,9 @@ def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: 
     model's ``pm.Data`` variables, by name) are swapped into the compiled one. The key must
     therefore fix everything else the graph holds (structure, priors, constants); the draws are
     the same as from a fresh compilation.
+
+    Raises :class:`SamplingInterrupted` when the sampler returns fewer draws than asked (it was
+    interrupted: nutpie and PyMC return the draws made so far on ``KeyboardInterrupt``).
     """
     check_sampler_arguments(draws=draws, tune=tune, chains=chains, sampler=sampler,
                             target_accept=target_accept)
@@ -50,6 +62,7 @@ def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: 
                              seed=seed, target_accept=target_accept, progressbar=progressbar,
                              **kwargs)
     posterior = group(idata, "posterior")
+    _check_complete(posterior, draws=int(draws), chains=int(chains))
     posterior = posterior[[v for v in posterior.data_vars if not str(v).endswith("__")]]
     posterior.attrs.update(sampler=sampler, random_seed=seed, tune=int(tune),
                            target_accept=float(target_accept))
@@ -93,6 +106,20 @@ def check_memory(*, draws: int, chains: int, values_per_draw: int) -> None:
                          f"of draws ({values_per_draw} values per draw: parameters and "
                          f"log-likelihood points), more than this machine's "
                          f"{available / 2**30:.3g} GiB of memory; lower draws")
+def _check_complete(posterior: xr.Dataset, *, draws: int, chains: int) -> None:
+    """Raise :class:`SamplingInterrupted` unless ``posterior`` holds ``chains`` x ``draws``
+    draws; an interrupted nutpie pads its shorter chains with draws that are NaN throughout."""
+    got = (posterior.sizes.get("chain", 0), posterior.sizes.get("draw", 0))
+    floats = [posterior[v].values for v in posterior.data_vars
+              if posterior[v].dtype.kind == "f" and posterior[v].size]
+    empty = 0
+    if got == (chains, draws) and floats:
+        empty = int(np.logical_and.reduce([np.isnan(v.reshape(*got, -1)).all(axis=-1)
+                                           for v in floats]).sum())
+    if got != (chains, draws) or empty:
+        raise SamplingInterrupted(
+            f"sampling stopped early: {got[0]} chains x {got[1]} draws of {chains} x {draws} "
+            f"asked" + (f", {empty} of them empty (NaN)" if empty else "") + "; no fit was made")
 
 
 def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressbar,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -14,6 +15,7 @@ from bayescale.model.identify import unidentified
 from bayescale.inference.intervals import interval
 from bayescale.model.points import check_budgets, decades_past
 from bayescale.report import plots
+from bayescale.report.folders import pause_for_tests, staged_folder
 from bayescale.report.isoflop_plot import plot_isoflop
 
 __all__ = ["targets_table", "format_targets", "format_answer", "write_results"]
@@ -140,21 +142,40 @@ def _cell(value) -> str:
 
 
 def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayescale fit",
-                  overwrite: bool = False) -> dict[str, Path]:
-    """Write posterior.nc, summary.csv, targets.csv, report.md and PNG figures into ``out``."""
+                  overwrite: bool = False,
+                  also: Callable[[Path], dict[str, Path]] | None = None) -> dict[str, Path]:
+    """Write posterior.nc, summary.csv, targets.csv, report.md and PNG figures into ``out``.
+
+    The folder is written as a unit (:func:`bayescale.report.folders.staged_folder`): into a
+    temporary folder beside it, swapped in whole at the end. An exception or Ctrl-C on the
+    way leaves ``out`` as it was. ``also(folder)`` writes more outputs into the same unit and
+    returns their paths (the recipe's design). Returns the written paths, by name.
+
+    Raises ``FileExistsError`` if ``out`` holds bayescale outputs and ``overwrite`` is False.
+    """
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {name: out / name for name in ("posterior.nc", "summary.csv", "targets.csv",
-                                           "report.md", "law.png", "ranks.png")}
-    fit.save(paths["posterior.nc"], overwrite=overwrite)
+    with staged_folder(out, overwrite=overwrite) as staging:
+        paths = _write_into(staging, fit, budgets, prob, title)
+        if also is not None:
+            paths |= also(staging)
+    return {key: out / path.name for key, path in paths.items()}
+
+
+def _write_into(folder: Path, fit, budgets, prob, title) -> dict[str, Path]:
+    """The results files, written one after another into ``folder``."""
+    paths = {name: folder / name for name in ("posterior.nc", "summary.csv", "targets.csv",
+                                              "report.md")}
+    fit.save(paths["posterior.nc"])
+    pause_for_tests()
     summary = fit.summary(prob=prob)
     summary.to_csv(paths["summary.csv"])
+    pause_for_tests()
     targets = targets_table(fit, budgets, prob=prob) if budgets else None
     if targets is not None:
         targets.to_csv(paths["targets.csv"], index=False)
     figures = _figures(fit, budgets, prob)
     for name, figure in figures.items():
-        paths[name] = out / name
+        paths[name] = folder / name
         figure.savefig(paths[name], dpi=120, bbox_inches="tight")
         plt.close(figure)
     paths["report.md"].write_text(_report(fit, summary, targets, prob, title, figures))

@@ -9,6 +9,8 @@ import sys
 import warnings
 from pathlib import Path
 
+from bayescale.report import folders, interrupts
+
 __all__ = ["main"]
 
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError)
@@ -45,7 +47,8 @@ def _fit_parser(sub) -> None:
     fit.add_argument("--chains", type=int, help="number of chains (overrides recipe)")
     fit.add_argument("--seed", type=int, help="random seed (overrides recipe)")
     fit.add_argument("--sampler", choices=("nutpie", "pymc", "numpyro"), help="NUTS backend")
-    fit.add_argument("--force", action="store_true", help="overwrite an existing results folder")
+    fit.add_argument("--force", action="store_true", help="overwrite the results in the folder "
+                     "(any of bayescale's outputs there)")
     fit.add_argument("--no-progress", action="store_true", help="hide the sampling progress bar")
 
 
@@ -63,6 +66,7 @@ def _predict_parser(sub) -> None:
                       help="with --points: the law's mean or a new run's loss (default)")
     pred.add_argument("--prob", type=float, default=0.9, help="interval probability")
     pred.add_argument("--out", help="with --points: write the intervals to this CSV")
+    pred.add_argument("--force", action="store_true", help="overwrite the --out file")
 
 
 def _compare_parser(sub) -> None:
@@ -103,20 +107,29 @@ def _design_parser(sub) -> None:
     des.add_argument("--max-runs", type=int, help="at most this many runs")
     des.add_argument("--out", default=".", help="folder for design.csv and design.png "
                      "(default: the current folder)")
+    des.add_argument("--force", action="store_true", help="overwrite design.csv and design.png")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``bayescale`` console script; returns the exit status."""
+    """Entry point of the ``bayescale`` console script; returns the exit status: 0, 2 for a
+    user error, 130 / 143 when stopped by SIGINT / SIGTERM (nothing half-written is left)."""
     args = _parser().parse_args(argv)
+    written = len(folders.WRITTEN)
     try:
         verbs = {"fit": _fit, "predict": _predict, "compare": _compare, "design": _design,
                  "datasets": _datasets}
-        with _warnings_as_lines():
+        with interrupts.stop_on_signals(), _warnings_as_lines():
             return verbs[args.verb](args)
     except _USER_ERRORS as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
         print(f"bayescale {args.verb}: error: {message}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:
+        done = folders.WRITTEN[written:]
+        what = f"after writing {', '.join(map(str, done))}" if done else "nothing was written"
+        print(f"bayescale {args.verb}: interrupted by {interrupts.signal_name()}; stopped, "
+              f"{what}", file=sys.stderr)
+        return interrupts.exit_status()
 
 
 @contextlib.contextmanager
@@ -167,8 +180,7 @@ def _fit(args) -> int:
 
     recipe = Recipe.read(args.recipe)
     out = Path(args.out)
-    if (out / "posterior.nc").exists() and not args.force:
-        raise FileExistsError(f"{out} already holds results; pass --force to overwrite")
+    folders.check_outputs(out, overwrite=args.force)
     runs = recipe.runs()
     model = recipe.scaling_law(runs)
     kwargs = recipe.fit_kwargs(draws=args.draws, tune=args.tune, chains=args.chains,
@@ -182,6 +194,7 @@ def _fit(args) -> int:
         # PyTensor's C backend is not what samples here (nutpie compiles with numba)
         warnings.filterwarnings("ignore", message=".*could not link to a BLAS", category=UserWarning)
         fit = model.fit(progressbar=not args.no_progress, **kwargs)
+    interrupts.check()  # a signal that the sampler swallowed
     prob = recipe.prob
     import pandas as pd
 
@@ -189,16 +202,13 @@ def _fit(args) -> int:
         print(f"\nParameters (median, {prob:.0%} interval, R-hat, bulk/tail ESS):")
         print(fit.summary(prob=prob)[["median", "lower", "upper", "r_hat", "ess_bulk",
                                       "ess_tail"]].to_string())
-    paths = write_results(fit, out, budgets=recipe.budgets, prob=prob,
-                          title=f"bayescale fit {args.recipe}", overwrite=args.force)
     if recipe.budgets:
         print(f"\nAt the target budgets (median [{prob:.0%} interval]):")
         print(format_answer(fit, recipe.budgets, prob=prob))
     _print_diagnostics(fit, caught)
-    if recipe.design:
-        from bayescale.report.design_report import run_design
-
-        paths |= run_design(fit, recipe.design, out, source=recipe.source)
+    paths = write_results(fit, out, budgets=recipe.budgets, prob=prob,
+                          title=f"bayescale fit {args.recipe}", overwrite=args.force,
+                          also=_recipe_design(fit, recipe))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -213,6 +223,15 @@ def _check_fit_settings(model, kwargs: dict) -> None:
                          "give --chains 2 or more")
 
 
+def _recipe_design(fit, recipe):
+    """The recipe's [design], written into the results folder (None without one)."""
+    if not recipe.design:
+        return None
+    from bayescale.report.design_report import run_design
+
+    return lambda folder: run_design(fit, recipe.design, folder, source=recipe.source)
+
+
 def _design(args) -> int:
     import bayescale as bs
     from bayescale.report.design_report import run_design
@@ -222,7 +241,7 @@ def _design(args) -> int:
     options = {"budget": args.budget, "candidates": args.candidates,
                "grid_budgets": args.grid_budgets, "target": args.target, "at": args.at,
                "max_runs": args.max_runs}
-    paths = run_design(fit, options, args.out)
+    paths = run_design(fit, options, args.out, overwrite=args.force)
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -274,7 +293,9 @@ def _predict(args) -> int:
         print(f"{fit!r}\nloss of a {args.kind.replace('_', ' ')}: median "
               f"[{args.prob:.0%} interval]\n{_finite_only(table).to_string(index=False)}")
     if args.out:
-        table.to_csv(args.out, index=False)
+        out = Path(args.out)
+        with folders.staged_files(out.parent, [out.name], overwrite=args.force) as temps:
+            table.to_csv(temps[out.name], index=False)
         print(f"wrote {args.out}")
     return 0
 

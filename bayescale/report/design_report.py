@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 
 from bayescale.model.design import candidate_grid, design  # noqa: E402
 from bayescale.data.readers import read_table  # noqa: E402
+from bayescale.report.folders import staged_files  # noqa: E402
 
 __all__ = ["plot_design", "run_design", "format_design"]
 
@@ -64,25 +65,26 @@ def format_design(chosen: pd.DataFrame) -> str:
     return "\n".join(lines)
 
 
-def run_design(fit, options: Mapping, out, *, source: Path | None = None) -> dict[str, Path]:
+def run_design(fit, options: Mapping, out, *, source: Path | None = None,
+               overwrite: bool = False) -> dict[str, Path]:
     """Design with ``options`` (``budget``, ``candidates`` (a table or a file) or
     ``grid_budgets``, ``target``, ``at``, ``max_runs``), print it, write ``design.csv`` and
-    ``design.png`` into ``out``; returns their paths."""
-    candidates = _candidates(fit, options, source)
-    chosen = design(fit, candidates, budget=options["budget"], target=options.get("target"),
-                    at=options.get("at"), max_runs=options.get("max_runs"))
-    print(f"\nThe next runs: {len(chosen)} of {len(candidates)} candidates within "
-          f"{chosen.attrs['budget']:.3g} FLOPs, ranked by the variance they remove from "
-          f"{chosen.attrs['target']} (Bayes linear; gain per 1e18 FLOPs)")
-    print(format_design(chosen))
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
-    paths = {"design": out / "design.csv", "design_plot": out / "design.png"}
-    chosen.to_csv(paths["design"], index_label="candidate")
-    ax = plot_design(fit, chosen, candidates)
-    ax.figure.savefig(paths["design_plot"], dpi=110, bbox_inches="tight")
-    plt.close(ax.figure)
-    return paths
+    ``design.png`` into ``out`` (both replaced together, modes from the umask); returns their
+    paths. Raises ``FileExistsError`` if they exist and ``overwrite`` is False."""
+    names = {"design": "design.csv", "design_plot": "design.png"}
+    with staged_files(out, names.values(), overwrite=overwrite) as temps:
+        candidates = _candidates(fit, options, source)
+        chosen = design(fit, candidates, budget=options["budget"], target=options.get("target"),
+                        at=options.get("at"), max_runs=options.get("max_runs"))
+        print(f"\nThe next runs: {len(chosen)} of {len(candidates)} candidates within "
+              f"{chosen.attrs['budget']:.3g} FLOPs, ranked by the variance they remove from "
+              f"{chosen.attrs['target']} (Bayes linear; gain per 1e18 FLOPs)")
+        print(format_design(chosen))
+        chosen.to_csv(temps["design.csv"], index_label="candidate")
+        ax = plot_design(fit, chosen, candidates)
+        ax.figure.savefig(temps["design.png"], format="png", dpi=110, bbox_inches="tight")
+        plt.close(ax.figure)
+    return {key: Path(out) / name for key, name in names.items()}
 
 
 def _candidates(fit, options: Mapping, source: Path | None) -> pd.DataFrame:
