@@ -108,8 +108,9 @@ def test_predict_penalises_a_learning_rate_off_the_optimum(sim_fit):
     loss = sim_fit.predict(points)["loss"].median(("chain", "draw")).values
     at_optimum = sim_fit.predict(points.drop(columns="learning_rate"))["loss"]
     # the median optimum is off each draw's own optimum by its posterior spread (~5%), which
-    # costs kappa * 0.05^2 ~ 5e-5 in log loss: equal to 1e-3, not exactly
-    assert loss[0] == pytest.approx(float(at_optimum.median(("chain", "draw"))[0]), rel=1e-3)
+    # costs kappa * 0.05^2 ~ 5e-5 in log loss; and the discrepancy's distance from the nearest
+    # run counts the learning rate only where a point gives it: equal to 3e-3, not exactly
+    assert loss[0] == pytest.approx(float(at_optimum.median(("chain", "draw"))[0]), rel=3e-3)
     assert loss[1] > loss[0] and loss[2] > loss[0]
 
 

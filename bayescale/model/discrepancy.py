@@ -1,22 +1,24 @@
-"""How far a law drifts past its runs: backtests, the scale's posterior, and its default prior.
+"""How far a law drifts past its runs: backtests, the discrepancy's posterior, its default prior.
 
 A scaling law fitted to a sweep is not exact: past the largest run its misfit grows with the
-distance extrapolated. :class:`bayescale.model.terms.Discrepancy` adds ``s * d * z`` to the log
-loss of every answer, ``d`` the decades outside the runs' range. The sweep's own fit cannot
-see ``s`` (``d = 0`` on every run), so its posterior is learned from what can:
+distance extrapolated. :class:`bayescale.model.terms.Discrepancy` adds ``d * (b + s * z)`` to
+the log loss of every answer, ``d`` the decades from the nearest run (jointly in its
+coordinates), ``s`` the scale and ``b`` the bias per decade. The sweep's own fit cannot see
+them (``d = 0`` on every run), so their posterior is learned from what can:
 
 - **backtests inside the sweep** (:func:`run_backtests`): the same model fitted on the runs
   below a cut (by default 0.5 and 1 decade under the largest budget) predicts the runs above
-  it. Each held-out run ``i`` at distance ``d_i`` has predictive density
-  the law's predictive (Normal in the mean, Student-t noise) convolved with
-  ``Normal(0, (s d_i)^2)`` (:func:`_log_predictive`), whose product over runs is the likelihood
-  of ``s``;
-- **a default prior** (``discrepancy_scale`` in :data:`DEFAULT_SCALE_PRIOR`): the predictive
-  distribution of ``s`` for a new sweep from a hierarchical model over the backtests of the
-  bundled real sweeps (:func:`population_model`; derived by ``benchmarks/extrapolation.py``).
+  it. The held-out runs of one backtest share one bend of the law (:data:`SHARED_FRACTION`):
+  their joint density, the law's predictive (Normal in the mean, Student-t noise) with the
+  misfit ``d_i (b + s z)`` integrated over ``z`` (:func:`_log_predictive`), is the
+  likelihood of ``s`` and ``b``;
+- **default priors** (:data:`DEFAULT_SCALE_PRIOR`, :data:`DEFAULT_BIAS_PRIOR`): the predictive
+  distribution for a new sweep of a hierarchical model over the backtests of the bundled real
+  studies (:func:`population_model`; derived by ``benchmarks/extrapolation.py``, which scores
+  each study under priors learned from the others).
 
-The posterior of ``s`` given the backtests (:func:`scale_model`) is sampled by NUTS like any
-other model. See ``docs/discrepancy.md``.
+The posterior given the backtests (:func:`scale_model`) is sampled by NUTS like any other
+model. See ``docs/discrepancy.md``.
 """
 
 from __future__ import annotations
@@ -70,7 +72,7 @@ BACKTEST_CUTS = (0.5, 1.0)
 MIN_BUDGETS = 3
 #: Posterior draws of each backtest fit kept for the scale's likelihood.
 KEPT_DRAWS = 200
-_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(24)
+_NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(16)
 _LOG_WEIGHTS = np.log(_WEIGHTS / _WEIGHTS.sum())
 
 

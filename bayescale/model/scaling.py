@@ -85,13 +85,13 @@ class ScalingLaw(Family):
     noise
         ``"student_t"`` (robust, default) or ``"normal"``: the distribution of log-loss noise.
     discrepancy
-        The law's misfit past the runs (:class:`bayescale.model.terms.Discrepancy`: ``s * d *
-        z`` on log loss, ``d`` the decades outside the runs' range, zero on the runs).
-        ``"backtest"`` (default): the scale ``s`` is learned from backtests of this sweep (fits
-        below 0.5 and 1 decade under the largest budget predicting the runs above: two more
-        fits) under its prior ``discrepancy_scale`` (by default learned from real sweeps);
-        ``"prior"``: ``s`` from that prior alone (no extra fit); ``"off"``: the law taken as
-        exact past the data.
+        The law's misfit past the runs (:class:`bayescale.model.terms.Discrepancy`: ``d * (b
+        + s * z)`` on log loss, ``d`` the decades from the nearest run, zero on the runs).
+        ``"backtest"`` (default): the scale ``s`` and bias ``b`` are learned from backtests of
+        this sweep (fits below 0.5 and 1 decade under the largest budget predicting the runs
+        above: two more fits) under their priors ``discrepancy_scale`` and
+        ``discrepancy_bias`` (by default learned from real sweeps); ``"prior"``: from those
+        priors alone (no extra fit); ``"off"``: the law taken as exact past the data.
 
     Raises
     ------

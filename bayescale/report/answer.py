@@ -222,7 +222,13 @@ def _discrepancy_section(fit, summary: pd.DataFrame) -> list[str]:
                  "past | median relative error |", "|---|---|---|---|"]
         lines += [f"| {c.cut_decades:g} | {c.held_out_runs} | {c.median_decades_past:.2f} | "
                   f"{c.median_abs_error:.2%} |" for c in cuts.itertuples()]
+    bias = ""
+    if "discrepancy_bias" in summary.index:
+        b = summary.loc["discrepancy_bias"]
+        bias = (f" Bias b per decade (negative: runs past the data come in below the law): "
+                f"median {b['median']:.4f} [{b['lower']:.4f}, {b['upper']:.4f}].")
     return ["## Past the runs", "",
-            f"Answers past the runs carry the law's discrepancy: log loss + s * d * z, d the "
-            f"decades outside the runs' range. Scale s per decade, learned from {source}: "
-            f"median {row['median']:.4f} [{row['lower']:.4f}, {row['upper']:.4f}].", *lines, ""]
+            f"Answers past the runs carry the law's discrepancy: log loss + d * (b + s * z), d "
+            f"the decades from the nearest run (jointly in C, N, D and the continuous "
+            f"hyperparameters). Scale s per decade, learned from {source}: median "
+            f"{row['median']:.4f} [{row['lower']:.4f}, {row['upper']:.4f}].{bias}", *lines, ""]
