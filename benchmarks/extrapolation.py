@@ -184,7 +184,7 @@ def _nan_none(nu: np.ndarray):
     return None if np.isnan(nu).all() else nu
 
 
-def backtests_of(name, cached, train, options, metric) -> list[disc.Backtest]:
+def backtests_of(cached, train, options, metric) -> list[disc.Backtest]:
     """The inner backtests of a split, their distances under ``metric``."""
     out = []
     for j, cut in enumerate(disc.BACKTEST_CUTS):
@@ -247,7 +247,7 @@ def run_variant(label, metric, shared, bias, table, args) -> list[dict]:
     rows = []
     for name, (study, options, train, test) in table.items():
         cached = load_cache(name)
-        inner = backtests_of(name, cached, train, options, metric)
+        inner = backtests_of(cached, train, options, metric)
         learned = disc.learn_discrepancy(inner, priors[study], chains=2,
                                          draws=len(cached["sigma"]) // 2, tune=args.draws,
                                          seed=7, shared=shared)

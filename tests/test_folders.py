@@ -106,11 +106,17 @@ def test_an_interrupted_write_leaves_the_old_folder_as_it_was(other_fit, results
     assert siblings(results) == []
 
 
-def test_any_bayescale_output_needs_overwrite(fake_fit, tmp_path):
+def _summary_and_report(tmp_path):
+    """A results folder holding only an old summary.csv and report.md (no posterior.nc)."""
     out = tmp_path / "results"
     out.mkdir()
     (out / "summary.csv").write_text("old summary\n")
     (out / "report.md").write_text("# old report\n")
+    return out
+
+
+def test_any_bayescale_output_needs_overwrite(fake_fit, tmp_path):
+    out = _summary_and_report(tmp_path)
     before = digest(out)
     with pytest.raises(FileExistsError, match="report.md, summary.csv.*overwrite=True"):
         answer.write_results(fake_fit, out, budgets=[1e24])
@@ -118,10 +124,7 @@ def test_any_bayescale_output_needs_overwrite(fake_fit, tmp_path):
 
 
 def test_the_cli_refuses_a_folder_with_only_a_summary_and_a_report(tmp_path, capsys):
-    out = tmp_path / "results"
-    out.mkdir()
-    (out / "summary.csv").write_text("old summary\n")
-    (out / "report.md").write_text("# old report\n")
+    out = _summary_and_report(tmp_path)
     before = digest(out)
     assert main(["fit", str(MODELS / "chinchilla.toml"), "--out", str(out), "--draws", "50",
                  "--tune", "50", "--chains", "1", "--no-progress"]) == 2
