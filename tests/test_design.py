@@ -214,6 +214,20 @@ def test_cli_design_writes_the_table_and_the_plot(lr_fit, grid, tmp_path, capsys
     assert list(table.index) == list(expected.index)
 
 
+def test_cli_design_takes_candidates_of_params_and_tokens(chinchilla_fit, tmp_path, capsys):
+    """A candidates file without a flops column (the FLOPs follow from params and tokens) is
+    designed, printed and plotted: design.png is written and the exit status is 0."""
+    chinchilla_fit.save(tmp_path / "posterior.nc")
+    pd.DataFrame({"params": [4e8, 1e9, 2e9, 4e9], "tokens": [8e9, 2e10, 4e10, 8e10]}).to_csv(
+        tmp_path / "cands.csv", index=False)
+    status = main(["design", str(tmp_path / "posterior.nc"), "--budget", "1e21", "--candidates",
+                   str(tmp_path / "cands.csv"), "--at", "5.7e21", "--out", str(tmp_path)])
+    assert status == 0, capsys.readouterr().err
+    assert (tmp_path / "design.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    table = pd.read_csv(tmp_path / "design.csv")
+    assert "flops" in table and table["total_flops"].iloc[-1] <= 1e21
+
+
 def test_cli_design_errors_are_one_line(lr_fit, tmp_path, capsys):
     lr_fit.save(tmp_path / "posterior.nc")
     status = main(["design", str(tmp_path / "posterior.nc"), "--budget", "1e10",

@@ -15,6 +15,7 @@ import pandas as pd  # noqa: E402
 
 from bayescale.model.design import candidate_grid, design  # noqa: E402
 from bayescale.data.readers import read_table  # noqa: E402
+from bayescale.data.runs import run_flops  # noqa: E402
 from bayescale.report.folders import staged_files  # noqa: E402
 
 __all__ = ["plot_design", "run_design", "format_design"]
@@ -29,8 +30,9 @@ def plot_design(fit, chosen: pd.DataFrame, candidates: pd.DataFrame | None = Non
     """
     if ax is None:
         _, ax = plt.subplots(figsize=(7, 4.5))
-    runs = fit.runs
-    if candidates is not None:
+    runs = fit.runs.assign(flops=run_flops(fit.runs))
+    if candidates is not None:  # a table as given (params and tokens, say): FLOPs derived
+        candidates = fit.model.points(candidates)
         ax.scatter(candidates["flops"], candidates["params"], marker="x", s=10, color="0.8",
                    label=f"candidates ({len(candidates)})")
     ax.scatter(runs["flops"], runs["params"], s=12, color="0.35", label=f"fitted runs ({len(runs)})")
