@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import re
 from pathlib import Path
 
@@ -182,3 +184,62 @@ def test_compare_ranks_the_kaplan_law_beside_chinchilla_and_flops(tmp_path, caps
     # with an irreducible loss and the N/D split, the Chinchilla law wins by a wide margin
     # (measured at these tiny settings: elpd 851 against 686 for flops and 634 for Kaplan)
     assert ranked[0] == "chinchilla"
+
+
+OFFSETS_RECIPE = """
+[data]
+dataset = "porian2024_owt2"
+[model]
+law = "chinchilla"
+discrepancy = "prior"
+offsets = ["decay"]
+[targets]
+budgets = [1e21, 1e22]
+"""
+
+
+@pytest.fixture(scope="module")
+def offsets_results(tmp_path_factory):
+    """`bayescale fit` of a recipe with an offset column: (its folder, what it printed)."""
+    folder = tmp_path_factory.mktemp("offsets")
+    (folder / "offsets.toml").write_text(OFFSETS_RECIPE)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed), contextlib.redirect_stderr(io.StringIO()):
+        status = main(["fit", str(folder / "offsets.toml"), "--out", str(folder / "out"), *TINY])
+    assert status == 0
+    return folder / "out", printed.getvalue()
+
+
+def test_with_offsets_terminal_csv_and_report_give_one_answer_for_a_named_level(offsets_results):
+    out, printed = offsets_results
+    targets = pd.read_csv(out / "targets.csv")
+    report = (out / "report.md").read_text()
+    level = targets["level"].iloc[0]
+    assert re.fullmatch(r"decay=(kaplan|chinchilla|const)", level)
+    assert f"at level           {level}" in printed and level in report
+    for _, row in targets.iterrows():
+        block = printed.split(f"C = {row['budget']:.3g} FLOPs\n")[1]
+        line = next(s for s in block.splitlines() if s.strip().startswith("loss at optimum"))
+        numbers = [float(x) for x in re.findall(r"[0-9.]+(?:e[+-]?\d+)?", line)]
+        assert numbers == pytest.approx([row["loss_opt"], row["loss_opt_lower"],
+                                         row["loss_opt_upper"]], rel=1e-3)
+        # the report's table has the same row, to its 4 significant digits
+        shown = _markdown_rows(report, "budget")[f"{row['budget']:.4g}"]
+        assert shown["level"] == level
+        assert [shown[c] for c in ("loss_opt", "loss_opt_lower", "loss_opt_upper")] == [
+            f"{row[c]:.4g}" for c in ("loss_opt", "loss_opt_lower", "loss_opt_upper")]
+    assert "past the runs" in printed
+
+
+def _markdown_rows(text: str, first: str) -> dict[str, dict[str, str]]:
+    """The rows of the markdown table whose first column is ``first``, by that column."""
+    lines = text.splitlines()
+    start = next(i for i, line in enumerate(lines) if line.startswith(f"| {first} |"))
+    header = [c.strip() for c in lines[start].strip("|").split("|")]
+    rows = {}
+    for line in lines[start + 2:]:
+        if not line.startswith("|"):
+            break
+        cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
+        rows[cells[first]] = cells
+    return rows

@@ -12,7 +12,7 @@ from bayescale.inference.intervals import interval
 from bayescale.model.points import check_budgets
 from bayescale.data.runs import add_shape_columns, plain
 
-__all__ = ["Recommendation", "recommend"]
+__all__ = ["Recommendation", "recommend", "best_levels", "level_shift", "level_name"]
 
 _SHAPE = ("d_model", "num_layers")
 
@@ -46,18 +46,40 @@ class Recommendation:
 
     def __str__(self) -> str:
         lines = [f"Recommendation at C = {self.budget:.3g} FLOPs (median [{self.prob:.0%} interval])"]
+        if len(self.levels):
+            lines.append(f"  at level {level_name(self.best)}")
         for _, r in self.table.iterrows():
             lines.append(f"  {r['quantity']:<22} {r['median']:>10.4g}  [{r['lower']:.4g}, {r['upper']:.4g}]")
+        return "\n".join(lines + self.extra_lines())
+
+    @property
+    def best(self) -> dict:
+        """The most probably best level of each offset column, ``{column: level}``."""
+        return {col: group.loc[group["p_best"].idxmax(), "level"]
+                for col, group in self.levels.groupby("column", sort=False)}
+
+    def extra_lines(self) -> list[str]:
+        """What the answer table does not hold: the best levels and shapes near N*."""
+        return self.level_lines() + self.shape_lines()
+
+    def level_lines(self) -> list[str]:
+        """Each offset column's most probably best level and that probability."""
+        lines = []
         if len(self.levels):
             lines.append("  best levels (posterior probability of being best):")
             for col, group in self.levels.groupby("column", sort=False):
-                best = group.sort_values("p_best", ascending=False).iloc[0]
+                best = group.loc[group["p_best"].idxmax()]
                 lines.append(f"    {col:<20} {best['level']!s:>10}  P(best) = {best['p_best']:.2f}")
+        return lines
+
+    def shape_lines(self) -> list[str]:
+        """Concrete shapes near N* with their predicted loss (none without shape columns)."""
+        lines = []
         if self.shapes is not None and len(self.shapes):
             lines.append("  shapes near N* (by median predicted loss):")
             with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 120):
                 lines += ["    " + line for line in self.shapes.to_string(index=False).splitlines()]
-        return "\n".join(lines)
+        return lines
 
 
 def recommend(fit, budget, *, prob: float = 0.9, top: int = 5) -> Recommendation:
@@ -73,9 +95,8 @@ def recommend(fit, budget, *, prob: float = 0.9, top: int = 5) -> Recommendation
     levels, best = _levels(fit, prob)
     draws = {}
     if fit.law.has_optimum:
-        opt = fit.optimal([budget]).isel(budget=0)
-        shift = sum((fit.posterior[f"{c}_offset"].sel({c: lv}) for c, lv in best.items()), 0.0)
-        draws["loss"] = opt["loss_opt"] * np.exp(shift)
+        opt = fit.optimal([budget], random_seed=0).isel(budget=0)
+        draws["loss"] = opt["loss_opt"] * np.exp(level_shift(fit, best))
         draws.update({k: opt[k] for k in ("params_opt", "tokens_opt", "tokens_per_param")})
     else:
         point = {"flops": [budget], **{c: [lv] for c, lv in best.items()}}
@@ -88,6 +109,26 @@ def recommend(fit, budget, *, prob: float = 0.9, top: int = 5) -> Recommendation
     table = table.rename(columns={"variable": "quantity"})[["quantity", "median", "lower", "upper"]]
     shapes = _shapes(fit, budget, draws, best, prob, top)
     return Recommendation(float(budget), prob, table, levels, shapes)
+
+
+def best_levels(fit) -> dict:
+    """The level of each offset column most probably best (lowest offset): ``{column:
+    level}``; empty for a fit without offsets. Every answer with offsets is at these levels."""
+    return _levels(fit, 0.9)[1]
+
+
+def level_shift(fit, best: dict):
+    """The draws of the log-loss offset of the levels ``best`` (0.0 for none), over (chain,
+    draw): multiply a loss at the average level by ``exp`` of it for the loss at them."""
+    shift = sum((fit.posterior[f"{c}_offset"].sel({c: lv}) for c, lv in best.items()), 0.0)
+    if isinstance(shift, xr.DataArray):
+        shift = shift.drop_vars([c for c in shift.coords if c not in ("chain", "draw")])
+    return shift
+
+
+def level_name(best: dict) -> str:
+    """``best`` as ``"column=level, ..."``, the name of the level an answer is for."""
+    return ", ".join(f"{col}={level}" for col, level in best.items())
 
 
 def _levels(fit, prob: float) -> tuple[pd.DataFrame, dict]:

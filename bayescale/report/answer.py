@@ -14,6 +14,7 @@ from bayescale.model.discrepancy import backtest_summary
 from bayescale.model.identify import unidentified
 from bayescale.inference.intervals import interval
 from bayescale.model.points import check_budgets, decades_past
+from bayescale.model.recommend import best_levels, level_name, level_shift
 from bayescale.report import plots
 from bayescale.report.folders import pause_for_tests, staged_folder
 from bayescale.report.isoflop_plot import plot_isoflop
@@ -33,21 +34,29 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
     ``decades_tokens`` for the median N* and D*; last, ``warning``: the optima that the runs
     near the top budget do not bracket (:func:`bayescale.model.identify.unidentified`; empty
     when none), also in ``attrs["warnings"]``.
+
+    With hyperparameter offsets every loss is at the most probably best level of each offset
+    column (:func:`bayescale.model.recommend.best_levels`), named in a ``level`` column
+    (``"dataset=c4"``) after ``budget``; N* and D* do not depend on the level.
     """
     budgets = check_budgets(budgets)
+    best = best_levels(fit)
     if fit.model.has_optimum:
         ds = fit.optimal(budgets, random_seed=0)
+        ds["loss_opt"] = ds["loss_opt"] * np.exp(level_shift(fit, best))
     else:
-        ds = fit.predict({"flops": budgets})[["loss"]].rename(loss="loss_mean")
-        ds["loss_new_run"] = fit.predict({"flops": budgets}, kind="new_run",
-                                         random_seed=0)["loss"]
-        ds = ds.rename(point="budget").assign_coords(budget=budgets).drop_vars("flops")
+        points = {"flops": budgets, **{c: [lv] * budgets.size for c, lv in best.items()}}
+        ds = fit.predict(points, random_seed=0)[["loss"]].rename(loss="loss_mean")
+        ds["loss_new_run"] = fit.predict(points, kind="new_run", random_seed=0)["loss"]
+        ds = ds.rename(point="budget").drop_vars(list(points)).assign_coords(budget=budgets)
     if fit.spec.get("continuous"):
         hyper = fit.optimal_hyperparameters(budgets)
         ds = ds.assign({f"{c}_opt": hyper[c] for c in hyper.data_vars})
     tidy = interval(ds, prob=prob)
     wide = tidy.pivot(index="budget", columns="variable", values=["median", "lower", "upper"])
     out = pd.DataFrame({"budget": budgets})
+    if best:
+        out["level"] = level_name(best)
     for var in ds.data_vars:
         out[var] = wide[("median", var)].to_numpy()
         out[f"{var}_lower"] = wide[("lower", var)].to_numpy()
@@ -79,6 +88,8 @@ def format_targets(table: pd.DataFrame) -> str:
     lines = []
     for _, row in table.iterrows():
         lines.append(f"C = {row['budget']:.3g} FLOPs")
+        if "level" in table:
+            lines.append(f"  {'at level':<18} {row['level']} (the most probably best)")
         for var, label in names.items():
             if var in table:
                 lines.append(f"  {label:<18} {_number(row[var], '>10.4g')}  "
@@ -102,13 +113,22 @@ def _number(value: float, spec: str) -> str:
         "gef+.0123456789") or "")
 
 
-def format_answer(fit, budgets, *, prob: float = 0.9) -> str:
-    """The answer at ``budgets`` as text: the targets table, or with hyperparameters in the
-    model (offsets or continuous), the full :meth:`bayescale.Fit.recommend` per budget."""
+def format_answer(fit, budgets=None, *, prob: float = 0.9,
+                  table: pd.DataFrame | None = None) -> str:
+    """The answer at ``budgets`` as text: :func:`format_targets` of the targets table (or of
+    ``table``, one :func:`targets_table` already made, so that the terminal, ``targets.csv``
+    and ``report.md`` show the same numbers); with hyperparameters in the model (offsets or
+    continuous), then what :meth:`bayescale.Fit.recommend` adds per budget (the levels'
+    probabilities of being best, shapes near N*)."""
+    if table is None:
+        table = targets_table(fit, budgets, prob=prob)
+    lines = [format_targets(table)]
     if fit.hyperparameter_offsets or fit.spec.get("continuous"):
-        lines = [str(fit.recommend(b, prob=prob)) for b in check_budgets(budgets)]
-        return "\n".join(lines + [f"WARNING: {w}" for w in unidentified(fit)])
-    return format_targets(targets_table(fit, budgets, prob=prob))
+        recs = [fit.recommend(b, prob=table.attrs.get("prob", prob)) for b in table["budget"]]
+        lines += recs[0].level_lines()
+        for rec in (r for r in recs if r.shape_lines()):
+            lines += [f"C = {rec.budget:.3g} FLOPs, what to train:", *rec.shape_lines()]
+    return "\n".join(lines)
 
 
 def _main_figures(fit, budgets, prob) -> dict:
@@ -142,26 +162,28 @@ def _cell(value) -> str:
 
 
 def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayescale fit",
-                  overwrite: bool = False,
+                  overwrite: bool = False, targets: pd.DataFrame | None = None,
                   also: Callable[[Path], dict[str, Path]] | None = None) -> dict[str, Path]:
     """Write posterior.nc, summary.csv, targets.csv, report.md and PNG figures into ``out``.
 
     The folder is written as a unit (:func:`bayescale.report.folders.staged_folder`): into a
     temporary folder beside it, swapped in whole at the end. An exception or Ctrl-C on the
     way leaves ``out`` as it was. ``also(folder)`` writes more outputs into the same unit and
-    returns their paths (the recipe's design). Returns the written paths, by name.
+    returns their paths (the recipe's design). ``targets``: the :func:`targets_table` at
+    ``budgets`` already shown (written as it is; made here when None). Returns the written
+    paths, by name.
 
     Raises ``FileExistsError`` if ``out`` holds bayescale outputs and ``overwrite`` is False.
     """
     out = Path(out)
     with staged_folder(out, overwrite=overwrite) as staging:
-        paths = _write_into(staging, fit, budgets, prob, title)
+        paths = _write_into(staging, fit, budgets, prob, title, targets)
         if also is not None:
             paths |= also(staging)
     return {key: out / path.name for key, path in paths.items()}
 
 
-def _write_into(folder: Path, fit, budgets, prob, title) -> dict[str, Path]:
+def _write_into(folder: Path, fit, budgets, prob, title, targets=None) -> dict[str, Path]:
     """The results files, written one after another into ``folder``."""
     paths = {name: folder / name for name in ("posterior.nc", "summary.csv", "targets.csv",
                                               "report.md")}
@@ -170,7 +192,8 @@ def _write_into(folder: Path, fit, budgets, prob, title) -> dict[str, Path]:
     summary = fit.summary(prob=prob)
     summary.to_csv(paths["summary.csv"])
     pause_for_tests()
-    targets = targets_table(fit, budgets, prob=prob) if budgets else None
+    if targets is None and budgets:
+        targets = targets_table(fit, budgets, prob=prob)
     if targets is not None:
         targets.to_csv(paths["targets.csv"], index=False)
     figures = _figures(fit, budgets, prob)
@@ -197,7 +220,8 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
                   _markdown(targets.drop(columns="warning")), ""]
         parts += [f"- WARNING: {w}" for w in targets.attrs["warnings"]]
         if fit.hyperparameter_offsets or fit.spec.get("continuous"):
-            parts += ["```", format_answer(fit, targets["budget"].tolist(), prob=prob), "```", ""]
+            parts += ["", "As the command line prints it:", "", "```",
+                      format_answer(fit, prob=prob, table=targets), "```", ""]
     parts += _discrepancy_section(fit, summary)
     parts += ["## Sampler diagnostics", "",
               f"divergences {diag['divergences']}, max R-hat {diag['max_r_hat']:.4f}, "

@@ -176,7 +176,7 @@ def _check_out_file(out: str | None, argument: str = "--out") -> None:
 def _fit(args) -> int:
     import bayescale as bs
     from bayescale.report.recipe import Recipe
-    from bayescale.report.answer import format_answer, write_results
+    from bayescale.report.answer import format_answer, targets_table, write_results
 
     recipe = Recipe.read(args.recipe)
     out = Path(args.out)
@@ -202,13 +202,14 @@ def _fit(args) -> int:
         print(f"\nParameters (median, {prob:.0%} interval, R-hat, bulk/tail ESS):")
         print(fit.summary(prob=prob)[["median", "lower", "upper", "r_hat", "ess_bulk",
                                       "ess_tail"]].to_string())
-    if recipe.budgets:
+    targets = targets_table(fit, recipe.budgets, prob=prob) if recipe.budgets else None
+    if targets is not None:
         print(f"\nAt the target budgets (median [{prob:.0%} interval]):")
-        print(format_answer(fit, recipe.budgets, prob=prob))
+        print(format_answer(fit, prob=prob, table=targets))
     _print_diagnostics(fit, caught)
     paths = write_results(fit, out, budgets=recipe.budgets, prob=prob,
                           title=f"bayescale fit {args.recipe}", overwrite=args.force,
-                          also=_recipe_design(fit, recipe))
+                          targets=targets, also=_recipe_design(fit, recipe))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
 

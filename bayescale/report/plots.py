@@ -28,6 +28,7 @@ from bayescale.data.runs import require_columns  # noqa: E402
 from bayescale.inference.trees import group  # noqa: E402
 from bayescale.model.fit import Fit  # noqa: E402
 from bayescale.model.points import decades_past  # noqa: E402
+from bayescale.model.recommend import best_levels, level_name, level_shift  # noqa: E402
 
 __all__ = ["plot_law", "plot_optimal", "plot_ranks", "plot_offsets", "plot_checks",
            "plot_params", "plot_curves"]
@@ -114,18 +115,24 @@ def plot_law(fit, budgets=None, *, prob: float = 0.9, ax=None):
 
 def _law_curves(fit, grid: np.ndarray):
     """The mean and new-run loss draws along ``grid`` of compute, and the curve's label: at
-    the compute-optimal allocation for a law in N and D, mu(C) for a law in compute."""
+    the compute-optimal allocation for a law in N and D, mu(C) for a law in compute; with
+    offsets, at the most probably best level of each (the level of the targets table)."""
+    best = best_levels(fit)
+    levels = {c: [lv] * grid.size for c, lv in best.items()}
     if fit.law.has_optimum:
-        points = fit.optimal(grid)
-        mean = points["loss_opt"].values
+        points = fit.optimal(grid, random_seed=0)
+        mean = (points["loss_opt"] * np.exp(level_shift(fit, best))).transpose(
+            "chain", "draw", "budget").values
         new = fit.predict({"params": points["params_opt"].median(("chain", "draw")).values,
-                           "tokens": points["tokens_opt"].median(("chain", "draw")).values},
-                          kind="new_run", random_seed=0)["loss"].values
+                           "tokens": points["tokens_opt"].median(("chain", "draw")).values,
+                           **levels}, kind="new_run", random_seed=0)["loss"].values
         label = "loss at compute-optimal N*, D*"
     else:
-        mean = fit.predict({"flops": grid})["loss"].values
-        new = fit.predict({"flops": grid}, kind="new_run", random_seed=0)["loss"].values
+        mean = fit.predict({"flops": grid, **levels}, random_seed=0)["loss"].values
+        new = fit.predict({"flops": grid, **levels}, kind="new_run", random_seed=0)["loss"].values
         label = f"law {fit.law.name}: {fit.law.formula}"
+    if best:
+        label += f", at {level_name(best)}"
     return mean, new, label
 
 
