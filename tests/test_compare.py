@@ -8,6 +8,7 @@ conftest.py, one flops-law fit, and 3 refits (2 in a thread pool, 1 serial).
 from __future__ import annotations
 
 import math
+import re
 import sys
 import warnings
 from concurrent.futures import ThreadPoolExecutor
@@ -89,10 +90,34 @@ def test_loo_warns_about_high_pareto_k_naming_run_and_fit(fits):
     ll[..., 17] = np.random.default_rng(0).normal(0.0, 25.0, size=ll.shape[:2])
     idata.log_likelihood["log_loss"].values[...] = ll
     bad = bs.Fit(idata, fit.spec)
-    with pytest.warns(ParetoKWarning, match=r"fit 'flops'.*Pareto k > 0\.7: .*\b17 \(k="):
+    run = fit.runs.iloc[17]
+    named = re.escape(f"row 17 (N={run['params']:.3g}, D={run['tokens']:.3g}, "
+                      f"C={run['flops']:.3g}, loss {run['loss']:.4g}) (k=")
+    with pytest.warns(ParetoKWarning, match=rf"fit 'flops'.*Pareto k > 0\.7: .*{named}") as seen:
         table = compare({"flops": bad, "chinchilla": fits["chinchilla"]}, method="loo")
     assert table.loc["flops", "n_pareto_k_high"] >= 1
     assert table.loc["flops", "pareto_k_max"] > 0.7
+    # the warning points at the line that called compare, not into the package
+    assert {w.filename for w in seen if w.category is ParetoKWarning} == {__file__}
+
+
+def test_cli_compare_prints_pareto_warnings_as_one_line(fits, tmp_path, capsys):
+    from bayescale.report.cli import main
+
+    fit = fits["flops"]
+    idata = fit.idata.copy()
+    ll = idata.log_likelihood["log_loss"].values.copy()
+    ll[..., 17] = np.random.default_rng(0).normal(0.0, 25.0, size=ll.shape[:2])
+    idata.log_likelihood["log_loss"].values[...] = ll
+    for name, one in (("flops", bs.Fit(idata, fit.spec)), ("chinchilla", fits["chinchilla"])):
+        (tmp_path / name).mkdir()
+        one.save(tmp_path / name / "posterior.nc")
+    assert main(["compare", str(tmp_path / "flops"), str(tmp_path / "chinchilla")]) == 0
+    captured = capsys.readouterr()
+    lines = [line for line in captured.out.splitlines() if "Pareto k" in line]
+    assert len(lines) == 1 and lines[0].startswith("WARNING: fit 'flops': PSIS-LOO")
+    assert "row 17 (N=" in lines[0]
+    assert "ParetoKWarning" not in captured.err and ".py:" not in captured.err
 
 
 def test_fits_on_different_runs_are_refused(fits):

@@ -24,6 +24,8 @@ from scipy import optimize, special
 from scipy.special import logsumexp
 
 from bayescale.data.runs import plain, run_flops
+from bayescale.data.warn import warn
+from bayescale.inference.progress import phase
 from bayescale.model.fit import Fit, family_of
 from bayescale.model.family import Family
 from bayescale.inference.sampling import noise_logpdf
@@ -240,12 +242,17 @@ def _fit_defaults(fit: Fit) -> dict:
 def _run_jobs(jobs: Mapping[str, tuple], executor: Executor | None) -> dict[str, Fit]:
     """Run :func:`_fit_job` for every job, serially or through ``executor``."""
     if executor is None:
-        return {name: _named(name, _fit_job, *job) for name, job in jobs.items()}
+        out = {}
+        for k, (name, job) in enumerate(jobs.items(), 1):
+            with phase(f"refit {k} of {len(jobs)}: {name!r} on {len(job[1])} runs"):
+                out[name] = _named(name, _fit_job, *job)
+        return out
     if not isinstance(executor, Executor):
         raise TypeError(f"executor must be a concurrent.futures.Executor or None, "
                         f"got {type(executor).__name__}")
-    futures = {name: executor.submit(_fit_job, *job) for name, job in jobs.items()}
-    return {name: _named(name, future.result) for name, future in futures.items()}
+    with phase(f"refits 1-{len(jobs)} of {len(jobs)}, through {type(executor).__name__}"):
+        futures = {name: executor.submit(_fit_job, *job) for name, job in jobs.items()}
+        return {name: _named(name, future.result) for name, future in futures.items()}
 
 
 def _named(name: str, call, *args):
@@ -334,7 +341,7 @@ def _compare_loo(fits: Mapping[str, Fit]) -> pd.DataFrame:
                 for name, fit in fits.items()}
         table = azs.compare(loos, method="stacking", round_to="none")
     for name, loo in loos.items():
-        _warn_pareto(name, loo.pareto_k)
+        _warn_pareto(name, loo.pareto_k, fits[name].runs)
     table["elpd_diff"] = table["elpd"].max() - table["elpd"]  # arviz-stats: this one minus best
     table["p_loo"] = [float(loos[n].p) for n in table.index]
     table["pareto_k_max"] = [float(loos[n].pareto_k.max()) for n in table.index]
@@ -346,15 +353,25 @@ def _compare_loo(fits: Mapping[str, Fit]) -> pd.DataFrame:
     return table
 
 
-def _warn_pareto(name: str, pareto_k) -> None:
+def _warn_pareto(name: str, pareto_k, runs: pd.DataFrame) -> None:
     high = pareto_k.values > PARETO_K_MAX
     if high.any():
-        runs = [plain(r) for r in pareto_k["run"].values[high]]
-        ks = ", ".join(f"{r!r} (k={k:.2f})" for r, k in zip(runs, pareto_k.values[high]))
-        warnings.warn(
-            f"fit {name!r}: PSIS-LOO is unreliable for {len(runs)} run(s) with Pareto k > "
-            f"{PARETO_K_MAX}: {ks}. Their elpd may be overestimated; refit without them "
-            "(exact LOO) or use more draws", ParetoKWarning, stacklevel=4)
+        rows = np.flatnonzero(high)
+        named = "; ".join(f"{_describe_run(runs, i)} (k={pareto_k.values[i]:.2f})" for i in rows)
+        warn(f"fit {name!r}: PSIS-LOO is unreliable for {rows.size} run(s) with Pareto k > "
+             f"{PARETO_K_MAX}: {named}. Their elpd may be overestimated; refit without them "
+             "(exact LOO) or use more draws", ParetoKWarning)
+
+
+def _describe_run(runs: pd.DataFrame, i: int) -> str:
+    """Run ``i`` of ``runs`` as a reader finds it: its label (the row of the run table where
+    the labels are integers), then its size, tokens, compute and loss."""
+    label = plain(runs.index[i])
+    named = f"row {label}" if isinstance(label, int) else f"run {label!r}"
+    row = runs.iloc[i]
+    parts = [f"{key}={row[col]:.3g}" for col, key in
+             (("params", "N"), ("tokens", "D"), ("flops", "C")) if col in runs.columns]
+    return f"{named} ({', '.join(parts + [f'loss {row["loss"]:.4g}'])})"
 
 
 # -- LFO -------------------------------------------------------------------------------------

@@ -9,11 +9,12 @@ missing one of N, D and C from ``C = k * N * D`` (``k = 6`` by default) and chec
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
+
+from bayescale.data.warn import warn
 
 __all__ = ["CANONICAL", "DataWarning", "prepare", "check_table", "check_positive_column",
            "check_loss_varies", "with_float_columns",
@@ -241,9 +242,9 @@ def _warn_flops(values: dict[str, np.ndarray], k: float, index: pd.Index) -> Non
     if off.size:
         named = ", ".join(f"{index[i]!r} ({float(ratio[i]):.3g}x)" for i in off[:5])
         more = f" and {off.size - 5} more" if off.size > 5 else ""
-        warnings.warn(f"column 'flops' differs from {k:g} * params * tokens by more than a "
+        warn(f"column 'flops' differs from {k:g} * params * tokens by more than a "
                       f"factor {FLOPS_TOLERANCE:g} in {off.size} run(s): {named}{more}; check "
-                      "the columns or flops_per_param_token", DataWarning, stacklevel=3)
+                      "the columns or flops_per_param_token", DataWarning)
 
 
 def snap_budgets(flops: np.ndarray, rtol: float = BUDGET_RTOL) -> np.ndarray:

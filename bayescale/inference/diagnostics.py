@@ -6,13 +6,13 @@ the diagnostics, the warning and the atomic save.
 
 from __future__ import annotations
 
-import warnings
 
 import arviz_stats as azs
 import numpy as np
 import xarray as xr
 
 from bayescale.inference.trees import group, save_idata
+from bayescale.data.warn import warn
 
 __all__ = ["SamplerWarning", "PosteriorResult", "RHAT_MAX", "ESS_MIN", "MIN_DRAWS_PER_CHAIN",
            "MIN_TOTAL_DRAWS", "check_draw_counts", "DegenerateWarning", "warn_not_finite"]
@@ -65,9 +65,9 @@ def warn_not_finite(values, what: str) -> None:
     values = np.asarray(values, dtype=float)
     bad = int(np.size(values) - np.count_nonzero(np.isfinite(values)))
     if bad:
-        warnings.warn(f"{what}: {bad / values.size:.1%} of the {values.size} posterior draws are "
+        warn(f"{what}: {bad / values.size:.1%} of the {values.size} posterior draws are "
                       "not finite (infinite or NaN); the answer is degenerate: the runs do not "
-                      "determine it", DegenerateWarning, stacklevel=3)
+                      "determine it", DegenerateWarning)
 
 
 class PosteriorResult:
@@ -137,8 +137,7 @@ class PosteriorResult:
         """Issue a :class:`SamplerWarning` listing every diagnostic problem."""
         problems = self.diagnostic_problems()
         if problems:
-            warnings.warn("sampler diagnostics: " + "; ".join(problems), SamplerWarning,
-                          stacklevel=3)
+            warn("sampler diagnostics: " + "; ".join(problems), SamplerWarning)
 
     def save(self, path, *, overwrite: bool = False) -> None:
         """Write the fit to a netCDF file (atomically: a temporary file, then a rename), with

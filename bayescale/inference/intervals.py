@@ -30,8 +30,10 @@ def interval(x: xr.Dataset | xr.DataArray, prob: float = 0.9, *,
     Returns
     -------
     pandas.DataFrame
-        Columns ``variable``, the other dims' coordinates, ``mean``, ``sd``, ``median``,
-        ``lower``, ``upper``; ``attrs`` records ``prob`` and ``method``.
+        Columns ``variable``, the other dims' coordinates, the coordinates that label them
+        (for ``fit.predict(points)``: ``params``, ``tokens``, ``flops`` and the offset
+        columns of each point), ``mean``, ``sd``, ``median``, ``lower``, ``upper``;
+        ``attrs`` records ``prob`` and ``method``.
 
     Examples
     --------
@@ -85,7 +87,29 @@ def _stats(name: str, da: xr.DataArray, prob: float, method: str) -> pd.DataFram
     ds = xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in v.dims]) for k, v in stats.items()})
     if ds.dims:
         table = ds.to_dataframe().reset_index()
+        table = _with_coordinates(table, da, list(ds.dims))
     else:
         table = pd.DataFrame({k: [float(v)] for k, v in ds.items()})
     table.insert(0, "variable", name)
     return table.astype({k: float for k in stats})
+
+
+def _with_coordinates(table: pd.DataFrame, da: xr.DataArray, dims: list[str]) -> pd.DataFrame:
+    """``table`` (one row per combination of ``dims``) with the coordinates that label those
+    dims (``params``, ``tokens`` and the offset columns on ``point``) as columns after them."""
+    extra = [str(c) for c in da.coords
+             if c not in da.dims and da.coords[c].dims and set(da.coords[c].dims) <= set(dims)
+             and str(c) not in table.columns]
+    if not extra:
+        return table
+    index = pd.MultiIndex.from_frame(table[dims]) if len(dims) > 1 else pd.Index(table[dims[0]])
+    for c in extra:
+        values = da.coords[c].to_series()
+        values = values.reorder_levels(dims) if len(dims) > 1 and values.index.nlevels > 1 \
+            else values
+        if values.index.nlevels < len(dims):  # a coordinate along one of several dims
+            level = values.index.name
+            table[c] = values.reindex(table[level]).to_numpy()
+        else:
+            table[c] = values.reindex(index).to_numpy()
+    return table[[*dims, *extra, *[c for c in table.columns if c not in dims and c not in extra]]]

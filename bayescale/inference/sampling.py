@@ -17,6 +17,7 @@ import pymc as pm
 import xarray as xr
 from scipy import stats
 
+from bayescale.inference.progress import phase
 from bayescale.inference.trees import group
 
 __all__ = ["SAMPLERS", "sample", "noise_logpdf", "COMPILE_CACHE_SIZE", "clear_compile_cache",
@@ -129,7 +130,8 @@ def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressb
     with _COMPILE_LOCK:
         compiled = _COMPILED.get(compile_key) if compile_key is not None else None
         if compiled is None:
-            compiled = nutpie.compile_pymc_model(model)
+            with phase("compiling the model (numba)"):
+                compiled = nutpie.compile_pymc_model(model)
             if compile_key is not None:
                 _COMPILED[compile_key] = compiled
                 while len(_COMPILED) > COMPILE_CACHE_SIZE:
@@ -138,14 +140,19 @@ def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressb
             _COMPILED.move_to_end(compile_key)
     if data:
         compiled = compiled.with_data(**data)
-    return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
-                         target_accept=target_accept, progress_bar=progressbar,
-                         save_warmup=False, cores=min(chains, os.cpu_count() or 1))
+    with phase(_sampling(chains, tune, draws, "nutpie")):
+        return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
+                             target_accept=target_accept, progress_bar=progressbar,
+                             save_warmup=False, cores=min(chains, os.cpu_count() or 1))
+
+
+def _sampling(chains: int, tune: int, draws: int, sampler: str) -> str:
+    return f"sampling: {chains} chains x {tune} tuning + {draws} draws ({sampler})"
 
 
 def _sample_pymc(model, *, draws, tune, chains, seed, target_accept, progressbar,
                  nuts_sampler="pymc"):
-    with model:
+    with model, phase(_sampling(chains, tune, draws, nuts_sampler)):
         return pm.sample(draws=draws, tune=tune, chains=chains, random_seed=seed,
                          target_accept=target_accept, progressbar=progressbar,
                          cores=min(chains, os.cpu_count() or 1), nuts_sampler=nuts_sampler,

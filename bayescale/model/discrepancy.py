@@ -37,7 +37,9 @@ import xarray as xr
 from scipy import stats
 
 from bayescale.data.runs import run_flops
+from bayescale.data.warn import warn
 from bayescale.inference.diagnostics import SamplerWarning
+from bayescale.inference.progress import phase
 from bayescale.inference.sampling import sample
 from bayescale.inference.trees import set_groups
 from bayescale.model import priors as _priors
@@ -119,19 +121,20 @@ def run_backtests(model, *, cuts: Sequence[float] = BACKTEST_CUTS, fit_kwargs: M
         try:
             sub = model.with_runs(runs[below])
         except ValueError as err:  # e.g. an offset column with one level below the cut
-            warnings.warn(f"no backtest at cut {cut:g} decades: {err}", SamplerWarning,
-                          stacklevel=3)
+            warn(f"no backtest at cut {cut:g} decades: {err}", SamplerWarning)
             continue
-        with warnings.catch_warnings(record=True) as caught:
+        with warnings.catch_warnings(record=True) as caught, phase(
+                f"backtest {j + 1} of {len(cuts)}: {int(below.sum())} runs up to "
+                f"{cut:g} decades under the largest budget"):
             warnings.simplefilter("always", SamplerWarning)
             fit = sub.fit(**fit_kwargs, random_seed=seed + 1 + j, progressbar=False)
         if any(issubclass(w.category, SamplerWarning) for w in caught):
             problems.append(f"{cut:g} decades")
         out.append(backtest_from_fit(sub, fit, runs[~below], cut, seed))
     if problems:
-        warnings.warn(f"backtest fit(s) at cut {', '.join(problems)} had sampler problems (see "
+        warn(f"backtest fit(s) at cut {', '.join(problems)} had sampler problems (see "
                       "their diagnostics in the 'backtests' group); the discrepancy scale is "
-                      "learned from them all the same", SamplerWarning, stacklevel=3)
+                      "learned from them all the same", SamplerWarning)
     return out
 
 
@@ -333,9 +336,10 @@ def attach(fit, model, *, sampler: str, target_accept: float):
                   "sampler": sampler, "target_accept": target_accept}
     backtests = (run_backtests(model, fit_kwargs=fit_kwargs, seed=seed)
                  if model.discrepancy == "backtest" else [])
-    learned = learn_discrepancy(backtests, {n: model.priors[n] for n in LEARNED},
-                                chains=chains, draws=draws, tune=fit_kwargs["tune"],
-                                seed=seed + 7)
+    with phase(f"learning the discrepancy past the runs from {len(backtests)} backtests"):
+        learned = learn_discrepancy(backtests, {n: model.priors[n] for n in LEARNED},
+                                    chains=chains, draws=draws, tune=fit_kwargs["tune"],
+                                    seed=seed + 7)
     z = np.random.default_rng(seed + 11).standard_normal((chains, draws))
     post = post.assign({name: (("chain", "draw"), v) for name, v in learned.items()}
                        | {"discrepancy_z": (("chain", "draw"), z)})

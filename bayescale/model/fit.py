@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import warnings
 from collections.abc import Mapping
 
 import arviz_stats as azs
@@ -24,6 +23,8 @@ from bayescale.model.recommend import recommend
 from bayescale.model.spec import SPEC_VERSION, Spec, spec_from_dict
 from bayescale.inference.diagnostics import PosteriorResult, SamplerWarning, warn_not_finite
 from bayescale.inference.trees import group, set_groups
+from bayescale.data.runs import DataWarning
+from bayescale.data.warn import warn
 
 __all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION", "FAMILIES", "register", "family_of"]
 
@@ -286,9 +287,9 @@ def _with_replicates(spec: Spec, runs: pd.DataFrame) -> Spec:
     if not column or spec.get("replicates") == column:
         return spec
     if column not in spec.get("offsets", []):
-        warnings.warn(f"the runs mark column {column!r} as seed replicates, but it is not an "
+        warn(f"the runs mark column {column!r} as seed replicates, but it is not an "
                       f"offset: sigma mixes seed noise and misfit; fit with "
-                      f"offsets=[{column!r}, ...] to separate them", UserWarning, stacklevel=4)
+                      f"offsets=[{column!r}, ...] to separate them", DataWarning)
         return spec
     return spec.replace(replicates=column)
 

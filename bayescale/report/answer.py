@@ -13,6 +13,7 @@ from bayescale.data.runs import run_flops
 from bayescale.model.discrepancy import backtest_summary
 from bayescale.model.identify import unidentified
 from bayescale.inference.intervals import interval
+from bayescale.inference.progress import phase
 from bayescale.model.points import check_budgets, decades_past
 from bayescale.model.recommend import best_levels, level_name, level_shift
 from bayescale.report import plots
@@ -176,7 +177,8 @@ def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayesca
     Raises ``FileExistsError`` if ``out`` holds bayescale outputs and ``overwrite`` is False.
     """
     out = Path(out)
-    with staged_folder(out, overwrite=overwrite) as staging:
+    with staged_folder(out, overwrite=overwrite) as staging, phase(
+            f"writing {out}: posterior.nc, summary, targets, report and figures"):
         paths = _write_into(staging, fit, budgets, prob, title, targets)
         if also is not None:
             paths |= also(staging)

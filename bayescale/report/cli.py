@@ -9,7 +9,9 @@ import sys
 import warnings
 from pathlib import Path
 
+from bayescale.inference import progress
 from bayescale.report import folders, interrupts
+from bayescale.report.phases import PhaseLines
 
 __all__ = ["main"]
 
@@ -118,7 +120,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         verbs = {"fit": _fit, "predict": _predict, "compare": _compare, "design": _design,
                  "datasets": _datasets}
-        with interrupts.stop_on_signals(), _warnings_as_lines():
+        with interrupts.stop_on_signals(), _warnings_as_lines(), \
+                progress.listening(PhaseLines()):
             return verbs[args.verb](args)
     except _USER_ERRORS as err:
         message = str(err).splitlines()[0] if str(err) else type(err).__name__
@@ -132,20 +135,25 @@ def main(argv: list[str] | None = None) -> int:
         return interrupts.exit_status()
 
 
+def _package_warnings() -> tuple[type[Warning], ...]:
+    """The categories of bayescale's own warnings (about the data, the sampler, the answers)."""
+    import bayescale as bs
+
+    return (bs.DataWarning, bs.DegenerateWarning, bs.SamplerWarning, bs.ParetoKWarning)
+
+
 @contextlib.contextmanager
 def _warnings_as_lines():
-    """bayescale's warnings about the data and the answers (``DataWarning``,
-    ``DegenerateWarning``) as one ``WARNING:`` line each on stdout, once per message; other
-    warnings as Python shows them."""
-    from bayescale.data.runs import DataWarning
-    from bayescale.inference.diagnostics import DegenerateWarning
-
+    """bayescale's warnings (:func:`_package_warnings`) as one ``WARNING:`` line each on
+    stdout, once per message, without Python's file and line; other warnings as Python shows
+    them."""
+    categories = _package_warnings()
     seen: set[str] = set()
     with warnings.catch_warnings():
         show = warnings.showwarning
 
         def as_line(message, category, *rest, **kwargs):
-            if not issubclass(category, (DataWarning, DegenerateWarning)):
+            if not issubclass(category, categories):
                 return show(message, category, *rest, **kwargs)
             line = str(message).replace("\n", " ")
             if line not in seen:
@@ -153,7 +161,7 @@ def _warnings_as_lines():
                 print(f"WARNING: {line}", flush=True)
 
         warnings.showwarning = as_line
-        for category in (DataWarning, DegenerateWarning):
+        for category in categories:
             warnings.simplefilter("always", category)
         yield
 
@@ -181,8 +189,9 @@ def _fit(args) -> int:
     recipe = Recipe.read(args.recipe)
     out = Path(args.out)
     folders.check_outputs(out, overwrite=args.force)
-    runs = recipe.runs()
-    model = recipe.scaling_law(runs)
+    with progress.phase(f"loading the runs of {args.recipe} and building the model"):
+        runs = recipe.runs()
+        model = recipe.scaling_law(runs)
     kwargs = recipe.fit_kwargs(draws=args.draws, tune=args.tune, chains=args.chains,
                                random_seed=args.seed, sampler=args.sampler)
     _check_fit_settings(model, kwargs)
@@ -238,7 +247,7 @@ def _design(args) -> int:
     from bayescale.report.design_report import run_design
 
     fit = bs.load(args.posterior)
-    print(f"{fit!r}")
+    print(_loaded(args.posterior, fit))
     options = {"budget": args.budget, "candidates": args.candidates,
                "grid_budgets": args.grid_budgets, "target": args.target, "at": args.at,
                "max_runs": args.max_runs}
@@ -275,8 +284,9 @@ def _predict(args) -> int:
         raise ValueError("--out applies to --points only; --budgets prints its answer")
     _check_out_file(args.out)
     fit = bs.load(args.posterior)
+    print(_loaded(args.posterior, fit))
     if args.budgets is not None:
-        print(f"{fit!r}\nmedian [{args.prob:.0%} interval]:")
+        print(f"median [{args.prob:.0%} interval]:")
         print(format_answer(fit, args.budgets, prob=args.prob))
         return 0
     from bayescale.data.readers import read_table
@@ -291,14 +301,25 @@ def _predict(args) -> int:
 
     with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160,
                            "display.max_columns", 30):
-        print(f"{fit!r}\nloss of a {args.kind.replace('_', ' ')}: median "
-              f"[{args.prob:.0%} interval]\n{_finite_only(table).to_string(index=False)}")
+        print(f"{_KIND_NAMES[args.kind]}: median [{args.prob:.0%} interval]\n"
+              f"{_finite_only(table).to_string(index=False)}")
     if args.out:
         out = Path(args.out)
         with folders.staged_files(out.parent, [out.name], overwrite=args.force) as temps:
             table.to_csv(temps[out.name], index=False)
         print(f"wrote {args.out}")
     return 0
+
+
+_KIND_NAMES = {"mean": "the law's mean loss (no run-to-run noise)",
+               "new_run": "the loss of a new run (the law's mean and the run-to-run noise)"}
+
+
+def _loaded(path, fit) -> str:
+    """One line saying what was loaded: the file, the model, its runs and draws."""
+    post = fit.posterior
+    return (f"{path}: {fit.describe()}; {len(fit.runs)} runs; "
+            f"{post.sizes['chain'] * post.sizes['draw']} posterior draws")
 
 
 def _finite_only(table):
@@ -339,7 +360,8 @@ def _compare(args) -> int:
 
     if (args.budgets is None) != (not args.stack):
         raise ValueError("--stack and --budgets go together: the stacked answer at budgets")
-    fits = _load_fits(args.posteriors)
+    with progress.phase(f"loading {len(args.posteriors)} fits"):
+        fits = _load_fits(args.posteriors)
     kwargs = {} if args.method == "loo" else {
         "holdout": args.holdout, "draws": args.draws, "chains": args.chains,
         "random_seed": args.seed, "progressbar": False}
