@@ -26,6 +26,7 @@ from bayescale.model.scaling import ScalingLaw  # noqa: E402
 from bayescale.model.curves import LearningCurves, final_losses  # noqa: E402
 from bayescale.data.readers import read_opda, read_runs  # noqa: E402
 from bayescale.model.recommend import Recommendation  # noqa: E402
+from bayescale.model.reach import ExtrapolationWarning  # noqa: E402
 from bayescale.data.runs import DataWarning, add_shape_columns, prepare  # noqa: E402
 from bayescale.inference.diagnostics import DegenerateWarning, SamplerWarning  # noqa: E402
 from bayescale.inference.sampling import SamplingInterrupted  # noqa: E402
@@ -40,6 +41,7 @@ __all__ = [
     "SamplerWarning",
     "DataWarning",
     "DegenerateWarning",
+    "ExtrapolationWarning",
     "SamplingInterrupted",
     "baselines",
     "calibration",

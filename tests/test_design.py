@@ -147,7 +147,9 @@ def test_runs_near_the_target_budget_teach_more_about_the_loss_there(chinchilla_
     1e23 (one decade short) removes more variance than one at 1e19 (five decades short), and
     a run at the target's own optimum removes Var(t) / (Var(t) + noise) of it (its log mean
     is nearly the target itself; 10% tolerance for N* at the median rather than per draw)."""
-    opt = {c: float(chinchilla_fit.optimal([c])["params_opt"].median()) for c in (1e19, 1e23, 1e24)}
+    with pytest.warns(bs.ExtrapolationWarning):  # N* at 1e23 and 1e24: past the runs' sizes
+        opt = {c: float(chinchilla_fit.optimal([c])["params_opt"].median())
+               for c in (1e19, 1e23, 1e24)}
     candidates = pd.DataFrame({"params": list(opt.values()), "flops": list(opt)},
                               index=["tiny", "near", "target"])
     chosen = bs.design(chinchilla_fit, candidates, budget=1e24, target="loss_opt", at=1e24,
@@ -265,3 +267,34 @@ def test_the_discrepancy_past_the_runs_does_not_steer_the_design(chinchilla_fit)
     kwargs = {"budget": 1e30, "target": "loss_opt", "at": 5.88e23, "max_runs": 3}
     pd.testing.assert_frame_equal(bs.design(chinchilla_fit, candidates, **kwargs),
                                   bs.design(exact, candidates, **kwargs))
+
+
+def test_default_candidates_reach_n_star_at_the_target(chinchilla_fit, chinchilla_runs):
+    """The Chinchilla law on the Chinchilla runs, --budget 1e23 --at 1e24: sizes within a
+    factor 3 of the median N* at 1e24 are among the candidates, none past the runs' tokens
+    per parameter by more than a factor 2, and they teach more about N* than the sweep's own
+    sizes at the same budgets."""
+    from bayescale.model.design import default_candidates
+
+    with pytest.warns(bs.ExtrapolationWarning):  # N* at 1e24 lies past the runs' sizes
+        n_star = float(chinchilla_fit.optimal([1e24], random_seed=0)["params_opt"].median())
+    table = default_candidates(chinchilla_fit, budget=1e23, at=1e24)
+    assert (np.abs(np.log(table["params"] / n_star)) < np.log(3)).any()
+    assert table["params"].max() > n_star > chinchilla_runs["params"].max()
+    ratio = table["tokens"] / table["params"]
+    runs_ratio = chinchilla_runs["tokens"] / chinchilla_runs["params"]
+    assert ratio.min() >= runs_ratio.min() / 2 and ratio.max() <= runs_ratio.max() * 2
+    assert table["flops"].max() == pytest.approx(1e23)
+    grid = bs.candidate_grid(chinchilla_fit, np.unique(table["flops"]))
+    ours = bs.design(chinchilla_fit, table, budget=1e23, at=1e24)
+    theirs = bs.design(chinchilla_fit, grid, budget=1e23, at=1e24)
+    assert ours.attrs["sd_after"]["params_opt"] < theirs.attrs["sd_after"]["params_opt"]
+
+
+def test_cli_design_without_candidates_uses_the_default(chinchilla_fit, tmp_path, capsys):
+    chinchilla_fit.save(tmp_path / "posterior.nc")
+    status = main(["design", str(tmp_path / "posterior.nc"), "--budget", "1e23", "--at", "1e24",
+                   "--out", str(tmp_path)])
+    printed = capsys.readouterr().out
+    assert status == 0 and "candidates (default):" in printed and "The next runs:" in printed
+    assert pd.read_csv(tmp_path / "design.csv")["total_flops"].iloc[-1] <= 1e23

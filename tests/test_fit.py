@@ -128,7 +128,9 @@ def test_summary_rows_columns_and_values(chinchilla_fit):
 def test_predict_mean_is_the_chinchilla_formula(chinchilla_fit, tiny):
     n = np.array([1e8, 1e9, 7e10])
     c = np.array([1e20, 1e21, 5.88e23])
-    pred = chinchilla_fit.predict({"params": n, "flops": c})
+    with pytest.warns(bs.ExtrapolationWarning) as seen:  # 7e10 params: past the runs
+        pred = chinchilla_fit.predict({"params": n, "flops": c})
+    assert any("7e+10 (row 2)" in str(w.message) for w in seen)
     assert pred["loss"].dims == ("chain", "draw", "point")
     assert pred["loss"].shape == (tiny["chains"], tiny["draws"], 3)
     d = c / (6 * n)
@@ -168,7 +170,8 @@ def test_new_run_with_same_seed_is_reproducible(chinchilla_fit):
 # -- optimal ---------------------------------------------------------------------------------
 def test_optimal_dims_and_allocation(chinchilla_fit):
     budgets = [1e21, 5.88e23]
-    opt = chinchilla_fit.optimal(budgets)
+    with pytest.warns(bs.ExtrapolationWarning, match=r"at C = 5\.88e\+23 FLOPs .* N\* "):
+        opt = chinchilla_fit.optimal(budgets)
     for name in ("params_opt", "tokens_opt", "tokens_per_param", "loss_opt"):
         assert opt[name].dims == ("chain", "draw", "budget"), name
     np.testing.assert_array_equal(opt["budget"].values, budgets)
@@ -198,7 +201,7 @@ def test_save_then_load_round_trips(chinchilla_fit, tmp_path):
             assert np.array_equal(ours[name].values, theirs[name].values), (group, name)
     assert loaded.idata.posterior.attrs["spec"] == chinchilla_fit.idata.posterior.attrs["spec"]
     pd.testing.assert_frame_equal(loaded.runs, chinchilla_fit.runs, check_dtype=False)
-    points = {"params": [7e10], "tokens": [1.4e12]}
+    points = {"params": [1e9], "tokens": [2e10]}  # inside the runs: no ExtrapolationWarning
     assert np.array_equal(loaded.predict(points)["loss"].values,
                           chinchilla_fit.predict(points)["loss"].values)
 

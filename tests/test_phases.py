@@ -9,6 +9,7 @@ import pty
 import re
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -20,10 +21,10 @@ RECIPE = Path(__file__).resolve().parents[1] / "models" / "chinchilla.toml"
 TINY = ["--draws", "100", "--tune", "100", "--chains", "2", "--seed", "3"]
 LINE = re.compile(r"\[ *\d+\.\d s\] ( *)(.+)$")
 
-FIT_PHASES = ["loading the runs", "compiling the model", "sampling: 2 chains x 100 tuning",
+FIT_PHASES = ["compiling the model", "sampling: 2 chains x 100 tuning",
               "backtest 1 of 2:", "backtest 2 of 2:", "learning the discrepancy",
               "writing "]
-LFO_PHASES = ["loading 1 fits", "refit 1 of 1: 'out'", "backtest 1 of 2:", "sampling: "]
+LFO_PHASES = ["refit 1 of 1: 'out'", "backtest 1 of 2:", "sampling: "]
 
 
 def _phases(text: str) -> list[str]:
@@ -53,6 +54,16 @@ def test_phases_nest_and_reach_every_listener():
     with phase("unheard"):
         pass
     assert heard == [("outer", 0), ("inner", 1), ("after", 0)]
+
+
+def test_a_short_phase_announced_after_a_delay_is_not_heard():
+    heard = []
+    with listening(lambda what, depth: heard.append(what)):
+        with phase("short", after=5):
+            pass
+        with phase("long", after=0.05):
+            time.sleep(0.5)
+    assert heard == ["long"]
 
 
 def test_redirected_output_gets_plain_phase_lines(tmp_path, capfd):

@@ -129,3 +129,67 @@ def test_plot_law_has_a_top_axis_in_decades_past_the_largest_run(fake_fit):
     assert labels[list(np.round(np.log10(ticks / top))).index(0)] == "0"
     assert labels[list(np.round(np.log10(ticks / top))).index(2)] == "+2"
     plt.close(ax.figure)
+
+
+# -- layout: no text over other text ------------------------------------------------------------
+def _text_clashes(fig) -> list[str]:
+    """Each title, the suptitle and the figure legends whose rendered extent (matplotlib's
+    tight bbox) overlaps another axes' tight bbox (its ticks, labels, title) or another text."""
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    axes = [ax for ax in fig.axes if ax.get_visible()]
+    texts = [(f"title {ax.get_title()!r}", ax.title.get_window_extent(renderer), ax)
+             for ax in axes if ax.get_title()]
+    if fig._suptitle is not None:
+        texts.append(("suptitle", fig._suptitle.get_window_extent(renderer), None))
+    texts += [("figure legend", legend.get_window_extent(renderer), None)
+              for legend in fig.legends]
+    clashes = []
+    for name, box, owner in texts:
+        clashes += [f"{name} overlaps the axes titled {ax.get_title()!r}" for ax in axes
+                    if ax is not owner and box.overlaps(ax.get_tightbbox(renderer))]
+        clashes += [f"{name} overlaps {other}" for other, other_box, other_owner in texts
+                    if other != name and (owner is None or other_owner is not owner)
+                    and box.overlaps(other_box)]
+    return clashes
+
+
+def test_ranks_show_every_scalar_parameter_without_overlapping_text(fake_fit):
+    fig = plots.plot_ranks(fake_fit)
+    reported = [v for v, da in fake_fit.model.summary_variables(fake_fit.posterior).items()
+                if da.ndim == 2]
+    titled = [ax.get_title().split()[0] for ax in fig.axes if ax.get_title()]
+    assert titled == reported and {"sigma", "nu"} <= set(titled)
+    assert all(ax.get_ylabel() == "draws per bin" for ax in fig.axes[::3])
+    assert [t.get_text() for t in fig.legends[0].get_texts()][-2:] == ["chain 0", "chain 1"]
+    assert _text_clashes(fig) == []
+    plt.close(fig)
+
+
+def test_the_layout_check_sees_a_title_on_the_row_above():
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(3, 2.2))
+    top.set_xlabel("a long label\nover two lines")
+    bottom.set_title("a title\nover\nthree lines")
+    assert _text_clashes(fig)
+    plt.close(fig)
+
+
+@pytest.mark.parametrize("draw", [
+    lambda fit: plots.plot_law(fit, [1e24], prob=0.9).figure,
+    lambda fit: plots.plot_optimal(fit, [1e24], prob=0.9).figure,
+], ids=["law", "optimal"])
+def test_figures_have_no_overlapping_text(fake_fit, draw):
+    fig = draw(fake_fit)
+    assert _text_clashes(fig) == []
+    plt.close(fig)
+
+
+def test_plot_law_keeps_its_legend_off_the_curves_and_tells_the_bands_apart(fake_fit):
+    ax = plots.plot_law(fake_fit, [5.88e23, 1e24], prob=0.9)
+    ax.figure.canvas.draw()
+    renderer = ax.figure.canvas.get_renderer()
+    legend = ax.get_legend()
+    assert not legend.get_window_extent(renderer).overlaps(ax.patch.get_window_extent(renderer))
+    labels = [t.get_text() for t in legend.get_texts()]
+    assert "90% interval of a new run's loss" in labels and "90% interval of the mean loss" in labels
+    plt.close(ax.figure)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -34,10 +36,47 @@ def test_a_fit_that_warns_points_at_the_fit_call(tiny):
 
 
 def test_interval_keeps_the_points_columns(fake_fit):
-    points = pd.DataFrame({"params": [1e9, 7e10], "tokens": [2e10, 1.4e12]})
+    points = pd.DataFrame({"params": [1e9, 1e10], "tokens": [2e10, 2e11]})  # inside the runs
     table = bs.interval(fake_fit.predict(points), prob=0.9)
     assert list(table.columns[:5]) == ["variable", "point", "params", "tokens", "flops"]
     np.testing.assert_array_equal(table["params"], points["params"])
     np.testing.assert_array_equal(table["tokens"], points["tokens"])
     np.testing.assert_allclose(table["flops"], 6 * points["params"] * points["tokens"])
     assert (table["lower"] < table["median"]).all() and (table["median"] < table["upper"]).all()
+
+
+def test_an_optimum_past_the_runs_is_named_at_the_call(fake_fit, chinchilla_runs):
+    with pytest.warns(bs.ExtrapolationWarning) as seen:
+        opt = fake_fit.optimal([1e24])
+    n_star = float(opt["params_opt"].median())
+    assert n_star > chinchilla_runs["params"].max()  # the case the warning is for
+    (message,) = [str(w.message) for w in seen if w.category is bs.ExtrapolationWarning]
+    assert f"N* {n_star:.3g}" in message
+    assert f"params ({chinchilla_runs['params'].min():.3g}-" \
+           f"{chinchilla_runs['params'].max():.3g})" in message
+    assert {w.filename for w in seen} == {__file__}
+
+
+def test_a_point_past_the_runs_is_named_and_one_inside_is_not(fake_fit, chinchilla_runs):
+    inside = chinchilla_runs.iloc[[10]][["params", "tokens"]]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        fake_fit.predict(inside)
+    with pytest.warns(bs.ExtrapolationWarning) as seen:
+        fake_fit.predict({"params": [4e8, 1e7], "tokens": [8e9, 1.6e12]})
+    messages = [str(w.message) for w in seen]
+    assert any(m.startswith("1 of 2 points have tokens_per_param past the runs' range ")
+               and m.endswith(": 1.6e+05 (row 1); there the prediction rests on the law's "
+                              "form alone") for m in messages), messages
+    assert any("1 of 2 points have params past" in m and "1e+07 (row 1)" in m
+               for m in messages), messages
+    assert {w.filename for w in seen} == {__file__}
+
+
+def test_answers_inside_the_package_do_not_warn_but_the_table_says(fake_fit):
+    from bayescale.report.answer import targets_table
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        table = targets_table(fake_fit, [1e24])
+    assert any("N* " in w and "past the runs" in w for w in table.attrs["warnings"])

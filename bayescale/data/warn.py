@@ -9,9 +9,10 @@ package the warning arose.
 from __future__ import annotations
 
 import os
+import sys
 import warnings
 
-__all__ = ["warn", "PACKAGE_PREFIXES"]
+__all__ = ["warn", "called_from_outside", "PACKAGE_PREFIXES"]
 
 #: The package folder, as written and resolved (frames whose file lies under it are skipped).
 PACKAGE_PREFIXES = tuple(dict.fromkeys(
@@ -22,3 +23,9 @@ PACKAGE_PREFIXES = tuple(dict.fromkeys(
 def warn(message: str, category: type[Warning] = UserWarning) -> None:
     """``warnings.warn(message, category)`` at the first frame outside the package."""
     warnings.warn(message, category, skip_file_prefixes=PACKAGE_PREFIXES)
+
+
+def called_from_outside() -> bool:
+    """Whether the function calling this was itself called from outside the package (the
+    user's code), not by bayescale on its way to another answer (a plot's grid, a report)."""
+    return not sys._getframe(2).f_code.co_filename.startswith(PACKAGE_PREFIXES)

@@ -19,16 +19,34 @@ _LOCAL = threading.local()
 
 
 @contextlib.contextmanager
-def phase(what: str) -> Iterator[None]:
-    """Mark the work inside the ``with`` block as the phase ``what`` ("compiling the model")."""
+def phase(what: str, *, after: float = 0.0) -> Iterator[None]:
+    """Mark the work inside the ``with`` block as the phase ``what`` ("compiling the model").
+
+    The listeners hear of it at its start, or with ``after`` > 0, only once it has run that
+    many seconds (for phases usually short, such as loading a table, and that may end in a
+    user's error: nothing is told of them when they end sooner).
+    """
     depth = getattr(_LOCAL, "depth", 0)
-    for listener in list(_LISTENERS):
-        listener(what, depth)
+    listeners = list(_LISTENERS)
+
+    def announce() -> None:
+        for listener in listeners:
+            listener(what, depth)
+
+    timer = None
+    if listeners and after > 0:
+        timer = threading.Timer(after, announce)
+        timer.daemon = True
+        timer.start()
+    else:
+        announce()
     _LOCAL.depth = depth + 1
     try:
         yield
     finally:
         _LOCAL.depth = depth
+        if timer is not None:
+            timer.cancel()
 
 
 @contextlib.contextmanager

@@ -53,10 +53,11 @@ import numpy as np
 import pandas as pd
 
 from bayescale.model.discrepancy import without_discrepancy
-from bayescale.data.runs import check_positive_column
+from bayescale.data.runs import check_positive_column, run_flops
 from bayescale.model.points import check_budgets
 
-__all__ = ["design", "candidate_grid", "OPTIMUM_TARGETS", "DEFAULT_TARGETS", "MAX_GRID"]
+__all__ = ["design", "candidate_grid", "default_candidates", "OPTIMUM_TARGETS",
+           "DEFAULT_TARGETS", "MAX_GRID"]
 
 #: Targets read from the compute-optimal allocation at the target budget ``at``.
 OPTIMUM_TARGETS = ("loss_opt", "params_opt", "tokens_opt", "tokens_per_param")
@@ -66,6 +67,9 @@ DEFAULT_TARGETS = ("loss_opt", "params_opt")
 MAX_GRID = 200_000
 _RELATIVE_FLOOR = 1e-12
 _SAME_SIZE = 1e-3
+#: :func:`default_candidates`: sizes per decade, budgets, the reach past N* and how far past
+#: the runs' tokens per parameter (a factor each side) a candidate may go.
+_SIZES_PER_DECADE, _DEFAULT_BUDGETS, _PAST_N_STAR, _RATIO_SLACK = 4, 5, 3.0, 2.0
 
 
 def design(fit, candidates, *, budget: float, target: str | Sequence[str] | Mapping |
@@ -180,6 +184,74 @@ def candidate_grid(fit, budgets, *, configurations: str = "product") -> pd.DataF
     out = pd.concat([configs.assign(flops=float(c)) for c in budgets], ignore_index=True)
     out.insert(1, "tokens", out["flops"] / (k * out["params"]))
     return out
+
+
+def default_candidates(fit, *, budget: float, at: float | None = None,
+                       budgets=None) -> pd.DataFrame:
+    """Candidate runs that reach the sizes and budgets the target needs.
+
+    Model sizes run from the sweep's smallest to :data:`_PAST_N_STAR` (3) times the median N*
+    at ``at`` (4 per decade, with the sweep's own sizes; without ``at`` or an optimum, to the
+    sweep's largest size scaled by the square root of ``budget`` over its largest compute),
+    at ``budgets`` (default: 5 log-spaced from the sweep's largest compute to ``budget``, the
+    most one run of the batch may cost), with tokens ``C / (k N)``. Candidates whose tokens
+    per parameter lie more than a factor 2 outside the runs' range are left out (a 10M model
+    on 1.6T tokens teaches about nothing the target needs). Offset columns take each of their
+    levels; continuous hyperparameters their median optimum at the candidate's budget.
+
+    Returns
+    -------
+    pandas.DataFrame
+        ``params``, ``tokens``, ``flops`` and the fit's hyperparameter columns.
+    """
+    runs = fit.runs
+    if "params" not in runs.columns or "tokens" not in runs.columns:
+        raise ValueError("default candidates need runs with params and tokens columns; give "
+                         "candidates (a table or a CSV) instead")
+    (budget,) = check_budgets(budget, argument="budget")
+    flops = run_flops(runs)
+    if budgets is None:
+        low = flops.max() if flops.max() < budget else flops.min()
+        budgets = np.geomspace(low, budget, _DEFAULT_BUDGETS)
+    budgets = check_budgets(budgets)
+    sizes = _default_sizes(fit, runs, float(flops.max()), budget, at)
+    k = fit.model.flops_per_param_token
+    table = pd.DataFrame([(n, c / (k * n), c) for c in budgets for n in sizes],
+                         columns=["params", "tokens", "flops"])
+    ratio = runs["tokens"].to_numpy(float) / runs["params"].to_numpy(float)
+    keep = (table["tokens"] / table["params"]).between(ratio.min() / _RATIO_SLACK,
+                                                        ratio.max() * _RATIO_SLACK)
+    return _with_hyperparameters(fit, table[keep].reset_index(drop=True))
+
+
+def _default_sizes(fit, runs, top_flops: float, budget: float, at) -> np.ndarray:
+    own = _sizes(runs["params"])
+    if at is not None and fit.model.has_optimum:
+        reach = float(np.median(fit.model.optimal(law_draws(fit), check_budgets(at, argument="at"),
+                                                  np.random.default_rng(0))["params_opt"]))
+        reach *= _PAST_N_STAR
+    else:
+        reach = own.max() * np.sqrt(max(budget / top_flops, 1.0))
+    reach = max(reach, own.max())
+    decades = np.log10(reach / own.min())
+    grid = np.geomspace(own.min(), reach, int(np.ceil(decades * _SIZES_PER_DECADE)) + 1)
+    return np.unique(np.concatenate([own, grid]))
+
+
+def _with_hyperparameters(fit, table: pd.DataFrame) -> pd.DataFrame:
+    """``table`` with each offset column at every level and continuous columns at their median
+    optimum at each row's budget."""
+    for col in fit.hyperparameter_offsets:
+        levels = np.unique(fit.runs[col].to_numpy())
+        table = pd.concat([table.assign(**{col: level}) for level in levels], ignore_index=True)
+    continuous = fit.spec.get("continuous") or []
+    if continuous:
+        budgets = np.unique(table["flops"].to_numpy())
+        optimum = fit.optimal_hyperparameters(budgets).median(("chain", "draw"))
+        at = np.searchsorted(budgets, table["flops"].to_numpy())
+        for col in continuous:
+            table[col] = optimum[col].to_numpy()[at]
+    return table
 
 
 def _sizes(params: pd.Series, values: pd.Series | None = None) -> np.ndarray:

@@ -24,7 +24,8 @@ from bayescale.model.spec import SPEC_VERSION, Spec, spec_from_dict
 from bayescale.inference.diagnostics import PosteriorResult, SamplerWarning, warn_not_finite
 from bayescale.inference.trees import group, set_groups
 from bayescale.data.runs import DataWarning
-from bayescale.data.warn import warn
+from bayescale.data.warn import called_from_outside, warn
+from bayescale.model.reach import ExtrapolationWarning, optimum_messages, point_messages
 
 __all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION", "FAMILIES", "register", "family_of"]
 
@@ -166,10 +167,18 @@ class Fit(PosteriorResult):
         -------
         xarray.Dataset
             ``loss`` with dims (chain, draw, point); the inputs are coordinates on ``point``.
+
+        Warns
+        -----
+        ExtrapolationWarning
+            For points whose params, tokens or tokens per parameter lie outside the runs'.
         """
         if kind not in ("mean", "new_run"):
             raise ValueError(f"kind must be 'mean' or 'new_run', got {kind!r}")
         table = self.model.points(points)
+        if called_from_outside():
+            for message in point_messages(self.runs, table):
+                warn(message, ExtrapolationWarning)
         rng = np.random.default_rng(random_seed)
         post = self.posterior
         log_loss = self.model.log_mean_draws(post, table, rng)
@@ -188,7 +197,9 @@ class Fit(PosteriorResult):
 
         Returns an ``xarray.Dataset`` over (chain, draw, budget) with ``params_opt`` (N*),
         ``tokens_opt`` (D*), ``tokens_per_param`` (D*/N*) and ``loss_opt`` (the mean loss at
-        the optimum, for the average observed level of every offset). ``random_seed`` seeds
+        the optimum, for the average observed level of every offset). An
+        :class:`bayescale.ExtrapolationWarning` names each budget whose median N*, D* or D*/N*
+        lies outside the runs' range (:mod:`bayescale.model.reach`). ``random_seed`` seeds
         the fresh budget-level draws of a model that has them (IsoFLOP at a new budget).
         A :class:`bayescale.DegenerateWarning` names each quantity and budget some of whose
         draws are not finite, with their fraction.
@@ -203,6 +214,9 @@ class Fit(PosteriorResult):
         for name, values in out.items():
             for i, budget in enumerate(budgets):
                 warn_not_finite(values[..., i], f"{name} at budget {budget:.3g} FLOPs")
+        if called_from_outside():
+            for message in optimum_messages(self.runs, out, budgets):
+                warn(message, ExtrapolationWarning)
         coords = {"chain": post.chain, "draw": post.draw, "budget": budgets}
         return xr.Dataset({k: (("chain", "draw", "budget"), v) for k, v in out.items()},
                           coords=coords, attrs=self.model.predict_attrs())
@@ -223,8 +237,14 @@ class Fit(PosteriorResult):
                            for col in self.spec["continuous"]}, coords=coords)
 
     def recommend(self, budget, *, prob: float = 0.9, top: int = 5):
-        """What to train at ``budget``: see :func:`bayescale.model.recommend.recommend`."""
-        return recommend(self, budget, prob=prob, top=top)
+        """What to train at ``budget``: see :func:`bayescale.model.recommend.recommend`.
+        An :class:`bayescale.ExtrapolationWarning` names an answer past the runs' range."""
+        answer = recommend(self, budget, prob=prob, top=top)
+        if called_from_outside() and self.model.has_optimum:
+            for message in optimum_messages(self.runs, self.optimal([budget], random_seed=0),
+                                            [budget], prob=prob):
+                warn(message, ExtrapolationWarning)
+        return answer
 
     def design(self, candidates, *, budget: float, target=None, at: float | None = None,
                max_runs: int | None = None, random_seed: int | None = 0):

@@ -12,6 +12,7 @@ import pandas as pd
 from bayescale.data.runs import run_flops
 from bayescale.model.discrepancy import backtest_summary
 from bayescale.model.identify import unidentified
+from bayescale.model.reach import optimum_messages
 from bayescale.inference.intervals import interval
 from bayescale.inference.progress import phase
 from bayescale.model.points import check_budgets, decades_past
@@ -33,7 +34,8 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
     then how far each answer reaches past the runs, in decades (``log10`` of the ratio to the
     largest run): ``decades_flops`` for the budget and, with an optimum, ``decades_params`` and
     ``decades_tokens`` for the median N* and D*; last, ``warning``: the optima that the runs
-    near the top budget do not bracket (:func:`bayescale.model.identify.unidentified`; empty
+    near the top budget do not bracket (:func:`bayescale.model.identify.unidentified`) and
+    the answers past the runs' range (:func:`bayescale.model.reach.optimum_messages`; empty
     when none), also in ``attrs["warnings"]``.
 
     With hyperparameter offsets every loss is at the most probably best level of each offset
@@ -64,7 +66,7 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
         out[f"{var}_upper"] = wide[("upper", var)].to_numpy()
     out.attrs["prob"] = prob
     out = _with_reach(out, fit.runs)
-    warnings = unidentified(fit)
+    warnings = unidentified(fit) + optimum_messages(fit.runs, ds, budgets, prob=prob)
     out["warning"] = " | ".join(warnings)
     out.attrs["warnings"] = warnings
     return out

@@ -97,9 +97,10 @@ def _design_parser(sub) -> None:
                          "--budget, print it and write design.csv and design.png.")
     des.add_argument("posterior", help="a posterior.nc written by `bayescale fit`")
     des.add_argument("--budget", type=float, required=True, help="FLOPs to spend on the batch")
-    what = des.add_mutually_exclusive_group(required=True)
+    what = des.add_mutually_exclusive_group()
     what.add_argument("--candidates", help="CSV of candidate runs (the law's inputs and the "
-                      "fit's hyperparameter columns)")
+                      "fit's hyperparameter columns; default: sizes from the sweep's smallest "
+                      "to 3x the median N* at --at, at 5 budgets up to --budget)")
     what.add_argument("--grid-budgets", type=float, nargs="+", help="candidates: the sweep's "
                       "own sizes and hyperparameters at these budgets (FLOPs)")
     des.add_argument("--target", nargs="+", help="loss_opt, params_opt, tokens_opt, "
@@ -139,7 +140,8 @@ def _package_warnings() -> tuple[type[Warning], ...]:
     """The categories of bayescale's own warnings (about the data, the sampler, the answers)."""
     import bayescale as bs
 
-    return (bs.DataWarning, bs.DegenerateWarning, bs.SamplerWarning, bs.ParetoKWarning)
+    return (bs.DataWarning, bs.DegenerateWarning, bs.SamplerWarning, bs.ParetoKWarning,
+            bs.ExtrapolationWarning)
 
 
 @contextlib.contextmanager
@@ -189,7 +191,7 @@ def _fit(args) -> int:
     recipe = Recipe.read(args.recipe)
     out = Path(args.out)
     folders.check_outputs(out, overwrite=args.force)
-    with progress.phase(f"loading the runs of {args.recipe} and building the model"):
+    with progress.phase(f"loading the runs of {args.recipe} and building the model", after=2):
         runs = recipe.runs()
         model = recipe.scaling_law(runs)
     kwargs = recipe.fit_kwargs(draws=args.draws, tune=args.tune, chains=args.chains,
@@ -278,6 +280,7 @@ def _print_diagnostics(fit, caught) -> None:
 
 def _predict(args) -> int:
     import bayescale as bs
+    from bayescale.model.reach import point_messages
     from bayescale.report.answer import format_answer
 
     if args.budgets is not None and args.out is not None:
@@ -293,6 +296,8 @@ def _predict(args) -> int:
 
     points = read_table(args.points)
     draws = fit.predict(points, kind=args.kind, random_seed=0)["loss"]
+    for message in point_messages(fit.runs, fit.model.points(points)):
+        print(f"WARNING: {message}")
     stats = bs.interval(draws, prob=args.prob)
     table = points.reset_index(drop=True).assign(loss=stats["median"].to_numpy(),
                                                  loss_lower=stats["lower"].to_numpy(),
@@ -360,7 +365,7 @@ def _compare(args) -> int:
 
     if (args.budgets is None) != (not args.stack):
         raise ValueError("--stack and --budgets go together: the stacked answer at budgets")
-    with progress.phase(f"loading {len(args.posteriors)} fits"):
+    with progress.phase(f"loading {len(args.posteriors)} fits", after=2):
         fits = _load_fits(args.posteriors)
     kwargs = {} if args.method == "loo" else {
         "holdout": args.holdout, "draws": args.draws, "chains": args.chains,

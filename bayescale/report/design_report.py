@@ -13,7 +13,7 @@ import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-from bayescale.model.design import candidate_grid, design  # noqa: E402
+from bayescale.model.design import candidate_grid, default_candidates, design  # noqa: E402
 from bayescale.data.readers import read_table  # noqa: E402
 from bayescale.data.runs import run_flops  # noqa: E402
 from bayescale.report.folders import staged_files  # noqa: E402
@@ -70,7 +70,8 @@ def format_design(chosen: pd.DataFrame) -> str:
 def run_design(fit, options: Mapping, out, *, source: Path | None = None,
                overwrite: bool = False) -> dict[str, Path]:
     """Design with ``options`` (``budget``, ``candidates`` (a table or a file) or
-    ``grid_budgets``, ``target``, ``at``, ``max_runs``), print it, write ``design.csv`` and
+    ``grid_budgets`` or neither (:func:`bayescale.model.design.default_candidates`),
+    ``target``, ``at``, ``max_runs``), print it, write ``design.csv`` and
     ``design.png`` into ``out`` (both replaced together, modes from the umask); returns their
     paths. Raises ``FileExistsError`` if they exist and ``overwrite`` is False."""
     names = {"design": "design.csv", "design_plot": "design.png"}
@@ -91,12 +92,19 @@ def run_design(fit, options: Mapping, out, *, source: Path | None = None,
 
 def _candidates(fit, options: Mapping, source: Path | None) -> pd.DataFrame:
     given, grid = options.get("candidates"), options.get("grid_budgets")
-    if (given is None) == (grid is None):
-        raise ValueError("give exactly one of candidates (a CSV of candidate runs) or "
+    if given is not None and grid is not None:
+        raise ValueError("give at most one of candidates (a CSV of candidate runs) or "
                          f"grid_budgets (budgets for the sweep's own grid); got candidates="
                          f"{given!r}, grid_budgets={grid!r}")
     if grid is not None:
         return candidate_grid(fit, grid)
+    if given is None:
+        table = default_candidates(fit, budget=options["budget"], at=options.get("at"))
+        print(f"candidates (default): {table['params'].nunique()} sizes "
+              f"{table['params'].min():.3g}-{table['params'].max():.3g} at "
+              f"{table['flops'].nunique()} budgets {table['flops'].min():.3g}-"
+              f"{table['flops'].max():.3g} FLOPs, within the runs' tokens per parameter")
+        return table
     if isinstance(given, pd.DataFrame):
         return given
     path = Path(given)

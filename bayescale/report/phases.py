@@ -1,7 +1,8 @@
 """The command line's phase lines: what it is doing, and since when, on stderr.
 
 Each phase (:func:`bayescale.inference.progress.phase`) prints one plain line, ``[  12.3 s]
-compiling the model``, indented by its depth, the same on a terminal and when the output is
+compiling the model``, indented by its depth (a phase that is usually short, such as loading
+the runs, only once it has run 2 s), the same on a terminal and when the output is
 redirected (no cursor movement, so a log file reads as the terminal did). On a terminal,
 nutpie's own progress bar shows the sampling in between.
 """

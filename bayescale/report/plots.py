@@ -93,11 +93,13 @@ def plot_law(fit, budgets=None, *, prob: float = 0.9, ax=None):
     mean, new, label = _law_curves(fit, grid)
     _mark(ax, fit, budgets)
     lo, mid, hi = _quantiles(new, prob)
-    ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.15, lw=0,
-                    label=f"{prob:.0%} interval, new run")
+    ax.fill_between(grid, lo, hi, color="tab:orange", alpha=0.12, lw=0)
+    ax.plot(grid, lo, color="tab:orange", lw=0.9, ls="--")
+    ax.plot(grid, hi, color="tab:orange", lw=0.9, ls="--",
+            label=f"{prob:.0%} interval of a new run's loss")
     lo, mid, hi = _quantiles(mean, prob)
-    ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.35, lw=0,
-                    label=f"{prob:.0%} interval, mean")
+    ax.fill_between(grid, lo, hi, color="tab:blue", alpha=0.4, lw=0,
+                    label=f"{prob:.0%} interval of the mean loss")
     ax.plot(grid, mid, color="tab:blue", lw=1.5, label=label)
     _scatter_runs(ax, runs)
     if budgets:
@@ -109,7 +111,9 @@ def plot_law(fit, budgets=None, *, prob: float = 0.9, ax=None):
            ylabel="final loss (nats/token)", title="Runs and the fitted law, extrapolated")
     _reach_axis(ax, fit)
     _plain_ticks(ax.yaxis)
-    ax.legend(fontsize=8, loc="upper right")
+    # below the axes: nothing drawn (the target lines, the bands) runs through it
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
+              frameon=False)
     return ax
 
 
@@ -123,14 +127,16 @@ def _law_curves(fit, grid: np.ndarray):
         points = fit.optimal(grid, random_seed=0)
         mean = (points["loss_opt"] * np.exp(level_shift(fit, best))).transpose(
             "chain", "draw", "budget").values
-        new = fit.predict({"params": points["params_opt"].median(("chain", "draw")).values,
-                           "tokens": points["tokens_opt"].median(("chain", "draw")).values,
-                           **levels}, kind="new_run", random_seed=0)["loss"].values
         label = "loss at compute-optimal N*, D*"
     else:
         mean = fit.predict({"flops": grid, **levels}, random_seed=0)["loss"].values
-        new = fit.predict({"flops": grid, **levels}, kind="new_run", random_seed=0)["loss"].values
         label = f"law {fit.law.name}: {fit.law.formula}"
+    # a new run: the mean times one noise draw per posterior draw, the same along the grid
+    # (a fresh draw per grid point would make the band's edges jagged)
+    noise = fit.model.noise_draws(fit.posterior, mean.shape[:2] + (1,),
+                                  np.random.default_rng(0))
+    with np.errstate(over="ignore"):
+        new = mean * np.exp(noise)
     if best:
         label += f", at {level_name(best)}"
     return mean, new, label
@@ -168,13 +174,50 @@ def plot_optimal(fit, budgets=None, *, prob: float = 0.9, ax=None):
     return ax
 
 
-def plot_ranks(fit, var_names=None):
-    """Rank plots of the chains for the law's parameters (ArviZ): flat when chains agree."""
-    import arviz_plots as azp
+def plot_ranks(fit, var_names=None, *, bins: int = 20, prob: float = 0.99):
+    """Rank histograms of the chains, one panel per scalar parameter (every one the summary
+    reports: the law's, ``sigma``, ``nu``, the discrepancy's): flat when the chains agree.
 
-    names = list(var_names or [*fit.model.theta_names, "sigma"])
-    plots = azp.plot_rank(fit.idata, var_names=names, backend="matplotlib")
-    return plots.viz["figure"].item()
+    All draws are ranked together; each chain's ranks are counted in ``bins`` equal bins (a
+    step line per chain). Where the chains sample the same distribution, each count is
+    Binomial(draws, 1 / bins): the grey band is its central ``prob`` interval, the dashed line
+    its mean. The title gives each parameter's R-hat.
+    """
+    import arviz_stats as azs
+    from scipy import stats
+
+    post = fit.model.summary_variables(fit.posterior)
+    names = list(var_names or [v for v in post.data_vars if post[v].ndim == 2])
+    chains, draws = post.sizes["chain"], post.sizes["draw"]
+    ncols = min(3, len(names))
+    nrows = -(-len(names) // ncols)
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.8 * ncols, 2.5 * nrows + 0.9),
+                             squeeze=False, layout="constrained")
+    rhat = azs.rhat(post[names])
+    edges = np.linspace(0.5, chains * draws + 0.5, bins + 1)
+    low, high = stats.binom.ppf([(1 - prob) / 2, (1 + prob) / 2], draws, 1 / bins)
+    for i, (ax, name) in enumerate(zip(axes.flat, names)):
+        ranks = stats.rankdata(post[name].values.reshape(chains, draws), axis=None)
+        ax.axhspan(low, high, color="0.88", lw=0, label=f"{prob:.0%} band of uniform ranks")
+        ax.axhline(draws / bins, color="0.4", lw=0.8, ls="--", label="uniform")
+        for chain, ranks_of in enumerate(ranks.reshape(chains, draws)):
+            ax.stairs(np.histogram(ranks_of, edges)[0], edges, baseline=None, lw=1.1,
+                      label=f"chain {chain}")
+        ax.set_title(f"{name}   R-hat {float(rhat[name]):.3f}", fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.set_xlim(edges[0], edges[-1])
+        if i % ncols == 0:
+            ax.set_ylabel("draws per bin", fontsize=8)
+        if i >= len(names) - ncols:
+            ax.set_xlabel("rank among all draws", fontsize=8)
+    for ax in axes.flat[len(names):]:
+        fig.delaxes(ax)
+    handles, labels = axes.flat[0].get_legend_handles_labels()
+    fig.legend(handles, labels, loc="outside lower center", ncol=min(len(labels), 6),
+               fontsize=8, frameon=False)
+    fig.suptitle(f"Chain rank plots ({chains} chains x {draws} draws, {bins} bins): flat and "
+                 "inside the band when the chains agree", fontsize=10)
+    return fig
 
 
 def plot_offsets(fit, *, prob: float = 0.9):
@@ -239,13 +282,16 @@ def plot_checks(fit, *, prob: float = 0.9):
 
 def _plot_pit_ecdf(ax, pit: np.ndarray, prob: float) -> None:
     """The ECDF of LOO-PIT values minus the uniform's, with a pointwise ``prob`` band of the
-    ECDF of as many uniform draws (binomial): inside the band when calibrated."""
+    ECDF of as many uniform draws (the binomial's normal approximation, smooth): inside the
+    band when calibrated."""
     from scipy import stats
 
     n, grid = pit.size, np.linspace(0, 1, 201)
     ecdf = np.searchsorted(pit, grid, side="right") / n
-    lo, hi = (stats.binom.ppf(q, n, grid) / n for q in ((1 - prob) / 2, (1 + prob) / 2))
-    ax.fill_between(grid, lo - grid, hi - grid, color="0.85",
+    # the binomial's spread about the uniform, smooth (its normal approximation): the exact
+    # binomial quantiles minus a straight line would draw a sawtooth of 1/n teeth
+    half = stats.norm.ppf((1 + prob) / 2) * np.sqrt(grid * (1 - grid) / n)
+    ax.fill_between(grid, -half, half, color="0.85",
                     label=f"{prob:.0%} band of a calibrated model")
     ax.step(grid, ecdf - grid, where="post", color="tab:blue", label=f"LOO-PIT ECDF ({n} runs)")
     ax.axhline(0, color="k", lw=0.8)
