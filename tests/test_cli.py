@@ -243,3 +243,21 @@ def _markdown_rows(text: str, first: str) -> dict[str, dict[str, str]]:
         cells = dict(zip(header, (c.strip() for c in line.strip("|").split("|"))))
         rows[cells[first]] = cells
     return rows
+
+
+def test_predict_names_answers_past_the_runs_in_one_line_each(fake_fit, tmp_path, capsys):
+    fake_fit.save(tmp_path / "fit.nc")
+    pd.DataFrame({"params": [4e8, 1e7], "tokens": [8e9, 1.6e12]}).to_csv(tmp_path / "p.csv",
+                                                                        index=False)
+    assert main(["predict", str(tmp_path / "fit.nc"), "--points", str(tmp_path / "p.csv")]) == 0
+    captured = capsys.readouterr()
+    warned = [line for line in captured.out.splitlines() if line.startswith("WARNING:")]
+    assert any(line.startswith("WARNING: 1 of 2 points have tokens_per_param past the runs' "
+                               "range") and "1.6e+05 (row 1)" in line for line in warned), warned
+    assert captured.out.splitlines()[0].startswith(f"{tmp_path / 'fit.nc'}: law `chinchilla`")
+    assert "Warning" not in captured.err and ".py:" not in captured.err
+    assert main(["predict", str(tmp_path / "fit.nc"), "--budgets", "1e24"]) == 0
+    captured = capsys.readouterr()
+    (line,) = [s for s in captured.out.splitlines() if s.startswith("WARNING:")]
+    assert line.startswith("WARNING: at C = 1e+24 FLOPs the answer lies past the runs: N* ")
+    assert "Warning" not in captured.err and ".py:" not in captured.err

@@ -170,7 +170,8 @@ def plot_optimal(fit, budgets=None, *, prob: float = 0.9, ax=None):
     ax.scatter(runs["flops"], runs["tokens"], s=8, color="tab:green", alpha=0.4, label="runs: D")
     ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)",
            ylabel="parameters / tokens", title="Compute-optimal allocation")
-    ax.legend(fontsize=8, loc="upper left")
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
+              frameon=False)  # below the axes, off the runs and the bands
     return ax
 
 
