@@ -42,6 +42,10 @@ def test_every_recipe_runs(recipe, tmp_path, capsys):
         assert (out / name).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n", name
     # tiny fits cannot reach ESS 400: the CLI must say so, not hide it
     assert "WARNING: bulk ESS" in printed
+    targets = pd.read_csv(out / "targets.csv")
+    for column in (c for c in targets.columns if c.endswith("_opt") and f"{c}_lower" in targets):
+        if column not in ("loss_opt", "params_opt", "tokens_opt"):  # a hyperparameter's optimum
+            assert f"optimum of {column[:-4]}" in printed, column
     if "[design]" in recipe.read_text():  # the next runs, within the recipe's budget
         plan = pd.read_csv(out / "design.csv")
         assert "The next runs:" in printed and 0 < len(plan)

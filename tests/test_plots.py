@@ -193,3 +193,15 @@ def test_plot_law_keeps_its_legend_off_the_curves_and_tells_the_bands_apart(fake
     labels = [t.get_text() for t in legend.get_texts()]
     assert "90% interval of a new run's loss" in labels and "90% interval of the mean loss" in labels
     plt.close(ax.figure)
+
+
+def test_checks_and_ranks_of_a_real_fit_have_no_overlapping_text(chinchilla_fit):
+    for fig in (plots.plot_checks(chinchilla_fit), plots.plot_ranks(chinchilla_fit)):
+        assert _text_clashes(fig) == []
+        for ax in fig.axes:  # legends below the axes, off the curves
+            legend = ax.get_legend()
+            if legend is not None and ax.get_title().startswith("LOO-PIT"):
+                renderer = fig.canvas.get_renderer()
+                assert not legend.get_window_extent(renderer).overlaps(
+                    ax.patch.get_window_extent(renderer))
+        plt.close(fig)

@@ -88,6 +88,8 @@ def format_targets(table: pd.DataFrame) -> str:
     names = {"loss_opt": "loss at optimum", "params_opt": "N* (params)",
              "tokens_opt": "D* (tokens)", "tokens_per_param": "D*/N*",
              "loss_mean": "loss (mean law)", "loss_new_run": "loss (new run)"}
+    names = names | {c: f"optimum of {c[:-4]}" for c in table.columns
+                     if c.endswith("_opt") and c not in names and f"{c}_lower" in table}
     lines = []
     for _, row in table.iterrows():
         lines.append(f"C = {row['budget']:.3g} FLOPs")

@@ -38,8 +38,12 @@ def plot_design(fit, chosen: pd.DataFrame, candidates: pd.DataFrame | None = Non
     ax.scatter(runs["flops"], runs["params"], s=12, color="0.35", label=f"fitted runs ({len(runs)})")
     ax.scatter(chosen["flops"], chosen["params"], marker="*", s=120, color="tab:red",
                edgecolor="k", lw=0.5, zorder=3, label=f"designed runs ({len(chosen)})")
+    # runs at one point (the same size and budget, other hyperparameters) share one label
+    orders: dict[tuple[float, float], list[str]] = {}
     for order, (_, row) in enumerate(chosen.iterrows(), 1):
-        ax.annotate(str(order), (row["flops"], row["params"]), xytext=(4, 4),
+        orders.setdefault((row["flops"], row["params"]), []).append(str(order))
+    for (flops, params), numbers in orders.items():
+        ax.annotate(", ".join(numbers), (flops, params), xytext=(5, 4),
                     textcoords="offset points", fontsize=7)
     at = chosen.attrs.get("at")
     if at is not None and fit.model.has_optimum:

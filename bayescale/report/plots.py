@@ -207,6 +207,7 @@ def plot_ranks(fit, var_names=None, *, bins: int = 20, prob: float = 0.99):
         ax.set_title(f"{name}   R-hat {float(rhat[name]):.3f}", fontsize=9)
         ax.tick_params(labelsize=7)
         ax.set_xlim(edges[0], edges[-1])
+        ax.set_ylim(bottom=0)
         if i % ncols == 0:
             ax.set_ylabel("draws per bin", fontsize=8)
         if i >= len(names) - ncols:
@@ -225,11 +226,13 @@ def plot_offsets(fit, *, prob: float = 0.9):
     """Forest plot of the hyperparameter offsets on log loss (one panel per offset column).
 
     Each level's posterior median and ``prob`` interval; levels left of 0 beat the average level.
+    The most probably best level, at which every answer of the report is given, is in red.
     """
     columns = fit.hyperparameter_offsets
     if not columns:
         raise ValueError("this fit has no hyperparameter offsets (offsets=[...])")
     fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3.5), squeeze=False)
+    best = best_levels(fit)
     for ax, col in zip(axes[0], columns):
         offset = fit.posterior[f"{col}_offset"]
         draws = offset.values.reshape(-1, offset.sizes[col])
@@ -237,6 +240,10 @@ def plot_offsets(fit, *, prob: float = 0.9):
         y = np.arange(draws.shape[1])
         ax.hlines(y, lo, hi, color="tab:blue", lw=2)
         ax.plot(mid, y, "o", color="tab:blue")
+        chosen = [str(v) for v in offset[col].values].index(str(best[col]))
+        ax.plot(mid[chosen], y[chosen], "o", color="tab:red", ms=8, zorder=3,
+                label=f"{col}={best[col]}: most probably best, the answers' level")
+        ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.22), frameon=False)
         ax.axvline(0, color="0.5", lw=1, ls=":")
         ax.set_yticks(y, [str(v) for v in offset[col].values])
         ax.set(xlabel="offset on log loss (0.01 = 1% higher loss)", ylabel=col,
@@ -298,7 +305,8 @@ def _plot_pit_ecdf(ax, pit: np.ndarray, prob: float) -> None:
     ax.axhline(0, color="k", lw=0.8)
     ax.set(title="LOO-PIT (inside the band when calibrated)",
            xlabel="LOO probability integral transform", ylabel="ECDF - uniform")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
+              frameon=False)  # below the axes, off the curve
 
 
 # -- Kaplan's views ----------------------------------------------------------------------------
