@@ -51,6 +51,8 @@ def test_every_recipe_runs(recipe, tmp_path, capsys):
         assert "The next runs:" in printed and 0 < len(plan)
         assert plan["total_flops"].iloc[-1] <= Recipe.read(recipe).design["budget"]
         assert (out / "design.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        section = report.split("## The next runs")[1]  # the same runs as design.csv
+        assert f"{len(plan)} runs, {plan['total_flops'].iloc[-1]:.4g} FLOPs" in section
 
 
 def test_fit_refuses_to_overwrite_without_force(tmp_path, capsys):

@@ -186,6 +186,9 @@ def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayesca
         paths = _write_into(staging, fit, budgets, prob, title, targets)
         if also is not None:
             paths |= also(staging)
+            if "design" in paths:  # the report lists the runs design.csv holds
+                with paths["report.md"].open("a") as report:
+                    report.write(_design_section(pd.read_csv(paths["design"])))
     return {key: out / path.name for key, path in paths.items()}
 
 
@@ -236,6 +239,15 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
     parts += [f"- WARNING: {p}" for p in problems] or ["No problems found."]
     parts += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
     return "\n".join(parts) + "\n"
+
+
+def _design_section(chosen: pd.DataFrame) -> str:
+    """The recipe's next runs, as ``design.csv`` holds them."""
+    if chosen.empty:
+        return "\n## The next runs\n\nNo candidate run fits the design's budget.\n"
+    return "\n".join(["", "## The next runs", "",
+                      f"{len(chosen)} runs, {chosen['total_flops'].iloc[-1]:.4g} FLOPs in all "
+                      "(`design.csv`, `design.png`):", "", _markdown(chosen), ""]) + "\n"
 
 
 def _discrepancy_section(fit, summary: pd.DataFrame) -> list[str]:

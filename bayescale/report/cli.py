@@ -373,8 +373,11 @@ def _compare(args) -> int:
     if args.method == "loo" and args.holdout is not None:
         raise ValueError("--holdout applies to --method lfo only")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    stacked = bs.stack(fits, method=args.method, **kwargs) if args.stack else None
-    table = stacked.table if stacked else bs.compare(fits, method=args.method, **kwargs)
+    what = ("PSIS-LOO" if args.method == "loo" else "leave-future-out refits") + \
+        f" of {len(fits)} fits"
+    with progress.phase(what, after=2 if args.method == "loo" else 0):
+        stacked = bs.stack(fits, method=args.method, **kwargs) if args.stack else None
+        table = stacked.table if stacked else bs.compare(fits, method=args.method, **kwargs)
     with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160,
                            "display.max_columns", 30):
         print(f"{args.method.upper()} comparison (best first; elpd: higher is better)")
