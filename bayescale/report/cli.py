@@ -373,9 +373,10 @@ def _compare(args) -> int:
     if args.method == "loo" and args.holdout is not None:
         raise ValueError("--holdout applies to --method lfo only")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
-    what = ("PSIS-LOO" if args.method == "loo" else "leave-future-out refits") + \
-        f" of {len(fits)} fits"
-    with progress.phase(what, after=2 if args.method == "loo" else 0):
+    # lfo: each refit has its phase line; loo: one, if it takes long (an error in the arguments
+    # comes before any of them, alone on stderr)
+    with progress.phase(f"PSIS-LOO of {len(fits)} fits", after=2) if args.method == "loo" \
+            else contextlib.nullcontext():
         stacked = bs.stack(fits, method=args.method, **kwargs) if args.stack else None
         table = stacked.table if stacked else bs.compare(fits, method=args.method, **kwargs)
     with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160,
