@@ -245,8 +245,11 @@ def test_a_recipe_design_table_is_checked():
     assert recipe.design == {"budget": 2e18, "grid_budgets": [1e18], "at": 1e19, "max_runs": 3}
     with pytest.raises(ValueError, match=r"\[design\] needs 'budget'"):
         Recipe.from_dict(base | {"design": {"grid_budgets": [1e18]}})
-    with pytest.raises(ValueError, match="exactly one of 'candidates'"):
-        Recipe.from_dict(base | {"design": {"budget": 1e18}})
+    with pytest.raises(ValueError, match="at most one of 'candidates'"):
+        Recipe.from_dict(base | {"design": {"budget": 1e18, "candidates": "c.csv",
+                                            "grid_budgets": [1e18]}})
+    assert Recipe.from_dict(base | {"design": {"budget": 1e18, "at": 1e19}}).design == {
+        "budget": 1e18, "at": 1e19}  # neither: the default candidates
     with pytest.raises(ValueError, match="unknown key 'buget'"):
         Recipe.from_dict(base | {"design": {"buget": 1e18}})
     with pytest.raises(ValueError, match=r"\[design\] budget must hold finite positive"):

@@ -38,6 +38,7 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     budget = 2e18                 # FLOPs to spend on them (required in this table)
     candidates = "grid.csv"       # candidate runs, relative to the recipe, or
     grid_budgets = [3e17, 1e18]   # the sweep's own sizes and hyperparameters at these budgets
+                                  # (neither: sizes up to 3x N* at `at`, budgets up to `budget`)
     target = ["loss_opt", "params_opt"]   # what to learn about (default as here)
     at = 1e19                     # the target budget (FLOPs)
     max_runs = 10                 # at most this many runs
@@ -195,14 +196,15 @@ class Recipe:
 
 
 def _check_design(where: str, table: dict) -> dict:
-    """The [design] table: a budget and exactly one source of candidates."""
+    """The [design] table: a budget and at most one source of candidates (neither: the default
+    candidates, :func:`bayescale.model.design.default_candidates`)."""
     if not table:
         return {}
     if "budget" not in table:
         raise ValueError(f"{where}: [design] needs 'budget' (FLOPs to spend on the next runs)")
-    if ("candidates" in table) == ("grid_budgets" in table):
-        raise ValueError(f"{where}: [design] needs exactly one of 'candidates' (a file) or "
-                         "'grid_budgets'")
+    if "candidates" in table and "grid_budgets" in table:
+        raise ValueError(f"{where}: [design] takes at most one of 'candidates' (a file) or "
+                         "'grid_budgets' (neither: sizes up to 3x N* at 'at')")
     out = dict(table)
     out["budget"] = float(check_budgets(table["budget"], argument="[design] budget")[0])
     for key in ("grid_budgets", "at"):
