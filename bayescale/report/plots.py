@@ -181,8 +181,10 @@ def plot_ranks(fit, var_names=None, *, bins: int = 20, prob: float = 0.99):
 
     All draws are ranked together; each chain's ranks are counted in ``bins`` equal bins (a
     step line per chain). Where the chains sample the same distribution, each count is
-    Binomial(draws, 1 / bins): the grey band is its central ``prob`` interval, the dashed line
-    its mean. The title gives each parameter's R-hat.
+    Binomial(draws, 1 / bins): the grey band holds all of a panel's counts (every bin of every
+    chain) with probability ``prob`` (Bonferroni: each count's central ``1 - (1 - prob) /
+    (chains * bins)`` interval), the dashed line is their mean. The title gives each
+    parameter's R-hat.
     """
     import arviz_stats as azs
     from scipy import stats
@@ -196,10 +198,12 @@ def plot_ranks(fit, var_names=None, *, bins: int = 20, prob: float = 0.99):
                              squeeze=False, layout="constrained")
     rhat = azs.rhat(post[names])
     edges = np.linspace(0.5, chains * draws + 0.5, bins + 1)
-    low, high = stats.binom.ppf([(1 - prob) / 2, (1 + prob) / 2], draws, 1 / bins)
+    miss = (1 - prob) / (chains * bins)  # a panel's counts all inside with probability prob
+    low, high = stats.binom.ppf([miss / 2, 1 - miss / 2], draws, 1 / bins)
     for i, (ax, name) in enumerate(zip(axes.flat, names)):
         ranks = stats.rankdata(post[name].values.reshape(chains, draws), axis=None)
-        ax.axhspan(low, high, color="0.88", lw=0, label=f"{prob:.0%} band of uniform ranks")
+        ax.axhspan(low, high, color="0.88", lw=0,
+                   label=f"{prob:.0%} band of a panel's counts when the chains agree")
         ax.axhline(draws / bins, color="0.4", lw=0.8, ls="--", label="uniform")
         for chain, ranks_of in enumerate(ranks.reshape(chains, draws)):
             ax.stairs(np.histogram(ranks_of, edges)[0], edges, baseline=None, lw=1.1,
