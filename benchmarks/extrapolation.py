@@ -114,7 +114,7 @@ def _flat(values: np.ndarray) -> np.ndarray:
 
 def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame, args) -> dict:
     """The law-exact fit of ``train``: its new-run draws at ``test`` and its inner backtests."""
-    model = bs.ScalingLaw(train, law="chinchilla", discrepancy="off", **options)
+    model = bs.ScalingLaw(train, law="chinchilla", discrepancy="off", noise=args.noise, **options)
     fit, warned = quiet_fit(model, args)
     post, rng = fit.posterior, np.random.default_rng(0)
     log_mu = model.log_mean_draws(post, test, rng)
@@ -142,7 +142,7 @@ def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame,
 
 
 def stage_fit(args) -> None:
-    CACHE.mkdir(exist_ok=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
     for name, (study, options, train, test) in splits().items():
         path = CACHE / f"{name}.npz"
         if path.exists() and not args.refit:
@@ -207,8 +207,10 @@ def population_backtest(cached, train, test, options, metric) -> disc.Backtest:
                          distance=metric(test, train, _columns(options, train)))
 
 
-#: name -> (distance, shared fraction of the misfit in the backtests' likelihood, bias learned)
+#: name -> (distance, shared fraction of the misfit in the backtests' likelihood, bias: False
+#: none, True its prior learned from the other studies, "default" the package's default prior)
 VARIANTS = {
+    "package": (nearest_run, 0.0, "default"),
     "today": (farthest_coordinate, 0.0, False),
     "nearest": (nearest_run, 0.0, False),
     "nearest+shared": (nearest_run, 1.0, False),
@@ -242,9 +244,12 @@ def run_variant(label, metric, shared, bias, table, args) -> tuple[list[dict], d
     for study in sorted({s for s, *_ in table.values()}):
         others = {n: g for n, g in groups.items() if table[n][0] != study}
         priors[study] = disc.population_prior(others, draws=args.draws, chains=2, shared=shared,
-                                              bias=bias)
+                                              bias=bias is True)
     priors["all"] = disc.population_prior(groups, draws=args.draws, chains=2, shared=shared,
-                                          bias=bias)
+                                          bias=bias is True)
+    if bias == "default":
+        for prior in priors.values():
+            prior["discrepancy_bias"] = dict(disc.DEFAULT_BIAS_PRIOR)
     rows, draws = [], {}
     for name, (study, options, train, test) in table.items():
         cached = load_cache(name)
@@ -255,6 +260,7 @@ def run_variant(label, metric, shared, bias, table, args) -> tuple[list[dict], d
         scale = learned["discrepancy_scale"].reshape(-1)
         b = learned.get("discrepancy_bias", np.zeros((1, 1))).reshape(-1)
         draws[name] = (scale, b)
+        np.savez_compressed(CACHE / f"learned_{label}_{name}.npz", scale=scale, bias=b)
         z = np.random.default_rng(11).standard_normal(scale.size)
         d = metric(test, train, _columns(options, train))
         pred = cached["log_mu"] + cached["noise"] + (b + scale * z)[:, None] * d[None, :]
@@ -340,8 +346,11 @@ def allocation(table, learned: dict[str, dict]) -> pd.DataFrame:
               "flops": np.broadcast_to(flops, law_opt["params_opt"].shape)}
         d = nearest_run(at, train, _columns(options, train))
         tilt = np.random.default_rng(13).standard_normal(d.shape[0])[:, None]
-        slopes = {"law exact": None} | {
-            v: d * learned[v][name][0][:, None] * tilt for v in learned if name in learned[v]}
+        slopes = {"law exact": None}
+        for v in learned:
+            if name in learned[v]:
+                s = learned[v][name][0][:, None] * tilt
+                slopes |= {f"{v} tilt d s t": d * s, f"{v} tilt min(d,1) s t": np.minimum(d, 1) * s}
         for variant, slope in slopes.items():
             opt = law.optimum(theta, flops, slope=slope)["params_opt"]
             lo, hi = np.quantile(opt, [0.05, 0.95], axis=0)
@@ -380,10 +389,16 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--refit", action="store_true")
+    parser.add_argument("--noise", default="student_t", choices=["student_t", "normal", "skewed"],
+                        help="the fits' noise (student_t: the default; each noise has its own "
+                             "cache, benchmarks/cache/<noise>/ for another)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--studies", nargs="+", default=None,
                         help="score only these studies (a quick check; priors from the rest)")
     args = parser.parse_args()
+    global CACHE
+    if args.noise != "student_t":
+        CACHE = CACHE / args.noise
     (stage_fit if args.stage == "fit" else stage_score)(args)
 
 

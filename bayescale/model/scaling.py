@@ -6,7 +6,8 @@ For run i with hyperparameter levels h(i)::
               + sum_h kappa_h (log x_h(i) - log x_h*(C_i))^2 + eps_i
     u_k     ~ ZeroSumNormal(tau_k)                        (partial pooling, sum_j u_k[j] = 0)
     log x_h*(C) = m_h + g_h (log C - log C0)              (the optimum moves with compute)
-    eps_i   ~ StudentT(nu, 0, sigma)  (or Normal(0, sigma) with noise="normal")
+    eps_i   ~ StudentT(nu, 0, sigma)  (or Normal(0, sigma) with noise="normal"; with
+              noise="skewed", Normal(0, sigma) + Exponential(mean shortfall))
 
 ``u_k`` are the latent offsets of categorical hyperparameters (``offsets=``); the quadratic
 penalty is for continuous ones whose best value moves with scale (``continuous=``, e.g. the
@@ -83,7 +84,11 @@ class ScalingLaw(Family):
         Overrides of the default priors by name, each ``{"dist": <PyMC name>, **parameters}``.
         :meth:`default_priors` lists the names and the data-scaled defaults.
     noise
-        ``"student_t"`` (robust, default) or ``"normal"``: the distribution of log-loss noise.
+        ``"student_t"`` (robust, default), ``"normal"`` or ``"skewed"``: the distribution of
+        log-loss noise. ``"skewed"`` is Normal seed noise plus an exponential ``shortfall``
+        (ExGaussian): a run can miss the law upward when it is under-tuned (learning rate,
+        schedule, shape), never much downward, so the law is fitted to the well-tuned edge of
+        the runs, and a new run is predicted as a tuned one (Normal noise about the law).
     discrepancy
         The law's misfit past the runs (:class:`bayescale.model.terms.Discrepancy`: ``d * (b
         + s * z)`` on log loss, ``d`` the decades from the nearest run, zero on the runs).
@@ -206,7 +211,7 @@ class ScalingLaw(Family):
         return (*(Offsets(c) for c in self.offsets), *(ContinuousOptimum(c) for c in self.continuous))
 
     def _positive(self) -> frozenset[str]:
-        return self.law.positive.union({"sigma", "nu", "discrepancy_scale"},
+        return self.law.positive.union({"sigma", "nu", "shortfall", "discrepancy_scale"},
                                        *(t.positive for t in self.terms))
 
     @property
