@@ -60,7 +60,7 @@ def main() -> None:
     print(f"inside 90%: {int(rows['in90'].sum())} of {len(rows)}; inside 50%: "
           f"{int(rows['in50'].sum())}; fit {time.time() - t0:.0f} s, noise {model.noise}")
     table = targets_table(fit, recipe.budgets, prob=recipe.prob)
-    print(table.T.to_string())
+    print(table.drop(columns="warning", errors="ignore").T.to_string())
     print("warnings:", table.attrs.get("warnings"))
 
 
