@@ -114,7 +114,7 @@ def _flat(values: np.ndarray) -> np.ndarray:
 
 def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame, args) -> dict:
     """The law-exact fit of ``train``: its new-run draws at ``test`` and its inner backtests."""
-    model = bs.ScalingLaw(train, law="chinchilla", discrepancy="off", **options)
+    model = bs.ScalingLaw(train, law="chinchilla", discrepancy="off", noise=args.noise, **options)
     fit, warned = quiet_fit(model, args)
     post, rng = fit.posterior, np.random.default_rng(0)
     log_mu = model.log_mean_draws(post, test, rng)
@@ -142,7 +142,7 @@ def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame,
 
 
 def stage_fit(args) -> None:
-    CACHE.mkdir(exist_ok=True)
+    CACHE.mkdir(parents=True, exist_ok=True)
     for name, (study, options, train, test) in splits().items():
         path = CACHE / f"{name}.npz"
         if path.exists() and not args.refit:
@@ -207,8 +207,10 @@ def population_backtest(cached, train, test, options, metric) -> disc.Backtest:
                          distance=metric(test, train, _columns(options, train)))
 
 
-#: name -> (distance, shared fraction of the misfit in the backtests' likelihood, bias learned)
+#: name -> (distance, shared fraction of the misfit in the backtests' likelihood, bias: False
+#: none, True its prior learned from the other studies, "default" the package's default prior)
 VARIANTS = {
+    "package": (nearest_run, 0.0, "default"),
     "today": (farthest_coordinate, 0.0, False),
     "nearest": (nearest_run, 0.0, False),
     "nearest+shared": (nearest_run, 1.0, False),
@@ -234,17 +236,21 @@ def score(log_pred: np.ndarray, y: np.ndarray) -> dict:
     return row
 
 
-def run_variant(label, metric, shared, bias, table, args) -> list[dict]:
+def run_variant(label, metric, shared, bias, table, args) -> tuple[list[dict], dict]:
+    """The variant's scores per split, and its learned (scale, bias) draws per split."""
     groups = {n: [population_backtest(load_cache(n), tr, te, o, metric)]
               for n, (_, o, tr, te) in table.items()}
     priors = {}
     for study in sorted({s for s, *_ in table.values()}):
         others = {n: g for n, g in groups.items() if table[n][0] != study}
         priors[study] = disc.population_prior(others, draws=args.draws, chains=2, shared=shared,
-                                              bias=bias)
+                                              bias=bias is True)
     priors["all"] = disc.population_prior(groups, draws=args.draws, chains=2, shared=shared,
-                                          bias=bias)
-    rows = []
+                                          bias=bias is True)
+    if bias == "default":
+        for prior in priors.values():
+            prior["discrepancy_bias"] = dict(disc.DEFAULT_BIAS_PRIOR)
+    rows, draws = [], {}
     for name, (study, options, train, test) in table.items():
         cached = load_cache(name)
         inner = backtests_of(cached, train, options, metric)
@@ -253,6 +259,8 @@ def run_variant(label, metric, shared, bias, table, args) -> list[dict]:
                                          seed=7, shared=shared)
         scale = learned["discrepancy_scale"].reshape(-1)
         b = learned.get("discrepancy_bias", np.zeros((1, 1))).reshape(-1)
+        draws[name] = (scale, b)
+        np.savez_compressed(CACHE / f"learned_{label}_{name}.npz", scale=scale, bias=b)
         z = np.random.default_rng(11).standard_normal(scale.size)
         d = metric(test, train, _columns(options, train))
         pred = cached["log_mu"] + cached["noise"] + (b + scale * z)[:, None] * d[None, :]
@@ -263,7 +271,7 @@ def run_variant(label, metric, shared, bias, table, args) -> list[dict]:
                     | score(pred, np.log(test["loss"].to_numpy(float))))
     print(f"  {label}: priors " + "; ".join(f"{k} {json.dumps(v)}" for k, v in priors.items()),
           flush=True)
-    return rows
+    return rows, draws
 
 
 def baselines(table) -> list[dict]:
@@ -318,9 +326,13 @@ def measured_optima(test: pd.DataFrame, budgets=None, min_runs: int = 5) -> pd.D
     return pd.DataFrame(rows, columns=["flops", "params_opt"])
 
 
-def allocation(table) -> pd.DataFrame:
+def allocation(table, learned: dict[str, dict]) -> pd.DataFrame:
+    """N* per held-out isoFLOP budget: its 90% interval under the law taken as exact and, per
+    variant in ``learned`` (variant -> split -> (scale, bias) draws), with the discrepancy's
+    tilt (``slope = d s t`` per decade of N at the law's optimum, as the package computes it),
+    against the optimum measured from that budget's own runs."""
     law, rows = get_law("chinchilla"), []
-    for name, (study, _, _, test) in table.items():
+    for name, (study, options, train, test) in table.items():
         if study not in ("porian", "chinchilla"):
             continue
         cached = load_cache(name)
@@ -328,20 +340,33 @@ def allocation(table) -> pd.DataFrame:
         if measured.empty:
             continue
         theta = {k: cached[k][:, None] for k in ("E", "A", "B", "alpha", "beta")}
-        opt = law.optimum(theta, measured["flops"].to_numpy())["params_opt"]
-        lo, hi = np.quantile(opt, [0.05, 0.95], axis=0)
-        true = measured["params_opt"].to_numpy()
-        rows += [{"split": name, "flops": f, "measured": t, "lower": a, "upper": b,
-                  "inside": bool(a <= t <= b), "decades_off": float(np.log10(np.median(o) / t))}
-                 for f, t, a, b, o in zip(measured["flops"], true, lo, hi, opt.T)]
+        flops = measured["flops"].to_numpy()
+        law_opt = law.optimum(theta, flops)
+        at = {"params": law_opt["params_opt"], "tokens": law_opt["tokens_opt"],
+              "flops": np.broadcast_to(flops, law_opt["params_opt"].shape)}
+        d = nearest_run(at, train, _columns(options, train))
+        tilt = np.random.default_rng(13).standard_normal(d.shape[0])[:, None]
+        slopes = {"law exact": None}
+        for v in learned:
+            if name in learned[v]:
+                s = learned[v][name][0][:, None] * tilt
+                slopes |= {f"{v} tilt d s t": d * s, f"{v} tilt min(d,1) s t": np.minimum(d, 1) * s}
+        for variant, slope in slopes.items():
+            opt = law.optimum(theta, flops, slope=slope)["params_opt"]
+            lo, hi = np.quantile(opt, [0.05, 0.95], axis=0)
+            rows += [{"variant": variant, "split": name, "flops": f, "measured": t, "lower": a,
+                      "upper": b, "inside": bool(a <= t <= b),
+                      "decades_off": float(np.log10(np.median(o) / t))}
+                     for f, t, a, b, o in zip(flops, measured["params_opt"], lo, hi, opt.T)]
     return pd.DataFrame(rows)
 
 
 def stage_score(args) -> None:
     table = {k: v for k, v in splits().items() if not args.studies or v[0] in args.studies}
-    rows = baselines(table)
+    rows, learned = baselines(table), {}
     for label in args.variants:
-        rows += run_variant(label, *VARIANTS[label], table, args)
+        scored, learned[label] = run_variant(label, *VARIANTS[label], table, args)
+        rows += scored
     rows = pd.DataFrame(rows)
     rows.to_csv(CACHE / f"scores_{'_'.join(args.variants)}.csv", index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 30,
@@ -349,11 +374,13 @@ def stage_score(args) -> None:
         print(rows.drop(columns=["score_sum"]).to_string(index=False))
         print(summarise(rows, ["variant", "study"]).to_string())
         print(summarise(rows, ["variant"]).to_string())
-        alloc = allocation(table)
+        alloc = allocation(table, learned)
         if len(alloc):
+            alloc.to_csv(CACHE / f"allocation_{'_'.join(args.variants)}.csv", index=False)
             print(alloc.to_string(index=False))
             print("N* inside its 90% interval:\n", alloc.groupby(
-                alloc["split"].str.split("@").str[0])["inside"].agg(["sum", "count"]).to_string())
+                ["variant", alloc["split"].str.split("@").str[0]])["inside"].agg(
+                    ["sum", "count"]).to_string())
 
 
 def main() -> None:
@@ -362,10 +389,16 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--refit", action="store_true")
+    parser.add_argument("--noise", default="student_t", choices=["student_t", "normal", "skewed"],
+                        help="the fits' noise (student_t: the default; each noise has its own "
+                             "cache, benchmarks/cache/<noise>/ for another)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--studies", nargs="+", default=None,
                         help="score only these studies (a quick check; priors from the rest)")
     args = parser.parse_args()
+    global CACHE
+    if args.noise != "student_t":
+        CACHE = CACHE / args.noise
     (stage_fit if args.stage == "fit" else stage_score)(args)
 
 

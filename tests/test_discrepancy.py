@@ -49,12 +49,18 @@ def test_prior_mode_leaves_the_runs_alone_and_widens_past_them(chinchilla_fit, c
     a = model.log_mean_draws(fit.posterior, far, rng()).reshape(-1, 2)
     b = model.log_mean_draws(_without_scale(fit), far, rng()).reshape(-1, 2)
     assert (d > 0.9).all()
-    # what is added is d * (bias + s * z): z standard normal, one per draw (shared by the points)
-    bias = fit.posterior["discrepancy_bias"].values.reshape(-1, 1)
-    z = ((a - b) / d - bias) / fit.posterior["discrepancy_scale"].values.reshape(-1, 1)
-    np.testing.assert_allclose(z, np.repeat(fit.posterior["discrepancy_z"].values.reshape(-1, 1),
-                                            2, axis=1), rtol=1e-9)
-    assert abs(z[:, 0].std() - 1) < 0.12 and abs(z[:, 0].mean()) < 0.15  # 400 draws
+    # what is added is d * (bias + s * (z + t * x)): z and t standard normal, one per draw
+    # (shared by the points), x the decades of N from the law's own N* at the point's compute
+    post = fit.posterior
+    flat = lambda name: post[name].values.reshape(-1, 1)  # noqa: E731
+    n_opt = bs.laws.compute_optimal({k: flat(k) for k in ("E", "A", "B", "alpha", "beta")},
+                               far["flops"].to_numpy())["params_opt"]
+    x = np.log10(far["params"].to_numpy() / n_opt)
+    z = ((a - b) / d - flat("discrepancy_bias")) / flat("discrepancy_scale")
+    np.testing.assert_allclose(z, flat("discrepancy_z") + flat("discrepancy_tilt") * x,
+                               rtol=1e-7, atol=1e-9)
+    for name in ("discrepancy_z", "discrepancy_tilt"):
+        assert abs(flat(name).std() - 1) < 0.12 and abs(flat(name).mean()) < 0.15  # 400 draws
 
 
 def test_loss_at_the_optimum_carries_the_discrepancy(chinchilla_fit):
@@ -62,7 +68,27 @@ def test_loss_at_the_optimum_carries_the_discrepancy(chinchilla_fit):
     out = fit.model.optimal(fit.posterior, np.array([1e24]), np.random.default_rng(0))
     plain = fit.model.optimal(_without_scale(fit), np.array([1e24]), np.random.default_rng(0))
     assert np.log(out["loss_opt"]).std() > 1.5 * np.log(plain["loss_opt"]).std()
-    np.testing.assert_array_equal(out["params_opt"], plain["params_opt"])
+    # the tilt moves N* past the runs; without it N* is the law's
+    assert np.log10(out["params_opt"]).std() > 1.5 * np.log10(plain["params_opt"]).std()
+    untilted = fit.model.optimal(fit.posterior.drop_vars("discrepancy_tilt"), np.array([1e24]),
+                                 np.random.default_rng(0))
+    np.testing.assert_array_equal(untilted["params_opt"], plain["params_opt"])
+
+
+def test_a_tilt_moves_the_optimum_to_where_the_tilted_profile_is_flat():
+    """N* of L(N, C/6N) * 10^(slope * log10(N / N_law*)): checked on a fine grid of N."""
+    law = bs.laws.get_law("chinchilla")
+    theta = {"E": 1.82, "A": 482.0, "B": 2085.0, "alpha": 0.3478, "beta": 0.3658}
+    flops = 1e23
+    base = law.optimum(theta, flops)["params_opt"]
+    grid = base * 10 ** np.linspace(-2, 2, 40001)
+    for slope in (-0.06, -0.01, 0.0, 0.03):
+        tilted = law.optimum(theta, flops, slope=slope)["params_opt"]
+        profile = (np.log(bs.laws.mean(law, theta, {"params": grid, "tokens": flops / 6 / grid}))
+                   + slope * np.log10(grid / base))
+        assert abs(np.log10(tilted / grid[profile.argmin()])) < 2e-4, slope
+        # a misfit that rises with N (slope > 0) moves N* down, and the other way
+        assert np.sign(np.log10(base / tilted)).item() == np.sign(slope) or slope == 0
 
 
 def test_the_scale_model_recovers_a_known_drift():

@@ -133,7 +133,8 @@ def calibrate(law: str = "chinchilla", *, datasets: int = 100, mode: str = "prio
         Priors of the fits (and, in ``mode="prior"``, of the simulation), every one given so
         that all fits share one compiled model; default :func:`default_priors`.
     noise
-        ``"student_t"`` or ``"normal"``, for simulating and fitting.
+        ``"student_t"``, ``"normal"`` or ``"skewed"``, for simulating and fitting (``"skewed"``
+        needs priors and a truth that give ``shortfall``).
     draws, tune, chains, target_accept
         NUTS settings of every fit (nutpie).
     executor
@@ -167,7 +168,7 @@ def calibrate(law: str = "chinchilla", *, datasets: int = 100, mode: str = "prio
         missing = sorted(set(model.priors) - set(priors))
         raise ValueError(f"priors must give every prior of the model so that the simulation and "
                          f"the fits share it; missing {missing}")
-    params = [*law_.params, "sigma", *(["nu"] if noise == "student_t" else [])]
+    params = [*law_.params, *ScalingLaw._NOISE_PARAMS[noise]]
     budget_top = float(np.max(run_flops(design)))
     targets = budget_top * np.asarray(MULTIPLES, float)
     if mode == "fixed" and truth is None:
@@ -316,8 +317,10 @@ def _simulate(model: ScalingLaw, params: Sequence[str], mode: str,
     shape = (datasets, len(runs))
     eps = (rng.standard_t(truth["nu"], size=shape) if model.noise == "student_t"
            else rng.standard_normal(shape))
+    shortfall = (rng.exponential(truth["shortfall"], size=shape) if model.noise == "skewed"
+                 else 0.0)
     truths = {p: np.full(datasets, float(truth[p])) for p in params}
-    return truths, log_mu[None, :] + truth["sigma"] * eps
+    return truths, log_mu[None, :] + truth["sigma"] * eps + shortfall
 
 
 def _fit_batch(jobs: dict, executor: Executor | None, seed: int, **fit_kwargs) -> dict:

@@ -217,7 +217,7 @@ class LearningCurves(ScalingLaw):
             return 0.0
         term = self.discrepancy_term
         d = np.maximum(term.distance(points, term.ranges(self.runs)), self._along(points))
-        return term.effect(np, distance=d, **discrepancy_draws(posterior))
+        return self._discrepancy_effect(posterior, points, d)
 
     def _along(self, points) -> np.ndarray:
         """Decades of tokens past the last fitted checkpoint of each point's curve (0 for a

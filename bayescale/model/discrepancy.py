@@ -54,8 +54,9 @@ __all__ = ["DEFAULT_SCALE_PRIOR", "DEFAULT_BIAS_PRIOR", "SHARED_FRACTION", "BACK
 #: The discrepancy options of a scaling law: learn the scale from backtests of the sweep and
 #: the default prior, from the default prior alone, or no discrepancy (the law taken as exact).
 DISCREPANCIES = ("backtest", "prior", "off")
-#: The posterior variables of the discrepancy (:func:`attach`): its scale and direction.
-VARIABLES = ("discrepancy_scale", "discrepancy_z", "discrepancy_bias")
+#: The posterior variables of the discrepancy (:func:`attach`): its scale, direction, bias and
+#: tilt across model sizes (laws with an allocation).
+VARIABLES = ("discrepancy_scale", "discrepancy_z", "discrepancy_bias", "discrepancy_tilt")
 #: The learned variables of the discrepancy, each with a prior of its own.
 LEARNED = ("discrepancy_scale", "discrepancy_bias")
 #: Default prior of the scale ``s`` (log loss per decade past the runs): the predictive
@@ -291,10 +292,11 @@ def population_prior(groups: Mapping[str, Sequence[Backtest]], *, draws: int = 1
 
 def discrepancy_draws(posterior: xr.Dataset) -> dict[str, np.ndarray | float]:
     """The discrepancy's draws as :meth:`bayescale.model.terms.Discrepancy.effect` takes them
-    (shape (chain, draw, 1)); a fit made before the bias was learned has none (0)."""
+    (shape (chain, draw, 1)); a fit made before the bias or the tilt has none (0)."""
     get = lambda name: posterior[name].values[..., None]  # noqa: E731
     return {"scale": get("discrepancy_scale"), "z": get("discrepancy_z"),
-            "bias": get("discrepancy_bias") if "discrepancy_bias" in posterior else 0.0}
+            "bias": get("discrepancy_bias") if "discrepancy_bias" in posterior else 0.0,
+            "tilt": get("discrepancy_tilt") if "discrepancy_tilt" in posterior else 0.0}
 
 
 def without_discrepancy(posterior: xr.Dataset) -> xr.Dataset:
@@ -341,8 +343,11 @@ def attach(fit, model, *, sampler: str, target_accept: float):
                                     chains=chains, draws=draws, tune=fit_kwargs["tune"],
                                     seed=seed + 7)
     z = np.random.default_rng(seed + 11).standard_normal((chains, draws))
+    tilt = np.random.default_rng(seed + 13).standard_normal((chains, draws))
     post = post.assign({name: (("chain", "draw"), v) for name, v in learned.items()}
-                       | {"discrepancy_z": (("chain", "draw"), z)})
+                       | {"discrepancy_z": (("chain", "draw"), z)}
+                       | ({"discrepancy_tilt": (("chain", "draw"), tilt)}
+                          if model.law.has_optimum else {}))
     table = backtest_table(backtests)
     held = xr.Dataset({c: ("held_out", table[c].to_numpy(dtype=float)) for c in table.columns})
     held.attrs["fits"] = json.dumps([{"cut_decades": b.cut, "max_r_hat": b.max_r_hat,

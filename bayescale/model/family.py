@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
+from scipy import stats
 
 from bayescale.model.fit import Fit
 from bayescale.inference.diagnostics import check_draw_counts
@@ -30,7 +31,7 @@ from bayescale.inference.sampling import (check_memory, check_sampler_arguments,
 
 __all__ = ["Family", "NOISES", "OBSERVED"]
 
-NOISES = ("student_t", "normal")
+NOISES = ("student_t", "normal", "skewed")
 #: Name of the ``pm.Data`` holding the observed log losses: the one input a compiled model
 #: swaps when it is reused for another run table of the same design (see compile_key).
 OBSERVED = "log_loss_observed"
@@ -51,7 +52,8 @@ class Family:
     #: the report's main view of this family's fits (``law`` or ``isoflop``; report.py)
     report_view: ClassVar[str] = "law"
     #: the parameters of the noise on log loss, by noise
-    _NOISE_PARAMS = {"student_t": ("sigma", "nu"), "normal": ("sigma",)}
+    _NOISE_PARAMS = {"student_t": ("sigma", "nu"), "normal": ("sigma",),
+                     "skewed": ("sigma", "shortfall")}
 
     runs: pd.DataFrame
     noise: str
@@ -111,10 +113,13 @@ class Family:
         return digest.hexdigest()
 
     def _noise_priors(self, scale: float) -> dict:
-        """``sigma ~ HalfNormal(scale)``; ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010)."""
+        """``sigma ~ HalfNormal(scale)``; ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010);
+        ``shortfall ~ HalfNormal(scale)``."""
         out = {"sigma": {"dist": "HalfNormal", "sigma": float(max(scale, 0.01))}}
         if self.noise == "student_t":
             out["nu"] = {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}
+        if self.noise == "skewed":
+            out["shortfall"] = {"dist": "HalfNormal", "sigma": float(max(scale, 0.01))}
         return out
 
     def _likelihood(self, log_mu, create) -> None:
@@ -124,6 +129,9 @@ class Family:
         if self.noise == "student_t":
             pm.StudentT("log_loss", nu=create("nu"), mu=log_mu, sigma=sigma, observed=observed,
                         dims="run")
+        elif self.noise == "skewed":
+            pm.ExGaussian("log_loss", mu=log_mu, sigma=sigma, nu=create("shortfall"),
+                          observed=observed, dims="run")
         else:
             pm.Normal("log_loss", mu=log_mu, sigma=sigma, observed=observed, dims="run")
 
@@ -222,7 +230,9 @@ class Family:
         return sigma * rng.standard_normal(shape)
 
     def noise_parameters(self, posterior: xr.Dataset) -> tuple[np.ndarray, np.ndarray | None]:
-        """(sigma, nu) per draw with a trailing point axis; nu is None for Normal noise."""
+        """(sigma, nu) of a new run's noise per draw with a trailing point axis; nu is None for
+        Normal noise. With ``"skewed"`` noise a new run is one tuned as the law's runs are at
+        their best: Normal seed noise, no shortfall."""
         sigma = posterior["sigma"].values[..., None]
         nu = posterior["nu"].values[..., None] if self.noise == "student_t" else None
         return sigma, nu
@@ -237,7 +247,12 @@ class Family:
         for start in range(0, len(self.runs), step):
             part = slice(start, start + step)
             log_mu = self.log_mean_draws(posterior, self.runs.iloc[part], np.random.default_rng(0))
-            ll[..., part] = noise_logpdf(y[part], log_mu, sigma, nu)
+            if self.noise == "skewed":
+                shortfall = posterior["shortfall"].values[..., None]
+                ll[..., part] = stats.exponnorm.logpdf(y[part], shortfall / sigma, loc=log_mu,
+                                                       scale=sigma)
+            else:
+                ll[..., part] = noise_logpdf(y[part], log_mu, sigma, nu)
         return ll
 
     def summary_variables(self, posterior: xr.Dataset) -> xr.Dataset:

@@ -51,8 +51,9 @@ __all__ = ["IsoFlop", "MIN_BUDGETS", "MIN_SIZES"]
 MIN_BUDGETS = 3
 #: Fewest model sizes per budget (a parabola needs three points).
 MIN_SIZES = 3
-_POSITIVE = frozenset({"tau_delta", "k", "gamma", "tau_loss", "sigma", "nu"})
-_SUMMARY = ("a", "b", "params_opt_ref", "tau_delta", "E", "gamma", "tau_loss", "sigma", "nu")
+_POSITIVE = frozenset({"tau_delta", "k", "gamma", "tau_loss", "sigma", "nu", "shortfall"})
+_SUMMARY = ("a", "b", "params_opt_ref", "tau_delta", "E", "gamma", "tau_loss", "sigma", "nu",
+            "shortfall")
 
 
 @register
@@ -69,7 +70,9 @@ class IsoFlop(Family):
         Overrides of the default priors by name (see :meth:`default_priors`), each
         ``{"dist": <PyMC name>, **parameters}``.
     noise
-        ``"student_t"`` (robust, default) or ``"normal"``: the noise on log loss.
+        ``"student_t"`` (robust, default), ``"normal"`` or ``"skewed"`` (Normal plus an
+        exponential under-tuning shortfall; see :class:`bayescale.ScalingLaw`): the noise on
+        log loss.
 
     Raises
     ------

@@ -117,10 +117,15 @@ class Law:
 
     allocation: Callable | None = None
 
-    def optimum(self, theta: Mapping, flops, *, flops_per_param_token: float = 6.0) -> dict:
+    def optimum(self, theta: Mapping, flops, *, flops_per_param_token: float = 6.0,
+                slope=None) -> dict:
         """``params_opt``, ``tokens_opt``, ``tokens_per_param`` and ``loss_opt`` at ``flops``.
 
         ``theta`` holds the natural-unit parameters (broadcasting against ``flops``).
+        ``slope`` (log loss per decade of N at fixed compute, broadcasting like ``theta``):
+        the optimum of the law plus ``slope * log10(N / N_law*)``, a misfit that tilts the
+        isoFLOP profile (:class:`bayescale.model.terms.Discrepancy`); found by Newton steps on
+        the law's profile in log10 N (finite differences), from the law's own optimum.
         """
         if self.allocation is None:
             raise ValueError(f"law {self.name!r} ({self.formula}) has no compute-optimal "
@@ -128,10 +133,35 @@ class Law:
         log_c = np.log(np.asarray(flops, float) / flops_per_param_token)
         theta = {k: np.asarray(v, float) for k, v in theta.items()}
         log_n = self.allocation(theta, log_c)
+        if slope is not None:
+            log_n = log_n + _LN10 * _tilted_shift(self, theta, log_c, log_n,
+                                                  np.asarray(slope, float))
         log_d = log_c - log_n
         return {"params_opt": np.exp(log_n), "tokens_opt": np.exp(log_d),
                 "tokens_per_param": np.exp(log_d - log_n),
                 "loss_opt": mean(self, theta, {"params": np.exp(log_n), "tokens": np.exp(log_d)})}
+
+
+_LN10 = math.log(10.0)
+#: Finite-difference step (decades of N) and Newton steps of the tilted optimum; the shift is
+#: kept within :data:`_MAX_SHIFT` decades of the law's optimum.
+_STEP, _NEWTON_STEPS, _MAX_SHIFT = 0.01, 6, 3.0
+
+
+def _tilted_shift(law: Law, theta: Mapping, log_c, log_n, slope) -> np.ndarray:
+    """Decades ``x`` from the law's optimum ``log_n`` that minimise ``f(x) + slope * x``,
+    ``f`` the law's log loss along the isoFLOP profile."""
+    def profile(x):
+        n = log_n + _LN10 * x
+        return log_mean(law, theta, {"params": np.exp(n), "tokens": np.exp(log_c - n)})
+
+    x = np.zeros(np.broadcast_shapes(np.shape(log_n), np.shape(slope)))
+    for _ in range(_NEWTON_STEPS):
+        f0, up, down = profile(x), profile(x + _STEP), profile(x - _STEP)
+        grad = (up - down) / (2 * _STEP) + slope
+        curv = np.maximum((up + down - 2 * f0) / _STEP ** 2, 1e-6)
+        x = np.clip(x - grad / curv, -_MAX_SHIFT, _MAX_SHIFT)
+    return x
 
 
 @dataclass(frozen=True)

@@ -6,7 +6,8 @@ For run i with hyperparameter levels h(i)::
               + sum_h kappa_h (log x_h(i) - log x_h*(C_i))^2 + eps_i
     u_k     ~ ZeroSumNormal(tau_k)                        (partial pooling, sum_j u_k[j] = 0)
     log x_h*(C) = m_h + g_h (log C - log C0)              (the optimum moves with compute)
-    eps_i   ~ StudentT(nu, 0, sigma)  (or Normal(0, sigma) with noise="normal")
+    eps_i   ~ StudentT(nu, 0, sigma)  (or Normal(0, sigma) with noise="normal"; with
+              noise="skewed", Normal(0, sigma) + Exponential(mean shortfall))
 
 ``u_k`` are the latent offsets of categorical hyperparameters (``offsets=``); the quadratic
 penalty is for continuous ones whose best value moves with scale (``continuous=``, e.g. the
@@ -83,7 +84,11 @@ class ScalingLaw(Family):
         Overrides of the default priors by name, each ``{"dist": <PyMC name>, **parameters}``.
         :meth:`default_priors` lists the names and the data-scaled defaults.
     noise
-        ``"student_t"`` (robust, default) or ``"normal"``: the distribution of log-loss noise.
+        ``"student_t"`` (robust, default), ``"normal"`` or ``"skewed"``: the distribution of
+        log-loss noise. ``"skewed"`` is Normal seed noise plus an exponential ``shortfall``
+        (ExGaussian): a run can miss the law upward when it is under-tuned (learning rate,
+        schedule, shape), never much downward, so the law is fitted to the well-tuned edge of
+        the runs, and a new run is predicted as a tuned one (Normal noise about the law).
     discrepancy
         The law's misfit past the runs (:class:`bayescale.model.terms.Discrepancy`: ``d * (b
         + s * z)`` on log loss, ``d`` the decades from the nearest run, zero on the runs).
@@ -206,7 +211,7 @@ class ScalingLaw(Family):
         return (*(Offsets(c) for c in self.offsets), *(ContinuousOptimum(c) for c in self.continuous))
 
     def _positive(self) -> frozenset[str]:
-        return self.law.positive.union({"sigma", "nu", "discrepancy_scale"},
+        return self.law.positive.union({"sigma", "nu", "shortfall", "discrepancy_scale"},
                                        *(t.positive for t in self.terms))
 
     @property
@@ -284,13 +289,35 @@ class ScalingLaw(Family):
                 + self._discrepancy_draws(posterior, table))
 
     def _discrepancy_draws(self, posterior, points) -> np.ndarray | float:
-        """``s * d * z`` at ``points`` (a table or a dict of arrays): the posterior's draws of
-        the scale and direction (:func:`bayescale.model.discrepancy.attach`)."""
+        """``d * (b + s * (z + t * x))`` at ``points`` (a table or a dict of arrays): the
+        posterior's draws of the scale, bias and directions
+        (:func:`bayescale.model.discrepancy.attach`)."""
         if "discrepancy_scale" not in posterior:
             return 0.0
         term = self.discrepancy_term
-        d = term.distance(points, term.ranges(self.runs))
-        return term.effect(np, distance=d, **discrepancy_draws(posterior))
+        return self._discrepancy_effect(posterior, points,
+                                        term.distance(points, term.ranges(self.runs)))
+
+    def _discrepancy_effect(self, posterior, points, distance) -> np.ndarray:
+        """The discrepancy at ``points`` that lie ``distance`` decades from the runs."""
+        return self.discrepancy_term.effect(np, distance=distance,
+                                            **discrepancy_draws(posterior),
+                                            across=self._across(posterior, points))
+
+    def _across(self, posterior, points) -> np.ndarray | float:
+        """Decades of N from the law's compute-optimal size at each point's compute, per
+        draw: where the tilt of the discrepancy acts (0 for a law without an allocation, a
+        point without a size, or a fit without the tilt)."""
+        if (not self.law.has_optimum or "discrepancy_tilt" not in posterior
+                or "params" not in points):
+            return 0.0
+        n = np.asarray(points["params"], dtype=float)
+        flops = (np.asarray(points["flops"], dtype=float) if "flops" in points
+                 else self.flops_per_param_token * n * np.asarray(points["tokens"], float))
+        theta = {k: posterior[k].values[..., None] for k in self.law.params}
+        n_opt = self.law.optimum(theta, flops,
+                                 flops_per_param_token=self.flops_per_param_token)["params_opt"]
+        return np.log10(n / n_opt)
 
     def _offset_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
         total = np.zeros((posterior.sizes["chain"], posterior.sizes["draw"], len(table)))
@@ -329,8 +356,21 @@ class ScalingLaw(Family):
         return self.law.has_optimum
 
     def optimal(self, posterior, budgets: np.ndarray, rng) -> dict[str, np.ndarray]:
+        """N*, D*, D*/N* and the loss at the optimum per draw and budget. With the
+        discrepancy's tilt, N* is the optimum of the law plus the misfit's slope across sizes
+        at the law's own optimum (``d s t`` per decade of N, :meth:`bayescale.model.laws.Law.
+        optimum`), so past the runs N* is as uncertain as the law's shape there."""
         theta = {k: posterior[k].values[..., None] for k in self.law.params}
-        out = self.law.optimum(theta, budgets, flops_per_param_token=self.flops_per_param_token)
+        k = self.flops_per_param_token
+        slope = None
+        if "discrepancy_tilt" in posterior:
+            law_opt = self.law.optimum(theta, budgets, flops_per_param_token=k)
+            term, draws = self.discrepancy_term, discrepancy_draws(posterior)
+            d = term.distance({"params": law_opt["params_opt"], "tokens": law_opt["tokens_opt"],
+                               "flops": np.broadcast_to(budgets, law_opt["loss_opt"].shape)},
+                              term.ranges(self.runs))
+            slope = d * draws["scale"] * draws["tilt"]
+        out = self.law.optimum(theta, budgets, flops_per_param_token=k, slope=slope)
         at = {"params": out["params_opt"], "tokens": out["tokens_opt"],
               "flops": np.broadcast_to(budgets, out["loss_opt"].shape)}
         out["loss_opt"] = out["loss_opt"] * np.exp(self._extra_draws(posterior, at)

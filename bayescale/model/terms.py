@@ -10,8 +10,9 @@ evaluate the same expression.
   and partially pooled with scale ``<col>_tau``.
 - :class:`ContinuousOptimum`: ``kappa (log x - log x*(C))^2`` for a continuous column whose
   best value moves with compute, ``log x*(C) = opt_ref + opt_slope (log C - log C0)``.
-- :class:`Discrepancy`: the law's misfit past the runs, ``s * d(x) * z`` with ``d`` the decades
-  from the nearest run, jointly in its coordinates (zero on the runs; see docs/discrepancy.md).
+- :class:`Discrepancy`: the law's misfit past the runs, ``d(x) (b + s (z + t x_N))`` with ``d``
+  the decades from the nearest run, jointly in its coordinates (zero on the runs), and a tilt
+  across model sizes that moves N* (see docs/discrepancy.md).
 """
 
 from __future__ import annotations
@@ -98,7 +99,12 @@ class Discrepancy:
     unchanged), ``s`` the scale in log loss per decade and ``z ~ Normal(0, 1)`` one draw per
     posterior draw (the law bends away from its fit by an unknown amount, the same for every
     point at one distance); ``b`` is the bias per decade that laws fitted to real sweeps show
-    past their runs (they over-predict the loss of larger runs).
+    past their runs (they over-predict the loss of larger runs). A law that trades N against
+    D also gets a tilt, ``d * s * t * x`` with ``t ~ Normal(0, 1)`` and ``x`` the decades of
+    N from the law's own compute-optimal size at that compute: past the runs the misfit has
+    a slope across sizes as large per decade as its value per decade of distance, so the
+    isoFLOP profile's minimum (N*) moves by an amount that the data past the runs would
+    decide (zero at the law's optimum, so the loss there is unchanged).
 
     The distance is measured from where runs are, not from the range of each coordinate: a
     model size the sweep holds only at small budgets is far from every run at a large budget,
@@ -126,6 +132,8 @@ class Discrepancy:
         return d.reshape(x[0].shape)
 
     @staticmethod
-    def effect(xp, scale, distance, z, bias=0.0):
-        """``d * (b + s * z)``: the bias ``b`` per decade and the bend ``s * z``."""
-        return distance * (bias + scale * z)
+    def effect(xp, scale, distance, z, bias=0.0, tilt=0.0, across=0.0):
+        """``d * (b + s * (z + t * x))``: the bias ``b`` per decade, the bend ``s * z``, and
+        the tilt ``s * t`` per decade of ``x`` (decades of N from the law's compute-optimal
+        size at the point's compute), which moves N* past the runs."""
+        return distance * (bias + scale * (z + tilt * across))
