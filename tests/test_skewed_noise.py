@@ -54,7 +54,8 @@ def test_a_new_run_is_predicted_as_a_tuned_run(skewed_fit):
     n_opt = float(bs.laws.compute_optimal(LAW, target)["params_opt"])
     law_loss = float(bs.laws.mean("chinchilla", LAW,
                                   {"params": n_opt, "tokens": target / 6 / n_opt}))
-    pred = skewed_fit.predict({"flops": [target], "params": [n_opt]}, kind="new_run")
+    with pytest.warns(bs.ExtrapolationWarning):  # N* at 100x lies past the runs' sizes
+        pred = skewed_fit.predict({"flops": [target], "params": [n_opt]}, kind="new_run")
     median = float(np.median(pred["loss"].values))
     # the law itself within 2%; the law plus the mean shortfall (3%) would be a miss
     assert abs(median / law_loss - 1) < 0.02
