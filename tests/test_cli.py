@@ -148,14 +148,19 @@ def test_predict_points_csv(tmp_path, capsys, chinchilla_fit):
     assert list(table.columns) == ["params", "tokens", "loss", "loss_lower", "loss_upper"]
     assert (table["loss_lower"] < table["loss"]).all() and (table["loss"] < table["loss_upper"]).all()
     # the mean law at 70B x 1.4T, computed from the posterior by hand
-    # times exp(past * (b + s z)), past = decades from the nearest run, jointly in N, D, C
+    # times exp(past * (b + s (z + t x))), past = decades from the nearest run, jointly in N,
+    # D, C, and x = decades of N from the law's N* at C (Hoffmann et al. eq. 4)
     post, runs = chinchilla_fit.posterior, chinchilla_fit.runs
+    a, b = post["alpha"], post["beta"]
+    n_opt = ((a * post["A"] / (b * post["B"])) ** (1 / (a + b))
+             * (7e10 * 1.4e12) ** (b / (a + b)))
     past = min(max(abs(np.log10(7e10 / r.params)), abs(np.log10(1.4e12 / r.tokens)),
                    abs(np.log10(6 * 7e10 * 1.4e12 / r.flops))) for r in runs.itertuples())
     by_hand = ((post["E"] + post["A"] * 7e10 ** -post["alpha"]
                 + post["B"] * 1.4e12 ** -post["beta"])
-               * np.exp(past * (post["discrepancy_bias"]
-                                + post["discrepancy_scale"] * post["discrepancy_z"]))).median()
+               * np.exp(past * (post["discrepancy_bias"] + post["discrepancy_scale"] * (
+                   post["discrepancy_z"] + post["discrepancy_tilt"] * np.log10(7e10 / n_opt))))
+               ).median()
     assert table.loc[0, "loss"] == pytest.approx(float(by_hand), rel=1e-9)
     (tmp_path / "bad.csv").write_text("params,tokens\n7e10,-1\n")
     line = _one_line_error(["predict", str(path), "--points", str(tmp_path / "bad.csv")], capsys)
