@@ -22,15 +22,24 @@ LAW = {"E": 1.8, "A": 450.0, "B": 2000.0, "alpha": 0.34, "beta": 0.36}
 SIGMA, N_RUNS, N_BAD = 0.01, 150, 8
 
 
-def corrupted_runs(seed: int = 7) -> pd.DataFrame:
+def simulated_runs(n_runs: int, seed: int, log_noise) -> pd.DataFrame:
+    """``n_runs`` runs of the Chinchilla law :data:`LAW` at random N in 1e7-1e10 and D in
+    1e8-1e11, their log loss shifted by ``log_noise(rng, n_runs)``."""
     rng = np.random.default_rng(seed)
-    params = 10 ** rng.uniform(7, 10, N_RUNS)
-    tokens = 10 ** rng.uniform(8, 11, N_RUNS)
+    params = 10 ** rng.uniform(7, 10, n_runs)
+    tokens = 10 ** rng.uniform(8, 11, n_runs)
     loss = bs.laws.mean("chinchilla", LAW, {"params": params, "tokens": tokens})
-    loss = loss * np.exp(SIGMA * rng.standard_normal(N_RUNS))
-    bad = rng.choice(N_RUNS, N_BAD, replace=False)
-    loss[bad] *= rng.uniform(1.5, 2.0, N_BAD)
+    loss = loss * np.exp(log_noise(rng, n_runs))
     return bs.prepare(pd.DataFrame({"params": params, "tokens": tokens, "loss": loss}))
+
+
+def corrupted_runs(seed: int = 7) -> pd.DataFrame:
+    def noise(rng, n):
+        out = SIGMA * rng.standard_normal(n)
+        bad = rng.choice(n, N_BAD, replace=False)
+        out[bad] += np.log(rng.uniform(1.5, 2.0, N_BAD))
+        return out
+    return simulated_runs(N_RUNS, seed, noise)
 
 
 def _misses(noise: str) -> dict[str, tuple[float, float, float]]:

@@ -17,18 +17,14 @@ import pymc as pm
 import pytest
 
 import bayescale as bs
+from test_robust_noise import LAW, simulated_runs
 
-LAW = {"E": 1.8, "A": 450.0, "B": 2000.0, "alpha": 0.34, "beta": 0.36}
 SIGMA, SHORTFALL, N_RUNS = 0.005, 0.03, 120
 
 
 def undertuned_runs(seed: int = 3) -> pd.DataFrame:
-    rng = np.random.default_rng(seed)
-    params = 10 ** rng.uniform(7, 10, N_RUNS)
-    tokens = 10 ** rng.uniform(8, 11, N_RUNS)
-    loss = bs.laws.mean("chinchilla", LAW, {"params": params, "tokens": tokens})
-    loss = loss * np.exp(SIGMA * rng.standard_normal(N_RUNS) + rng.exponential(SHORTFALL, N_RUNS))
-    return bs.prepare(pd.DataFrame({"params": params, "tokens": tokens, "loss": loss}))
+    return simulated_runs(N_RUNS, seed, lambda rng, n: SIGMA * rng.standard_normal(n)
+                          + rng.exponential(SHORTFALL, n))
 
 
 @pytest.fixture(scope="module")
