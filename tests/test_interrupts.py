@@ -215,9 +215,10 @@ def test_a_partial_trace_raises_sampling_interrupted(chinchilla_runs, monkeypatc
 #: into a fit of 200,000 draws; it prints what the fit raised and how long it took.
 _CTRL_C_SCRIPT = """
 import os, signal, threading, time, warnings
-# Ctrl-C as a user's session has it: a child inherits an ignored SIGINT from its parent, and
-# a test runner may hold one ignored
+# Ctrl-C as a user's session has it: a child inherits an ignored or blocked SIGINT from its
+# parent, and a test runner may hold one so
 signal.signal(signal.SIGINT, signal.default_int_handler)
+signal.pthread_sigmask(signal.SIG_UNBLOCK, [signal.SIGINT])
 import bayescale as bs
 runs = bs.datasets.load("chinchilla")
 model = bs.ScalingLaw(runs, law="chinchilla", discrepancy="prior")
