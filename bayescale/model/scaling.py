@@ -315,9 +315,8 @@ class ScalingLaw(Family):
         flops = (np.asarray(points["flops"], dtype=float) if "flops" in points
                  else self.flops_per_param_token * n * np.asarray(points["tokens"], float))
         theta = {k: posterior[k].values[..., None] for k in self.law.params}
-        n_opt = self.law.optimum(theta, flops,
-                                 flops_per_param_token=self.flops_per_param_token)["params_opt"]
-        return np.log10(n / n_opt)
+        log_n_opt = self.law.allocation(theta, np.log(flops / self.flops_per_param_token))
+        return (np.log(n) - log_n_opt) / math.log(10)
 
     def _offset_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
         total = np.zeros((posterior.sizes["chain"], posterior.sizes["draw"], len(table)))
