@@ -37,12 +37,14 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+import xarray as xr
 
 import bayescale as bs
 from bayescale.analysis.baselines import huber_lbfgs
 from bayescale.data.runs import add_shape_columns
 from bayescale.model import discrepancy as disc
 from bayescale.model.laws import get_law, log_mean
+from bayescale.model.profiles import profile_optima
 from bayescale.model.terms import Discrepancy
 
 CACHE = Path(__file__).resolve().parent / "cache"
@@ -303,35 +305,32 @@ def summarise(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 CHINCHILLA_BUDGETS = np.array([6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21])
 
 
-def measured_optima(test: pd.DataFrame, budgets=None, min_runs: int = 5) -> pd.DataFrame:
-    """Per held-out budget with an isoFLOP profile: N* of a parabola in log N of the loss,
-    kept only where the parabola opens upward and its minimum lies inside the sizes run.
-    ``budgets``: the profiles' nominal budgets (each run joins the nearest within 0.12
-    decades); None: runs of equal FLOPs (to 0.01 decades) form a profile."""
-    rows = []
-    log_c = np.log10(test["flops"].to_numpy(float))
-    if budgets is None:
-        budget = np.round(log_c, 2)
-    else:
-        near = np.abs(log_c[:, None] - np.log10(budgets)[None, :])
-        budget = np.where(near.min(1) < 0.12, np.log10(budgets)[near.argmin(1)], np.nan)
-    for b, g in test.groupby(budget):
-        if len(g) < min_runs:
-            continue
-        x = np.log(g["params"].to_numpy(float))
-        c2, c1, _ = np.polyfit(x, g["loss"].to_numpy(float), 2)
-        x_opt = -c1 / (2 * c2)
-        if c2 > 0 and x.min() < x_opt < x.max():
-            rows.append({"flops": float(10 ** b), "params_opt": float(np.exp(x_opt))})
-    return pd.DataFrame(rows, columns=["flops", "params_opt"])
+def measured_optima(test: pd.DataFrame, budgets=None) -> pd.DataFrame:
+    """Per held-out budget with an isoFLOP profile: N* of a parabola in log N of the loss
+    (:func:`bayescale.model.profiles.profile_optima`, as the studies measured it)."""
+    return profile_optima(test, budgets=budgets)
+
+
+def _posterior(cached: dict, scale=None, bias=None, seed: int = 13) -> xr.Dataset:
+    """The cached law-exact draws as a posterior, with the discrepancy's learned draws (its
+    directions z and tilt drawn from their N(0, 1) priors) when ``scale`` is given."""
+    data = {k: cached[k] for k in ("E", "A", "B", "alpha", "beta")}
+    if scale is not None:
+        rng = np.random.default_rng(seed)
+        data |= {"discrepancy_scale": scale, "discrepancy_bias": bias,
+                 "discrepancy_z": rng.standard_normal(scale.size),
+                 "discrepancy_tilt": rng.standard_normal(scale.size)}
+    return xr.Dataset({k: (("chain", "draw"), np.asarray(v, float)[None, :])
+                       for k, v in data.items()})
 
 
 def allocation(table, learned: dict[str, dict]) -> pd.DataFrame:
     """N* per held-out isoFLOP budget: its 90% interval under the law taken as exact and, per
-    variant in ``learned`` (variant -> split -> (scale, bias) draws), with the discrepancy's
-    tilt (``slope = d s t`` per decade of N at the law's optimum, as the package computes it),
-    against the optimum measured from that budget's own runs."""
-    law, rows = get_law("chinchilla"), []
+    variant in ``learned`` (variant -> split -> (scale, bias) draws), as the package answers
+    (:meth:`bayescale.ScalingLaw.optimal`: the discrepancy's tilt, and the drift of the
+    training runs' own profiles from the law), and with the tilt alone; against the optimum
+    measured from that budget's own runs."""
+    rows = []
     for name, (study, options, train, test) in table.items():
         if study not in ("porian", "chinchilla"):
             continue
@@ -339,23 +338,21 @@ def allocation(table, learned: dict[str, dict]) -> pd.DataFrame:
         measured = measured_optima(test, CHINCHILLA_BUDGETS if study == "chinchilla" else None)
         if measured.empty:
             continue
-        theta = {k: cached[k][:, None] for k in ("E", "A", "B", "alpha", "beta")}
+        model = bs.ScalingLaw(train, law="chinchilla", **options)
         flops = measured["flops"].to_numpy()
-        law_opt = law.optimum(theta, flops)
-        at = {"params": law_opt["params_opt"], "tokens": law_opt["tokens_opt"],
-              "flops": np.broadcast_to(flops, law_opt["params_opt"].shape)}
-        d = nearest_run(at, train, _columns(options, train))
-        tilt = np.random.default_rng(13).standard_normal(d.shape[0])[:, None]
-        slopes = {"law exact": None}
+        answers = {"law exact": (_posterior(cached), True)}
         for v in learned:
             if name in learned[v]:
-                s = learned[v][name][0][:, None] * tilt
-                slopes |= {f"{v} tilt d s t": d * s, f"{v} tilt min(d,1) s t": np.minimum(d, 1) * s}
-        for variant, slope in slopes.items():
-            opt = law.optimum(theta, flops, slope=slope)["params_opt"]
+                post = _posterior(cached, *learned[v][name])
+                answers |= {f"{v}: tilt": (post, False), f"{v}: tilt + profiles": (post, True)}
+        for variant, (post, profiles) in answers.items():
+            model.profiles_measure_allocation = profiles
+            opt = model.optimal(post, flops, np.random.default_rng(5))["params_opt"]
+            opt = opt.reshape(-1, flops.size)
             lo, hi = np.quantile(opt, [0.05, 0.95], axis=0)
             rows += [{"variant": variant, "split": name, "flops": f, "measured": t, "lower": a,
                       "upper": b, "inside": bool(a <= t <= b),
+                      "width_decades": float(np.log10(b / a)),
                       "decades_off": float(np.log10(np.median(o) / t))}
                      for f, t, a, b, o in zip(flops, measured["params_opt"], lo, hi, opt.T)]
     return pd.DataFrame(rows)
@@ -374,18 +371,39 @@ def stage_score(args) -> None:
         print(rows.drop(columns=["score_sum"]).to_string(index=False))
         print(summarise(rows, ["variant", "study"]).to_string())
         print(summarise(rows, ["variant"]).to_string())
-        alloc = allocation(table, learned)
-        if len(alloc):
-            alloc.to_csv(CACHE / f"allocation_{'_'.join(args.variants)}.csv", index=False)
-            print(alloc.to_string(index=False))
-            print("N* inside its 90% interval:\n", alloc.groupby(
-                ["variant", alloc["split"].str.split("@").str[0]])["inside"].agg(
-                    ["sum", "count"]).to_string())
+        report_allocation(allocation(table, learned), args)
+
+
+def stage_allocation(args) -> None:
+    """The allocation check alone, from the learned draws a score stage saved."""
+    table = {k: v for k, v in splits().items() if not args.studies or v[0] in args.studies}
+    learned = {}
+    for label in args.variants:
+        for name in table:
+            path = CACHE / f"learned_{label}_{name}.npz"
+            if path.exists():
+                with np.load(path, allow_pickle=False) as f:
+                    learned.setdefault(label, {})[name] = (f["scale"], f["bias"])
+    report_allocation(allocation(table, learned), args)
+
+
+def report_allocation(alloc: pd.DataFrame, args) -> None:
+    if alloc.empty:
+        return
+    alloc.to_csv(CACHE / f"allocation_{'_'.join(args.variants)}.csv", index=False)
+    print(alloc.round(3).to_string(index=False))
+    by = alloc.groupby(["variant", alloc["split"].str.split("@").str[0]])
+    print("N* inside its 90% interval, per setup:\n", by["inside"].agg(["sum", "count"]).unstack(0)
+          .to_string())
+    print(alloc.groupby("variant").agg(inside=("inside", "sum"), budgets=("inside", "size"),
+                                       width_decades=("width_decades", "median"),
+                                       abs_off=("decades_off", lambda x: np.median(np.abs(x))))
+          .to_string())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["fit", "score"])
+    parser.add_argument("stage", choices=["fit", "score", "allocation"])
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--refit", action="store_true")
@@ -399,7 +417,7 @@ def main() -> None:
     global CACHE
     if args.noise != "student_t":
         CACHE = CACHE / args.noise
-    (stage_fit if args.stage == "fit" else stage_score)(args)
+    {"fit": stage_fit, "score": stage_score, "allocation": stage_allocation}[args.stage](args)
 
 
 if __name__ == "__main__":

@@ -111,6 +111,9 @@ class LearningCurves(ScalingLaw):
     ['curve_tau', 'anneal', 'anneal_slope']
     """
 
+    #: a curve's points are not runs trained to their compute: no isoFLOP profiles
+    profiles_measure_allocation = False
+
     family = "learning_curves"
 
     def __init__(self, curves: pd.DataFrame, *, law: str = "chinchilla", offsets=None,

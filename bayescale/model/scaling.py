@@ -42,10 +42,12 @@ import pytensor.tensor as pt
 from bayescale.model import priors as _priors
 from bayescale.model.laws import Law, get_law
 from bayescale.data.runs import (check_duplicates, check_loss_varies, check_positive_column,
-                                 check_table, plain, require_columns, with_float_columns)
+                                 check_table, plain, require_columns, run_flops,
+                                 with_float_columns)
 from bayescale.model.family import NOISES, Family
 from bayescale.model.fit import register
 from bayescale.model.points import points_table
+from bayescale.model.profiles import MIN_PROFILES, allocation_shift, profile_optima
 from bayescale.inference.sampling import SAMPLERS
 from bayescale.model.spec import ScalingLawSpec
 from bayescale.model.terms import ContinuousOptimum, Discrepancy, Offsets
@@ -358,7 +360,10 @@ class ScalingLaw(Family):
         """N*, D*, D*/N* and the loss at the optimum per draw and budget. With the
         discrepancy's tilt, N* is the optimum of the law plus the misfit's slope across sizes
         at the law's own optimum (``d s t`` per decade of N, :meth:`bayescale.model.laws.Law.
-        optimum`), so past the runs N* is as uncertain as the law's shape there."""
+        optimum`), so past the runs N* is as uncertain as the law's shape there. Where the runs
+        hold isoFLOP profiles, N* also moves by the drift of the profiles' own minima from the
+        law's N* (:mod:`bayescale.model.profiles`); the loss at the optimum stays the law's
+        minimum."""
         theta = {k: posterior[k].values[..., None] for k in self.law.params}
         k = self.flops_per_param_token
         slope = None
@@ -374,7 +379,39 @@ class ScalingLaw(Family):
               "flops": np.broadcast_to(budgets, out["loss_opt"].shape)}
         out["loss_opt"] = out["loss_opt"] * np.exp(self._extra_draws(posterior, at)
                                                    + self._discrepancy_draws(posterior, at))
+        if "discrepancy_scale" in posterior and self.profiles_measure_allocation:
+            shift = self._profile_shift(posterior, theta, budgets, rng)
+            log_c = np.log(np.asarray(budgets, float) / k)
+            out["params_opt"] = out["params_opt"] * 10.0 ** shift
+            out["tokens_opt"] = np.exp(log_c) / out["params_opt"]
+            out["tokens_per_param"] = out["tokens_opt"] / out["params_opt"]
         return out
+
+    #: whether the runs' isoFLOP profiles measure the law's allocation (runs trained to their
+    #: budget; a learning curve's points are not)
+    profiles_measure_allocation = True
+
+    def _profile_shift(self, posterior, theta, budgets, rng) -> np.ndarray:
+        """Decades to add to the law's log10 N* per draw and budget, measured by the runs'
+        isoFLOP profiles (:mod:`bayescale.model.profiles`); zeros without enough profiles.
+        The losses of runs with hyperparameter terms are taken at the terms' median removed."""
+        runs = self.runs.assign(flops=run_flops(self.runs))
+        loss = runs["loss"].to_numpy(float)
+        if self.offsets or self.continuous:
+            terms = (self._offset_draws(posterior, runs, np.random.default_rng(0))
+                     + self._penalty_draws(posterior, runs) + self._extra_draws(posterior, runs))
+            loss = loss / np.exp(np.median(np.reshape(terms, (-1, len(runs))), axis=0))
+        found = profile_optima(runs, loss)
+        shape = np.broadcast_shapes(theta[self.law.params[0]].shape[:-1] + (1,),
+                                    (np.size(budgets),))
+        if len(found) < MIN_PROFILES:
+            return np.zeros(shape)
+        law_at = self.law.optimum(theta, found["flops"].to_numpy(),
+                                  flops_per_param_token=self.flops_per_param_token)["params_opt"]
+        shift = allocation_shift(np.log10(law_at).reshape(-1, len(found)),
+                                 np.log10(found["params_opt"].to_numpy()),
+                                 found["flops"].to_numpy(), budgets, rng)
+        return shift.reshape(shape)
 
     def summary_variables(self, posterior):
         """The law's parameters in natural units (E, A, B, alpha, beta), the noise (sigma,
