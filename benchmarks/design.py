@@ -249,16 +249,15 @@ def time_design(draws: int) -> dict:
 def importance_ess(result: bs.Fit, batch: pd.DataFrame, rng, scenarios: int = 200) -> tuple:
     """Median and 10% quantile over simulated outcomes of the batch of the effective sample
     size of preposterior importance weights (what reweighting the draws would rest on)."""
-    from bayescale.inference.sampling import noise_logpdf
-
     mu = result.model.log_mean_draws(result.posterior, result.model.points(batch), rng)
     mu = mu.reshape(-1, len(batch))
-    sigma, nu = (v.reshape(-1, 1) for v in result.model.noise_parameters(result.posterior))
+    noise = result.model.noise_model(result.posterior).flat()
+    per_draw = noise.map(lambda v: v[:, None])
     ess = []
     for _ in range(scenarios):
         s = rng.integers(mu.shape[0])
-        y = mu[s] + sigma[s, 0] * rng.standard_t(nu[s, 0], size=len(batch))
-        log_w = noise_logpdf(y[None, :], mu, sigma, nu).sum(axis=1)
+        y = mu[s] + noise.map(lambda v: v[s]).draw((len(batch),), rng)
+        log_w = per_draw.logpdf(y[None, :], mu).sum(axis=1)
         w = np.exp(log_w - log_w.max())
         ess.append(w.sum() ** 2 / np.sum(w ** 2))
     return float(np.median(ess)), float(np.quantile(ess, 0.1))

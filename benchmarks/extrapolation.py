@@ -121,9 +121,10 @@ def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame,
     post, rng = fit.posterior, np.random.default_rng(0)
     log_mu = model.log_mean_draws(post, test, rng)
     noise = model.noise_draws(post, log_mu.shape, rng)
-    sigma, nu = model.noise_parameters(post)
-    out = {"log_mu": _flat(log_mu), "noise": _flat(noise), "sigma": sigma.reshape(-1),
-           "nu": (np.full(sigma.size, np.nan) if nu is None else nu.reshape(-1)),
+    params = model.noise_model(post).flat()
+    out = {"log_mu": _flat(log_mu), "noise": _flat(noise), "sigma": params.sigma,
+           "nu": _nan_for_none(params.nu, params.sigma.size),
+           "shortfall": _nan_for_none(params.shortfall, params.sigma.size),
            **{k: post[k].values.reshape(-1) for k in ("E", "A", "B", "alpha", "beta")},
            "max_r_hat": float(fit.diagnostics()["max_r_hat"]), "warned": warned}
     flops = train["flops"].to_numpy()
@@ -135,7 +136,8 @@ def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame,
         sub_fit, _ = quiet_fit(sub, args, seed=1 + j)
         b = disc.backtest_from_fit(sub, sub_fit, _table(train, ~below), cut, 0)
         out |= {f"bt{j}_below": below, f"bt{j}_log_mu": b.log_mu, f"bt{j}_sigma": b.sigma,
-                f"bt{j}_nu": np.full(b.sigma.size, np.nan) if b.nu is None else b.nu}
+                f"bt{j}_nu": _nan_for_none(b.nu, b.sigma.size),
+                f"bt{j}_shortfall": _nan_for_none(b.shortfall, b.sigma.size)}
     h = huber_lbfgs(train, grid=HUBER_GRID, bootstrap=200, random_seed=0)
     law = get_law("chinchilla")
     theta = {k: h.bootstrap_draws[k].to_numpy()[:, None] for k in ("E", "A", "B", "alpha", "beta")}
@@ -182,8 +184,13 @@ def nearest_run(points: pd.DataFrame, runs: pd.DataFrame, columns) -> np.ndarray
     return np.asarray(term.distance(points, term.ranges(runs)), float)
 
 
-def _nan_none(nu: np.ndarray):
-    return None if np.isnan(nu).all() else nu
+def _nan_none(values: np.ndarray | None):
+    """A cached noise parameter: None where the fit's noise has none (saved as NaN)."""
+    return None if values is None or np.isnan(values).all() else values
+
+
+def _nan_for_none(values: np.ndarray | None, size: int) -> np.ndarray:
+    return np.full(size, np.nan) if values is None else values
 
 
 def backtests_of(cached, train, options, metric) -> list[disc.Backtest]:
@@ -197,6 +204,7 @@ def backtests_of(cached, train, options, metric) -> list[disc.Backtest]:
         out.append(disc.Backtest(cut=cut, log_loss=np.log(held["loss"].to_numpy(float)),
                                  log_mu=cached[f"bt{j}_log_mu"], sigma=cached[f"bt{j}_sigma"],
                                  nu=_nan_none(cached[f"bt{j}_nu"]),
+                                 shortfall=_nan_none(cached.get(f"bt{j}_shortfall")),
                                  distance=metric(held, sub, _columns(options, train))))
     return out
 
@@ -206,6 +214,8 @@ def population_backtest(cached, train, test, options, metric) -> disc.Backtest:
     return disc.Backtest(cut=0.0, log_loss=np.log(test["loss"].to_numpy(float)),
                          log_mu=cached["log_mu"][keep], sigma=cached["sigma"][keep],
                          nu=_nan_none(cached["nu"][keep]),
+                         shortfall=_nan_none(cached["shortfall"][keep]
+                                             if "shortfall" in cached else None),
                          distance=metric(test, train, _columns(options, train)))
 
 

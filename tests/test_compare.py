@@ -19,6 +19,7 @@ import pytest
 from scipy import stats
 
 import bayescale as bs
+from bayescale.model.noise import Noise
 from bayescale.analysis.compare import (LFO_COLUMNS, LOO_COLUMNS, ParetoKWarning, compare, fit_many,
                                log_predictive_density, refit)
 
@@ -53,7 +54,7 @@ def test_log_predictive_density_normal_matches_scipy_mixture():
     sigma = np.array([0.5, 1.0, 2.0]).reshape(1, 3, 1)
     expected = [math.log(np.mean([stats.norm.pdf(v, m, s) for m, s in
                                   zip((0.0, 0.5, 1.0), (0.5, 1.0, 2.0))])) for v in y]
-    np.testing.assert_allclose(log_predictive_density(y, loc, sigma), expected, rtol=1e-12)
+    np.testing.assert_allclose(log_predictive_density(y, loc, Noise(sigma)), expected, rtol=1e-12)
 
 
 def test_log_predictive_density_student_t_matches_scipy():
@@ -61,7 +62,19 @@ def test_log_predictive_density_student_t_matches_scipy():
     loc, sigma = np.zeros((2, 1, 1)), np.full((2, 1, 1), 0.5)
     nu = np.array([3.0, 30.0]).reshape(2, 1, 1)
     expected = math.log(0.5 * (stats.t.pdf(2.0, 3.0, 0, 0.5) + stats.t.pdf(2.0, 30.0, 0, 0.5)))
-    np.testing.assert_allclose(log_predictive_density(y, loc, sigma, nu), [expected], rtol=1e-12)
+    np.testing.assert_allclose(log_predictive_density(y, loc, Noise(sigma, nu)), [expected], rtol=1e-12)
+
+
+def test_log_predictive_density_skewed_matches_a_numerical_convolution():
+    """Normal(0, sigma) plus Exponential(mean shortfall), integrated over the exponential."""
+    from scipy import integrate
+    y, sigma, shortfall = np.array([0.05, -0.02]), 0.02, 0.03
+    dens = lambda v: integrate.quad(  # noqa: E731
+        lambda e: stats.norm.pdf(v - e, 0, sigma) * stats.expon.pdf(e, scale=shortfall),
+        0, np.inf)[0]
+    noise = Noise(np.full((1, 1, 1), sigma), shortfall=np.full((1, 1, 1), shortfall))
+    np.testing.assert_allclose(log_predictive_density(y, np.zeros((1, 1, 2)), noise),
+                               [math.log(dens(v)) for v in y], rtol=1e-6)
 
 
 # -- LOO ------------------------------------------------------------------------------------------

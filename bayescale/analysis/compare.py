@@ -28,7 +28,7 @@ from bayescale.data.warn import warn
 from bayescale.inference.progress import phase
 from bayescale.model.fit import Fit, family_of
 from bayescale.model.family import Family
-from bayescale.inference.sampling import noise_logpdf
+from bayescale.model.noise import Noise
 
 __all__ = ["compare", "refit", "fit_many", "stacking_weights", "ParetoKWarning", "METHODS", "LOO_COLUMNS",
            "LFO_COLUMNS", "PARETO_K_MAX", "DEFAULT_HOLDOUT"]
@@ -409,7 +409,7 @@ def _score(fit: Fit, test: pd.DataFrame, y: np.ndarray, prob: tuple[float, ...],
            seed: int | None) -> tuple[np.ndarray, dict]:
     """Pointwise log predictive densities of the held-out runs, and the row of the table."""
     loc = np.log(fit.predict(test, kind="mean", random_seed=seed)["loss"].values)
-    lpd = log_predictive_density(y, loc, *fit.model.noise_parameters(fit.posterior))
+    lpd = log_predictive_density(y, loc, fit.model.noise_model(fit.posterior))
     draws = fit.predict(test, kind="new_run", random_seed=seed)["loss"].values
     draws = draws.reshape(-1, draws.shape[-1])
     loss = np.exp(y)
@@ -421,19 +421,20 @@ def _score(fit: Fit, test: pd.DataFrame, y: np.ndarray, prob: tuple[float, ...],
     return lpd, row
 
 
-def log_predictive_density(y: np.ndarray, loc: np.ndarray, sigma: np.ndarray,
-                           nu: np.ndarray | None = None) -> np.ndarray:
+def log_predictive_density(y: np.ndarray, loc: np.ndarray, noise: Noise) -> np.ndarray:
     """Log posterior predictive density of observations ``y`` (log losses), per point.
 
-    ``log( mean_s p(y | loc_s, sigma_s[, nu_s]) )`` over the posterior draws ``s`` (the leading
-    axes of ``loc``), where ``p`` is the Student-t density with ``nu_s`` degrees of freedom, or
-    the normal density when ``nu`` is None: the model's noise on the log-loss scale.
+    ``log( mean_s p(y | loc_s, noise_s) )`` over the posterior draws ``s`` (the leading axes of
+    ``loc``), where ``p`` is the model's noise on the log-loss scale
+    (:class:`bayescale.model.noise.Noise`: Student-t, Normal or skewed).
 
     >>> import numpy as np
-    >>> float(log_predictive_density(np.array([0.0]), np.zeros((1, 1, 1)), np.ones((1, 1, 1)))[0])
+    >>> from bayescale.model.noise import Noise
+    >>> float(log_predictive_density(np.array([0.0]), np.zeros((1, 1, 1)),
+    ...                              Noise(np.ones((1, 1, 1))))[0])
     -0.9189385332046727
     """
-    logp = noise_logpdf(y, loc, sigma, nu)
+    logp = noise.logpdf(y, loc)
     logp = logp.reshape(-1, logp.shape[-1])
     return logsumexp(logp, axis=0) - np.log(logp.shape[0])
 

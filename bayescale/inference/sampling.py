@@ -15,12 +15,11 @@ from collections.abc import Mapping
 import numpy as np
 import pymc as pm
 import xarray as xr
-from scipy import stats
 
 from bayescale.inference.progress import phase
 from bayescale.inference.trees import group
 
-__all__ = ["SAMPLERS", "sample", "noise_logpdf", "COMPILE_CACHE_SIZE", "clear_compile_cache",
+__all__ = ["SAMPLERS", "sample", "COMPILE_CACHE_SIZE", "clear_compile_cache",
            "check_sampler_arguments", "check_memory", "memory_bytes", "SamplingInterrupted"]
 
 SAMPLERS = ("nutpie", "pymc", "numpyro")
@@ -187,10 +186,3 @@ def _seed(random_seed: int | None) -> int:
     return int(np.random.SeedSequence(random_seed).generate_state(1)[0])
 
 
-def noise_logpdf(y: np.ndarray, loc: np.ndarray, sigma: np.ndarray,
-                 nu: np.ndarray | None = None) -> np.ndarray:
-    """Log density of log losses ``y`` under the model's noise: Student-t with ``nu`` degrees
-    of freedom, or Normal when ``nu`` is None; broadcasts over draws and points."""
-    if nu is None:
-        return stats.norm.logpdf(y, loc=loc, scale=sigma)
-    return stats.t.logpdf(y, df=nu, loc=loc, scale=sigma)

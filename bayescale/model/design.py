@@ -432,12 +432,8 @@ def _target_names(fit, target) -> tuple[str, ...]:
 
 
 def _noise_variance(fit) -> float:
-    """The mean over draws of the noise variance (Fisher-equivalent for Student-t noise)."""
-    sigma, nu = fit.model.noise_parameters(fit.posterior)
-    var = sigma[..., 0] ** 2
-    if nu is not None:
-        var = var * (nu[..., 0] + 3) / (nu[..., 0] + 1)
-    return float(np.mean(var))
+    """The mean over draws of a run's noise variance (Fisher-equivalent for Student-t)."""
+    return float(np.mean(fit.model.noise_model(fit.posterior).variance()))
 
 
 def _flat(values: np.ndarray) -> np.ndarray:

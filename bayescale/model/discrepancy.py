@@ -84,7 +84,8 @@ _LOG_WEIGHTS = np.log(_WEIGHTS / _WEIGHTS.sum())
 @dataclass(frozen=True)
 class Backtest:
     """One backtest: runs above ``cut`` decades under the largest budget, predicted by a fit
-    of the runs below it (``log_mu``: draws x runs; ``nu`` None for Normal noise)."""
+    of the runs below it (``log_mu``: draws x runs; the noise's draws: ``nu`` None but for
+    Student-t noise, ``shortfall`` None but for skewed noise)."""
 
     cut: float
     log_loss: np.ndarray
@@ -94,6 +95,7 @@ class Backtest:
     distance: np.ndarray
     max_r_hat: float = float("nan")
     divergences: int = 0
+    shortfall: np.ndarray | None = None
 
     def table(self) -> pd.DataFrame:
         """One row per held-out run: the cut, its distance, observed and predicted loss."""
@@ -146,12 +148,11 @@ def backtest_from_fit(sub, fit, held: pd.DataFrame, cut: float, seed: int) -> Ba
     n = post.sizes["chain"] * post.sizes["draw"]
     keep = rng.choice(n, size=min(KEPT_DRAWS, n), replace=False)
     log_mu = sub.log_mean_draws(post, held, rng).reshape(n, -1)[keep]
-    sigma, nu = sub.noise_parameters(post)
+    noise = sub.noise_model(post).flat(keep)
     term = sub.discrepancy_term
     diag = fit.diagnostics()
     return Backtest(cut=float(cut), log_loss=np.log(held["loss"].to_numpy(dtype=float)),
-                    log_mu=log_mu, sigma=sigma.reshape(-1)[keep],
-                    nu=None if nu is None else nu.reshape(-1)[keep],
+                    log_mu=log_mu, sigma=noise.sigma, nu=noise.nu, shortfall=noise.shortfall,
                     distance=term.distance(held, term.ranges(sub.runs)),
                     max_r_hat=float(diag["max_r_hat"]), divergences=int(diag["divergences"]))
 
@@ -179,23 +180,32 @@ def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0):
     ``Normal(y_i; m_i + sqrt(shared) s d_i z, v_i + sigma^2 / w + (1 - shared)(s d_i)^2)``,
     integrated over ``w`` by quadrature; ``z`` is integrated by Gauss-Hermite quadrature
     centred on its Normal-noise posterior (adaptive: many runs pin ``z`` far more tightly
-    than the nodes of its prior are spaced).
+    than the nodes of its prior are spaced). Under skewed noise each held-out run may also
+    fall short of the law by an exponential shortfall (the fit's median): the Normal part's
+    density becomes the exponentially modified Gaussian's (``pm.ExGaussian``), so runs that
+    fall short as the sweep's runs did are not read as the law's misfit.
     """
     b = backtest
     nu = None if b.nu is None else float(np.median(b.nu))
     w, log_weights = _mixing_nodes(nu)
     sigma2 = float(np.median(b.sigma)) ** 2
+    tau = None if b.shortfall is None else float(np.median(b.shortfall))
     resid = b.log_loss - b.log_mu.mean(axis=0) - bias * b.distance
     v = b.log_mu.var(axis=0)
     var = (v[:, None] + sigma2 / w[None, :])[:, :, None] \
         + (1.0 - shared) * (scale * b.distance[:, None, None]) ** 2          # runs x K x 1
-    z = _z_nodes(resid, v + sigma2, b.distance, scale, shared)             # J
+    # z's nodes are placed by its posterior under Normal noise of the same mean and variance
+    centred = resid if tau is None else resid - tau
+    z = _z_nodes(centred, v + sigma2 + (tau or 0.0) ** 2, b.distance, scale, shared)   # J
     shift = math.sqrt(shared) * scale * b.distance[:, None, None] * z[None, None, :]
-    per_node = (-0.5 * (pt.log(2 * math.pi * var) + (resid[:, None, None] - shift) ** 2 / var)
-                + log_weights[None, :, None])
-    per_run = pt.logsumexp(per_node, axis=1)                              # runs x J
+    if tau is None:
+        per_node = -0.5 * (pt.log(2 * math.pi * var) + (resid[:, None, None] - shift) ** 2 / var)
+    else:  # skewed noise: an exponential shortfall on top of every Normal part
+        per_node = pm.logp(pm.ExGaussian.dist(mu=shift, sigma=pt.sqrt(var), nu=tau),
+                           pt.as_tensor(resid)[:, None, None])
+    per_run = pt.logsumexp(per_node + log_weights[None, :, None], axis=1)  # runs x J
     log_ratio = -0.5 * z ** 2 + 0.5 * _NODES ** 2 - 0.5 * pt.log(_z_precision(
-        v + sigma2, b.distance, scale, shared))                           # phi(z) / q(z)
+        v + sigma2 + (tau or 0.0) ** 2, b.distance, scale, shared))       # phi(z) / q(z)
     return pt.logsumexp(per_run.sum(axis=0) + _LOG_WEIGHTS + log_ratio)
 
 

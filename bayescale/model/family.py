@@ -22,12 +22,11 @@ import numpy as np
 import pandas as pd
 import pymc as pm
 import xarray as xr
-from scipy import stats
 
 from bayescale.model.fit import Fit
 from bayescale.inference.diagnostics import check_draw_counts
-from bayescale.inference.sampling import (check_memory, check_sampler_arguments, noise_logpdf,
-                                          sample)
+from bayescale.inference.sampling import check_memory, check_sampler_arguments, sample
+from bayescale.model.noise import Noise
 
 __all__ = ["Family", "NOISES", "OBSERVED"]
 
@@ -224,35 +223,25 @@ class Family:
     def noise_draws(self, posterior: xr.Dataset, shape: tuple,
                     rng: np.random.Generator) -> np.ndarray:
         """A fresh draw of the log-scale noise per posterior draw (for new runs)."""
-        sigma, nu = self.noise_parameters(posterior)
-        if nu is not None:
-            return sigma * rng.standard_t(nu, size=shape)
-        return sigma * rng.standard_normal(shape)
+        return self.noise_model(posterior).draw(shape, rng)
 
-    def noise_parameters(self, posterior: xr.Dataset) -> tuple[np.ndarray, np.ndarray | None]:
-        """(sigma, nu) of a new run's noise per draw with a trailing point axis; nu is None for
-        Normal noise. With ``"skewed"`` noise a new run is one tuned as the law's runs are at
-        their best: Normal seed noise, no shortfall."""
-        sigma = posterior["sigma"].values[..., None]
-        nu = posterior["nu"].values[..., None] if self.noise == "student_t" else None
-        return sigma, nu
+    def noise_model(self, posterior: xr.Dataset) -> Noise:
+        """A run's noise per draw with a trailing point axis (:class:`bayescale.model.noise.
+        Noise`). With ``"skewed"`` noise a new run is a run like the fitted ones: seed noise
+        plus the shortfall of under-tuning that they showed."""
+        return Noise.of(self.noise, posterior)
 
     def log_likelihood(self, posterior: xr.Dataset, y: np.ndarray) -> np.ndarray:
         """log p(y_run | draw) for the model's runs: (chain, draw, run), in chunks of runs
         (:data:`CHUNK_ELEMENTS` draws x runs at a time)."""
-        sigma, nu = self.noise_parameters(posterior)
+        noise = self.noise_model(posterior)
         n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
         ll = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(self.runs)))
         step = max(1, CHUNK_ELEMENTS // n_draws)  # bounds the temporaries on large tables
         for start in range(0, len(self.runs), step):
             part = slice(start, start + step)
             log_mu = self.log_mean_draws(posterior, self.runs.iloc[part], np.random.default_rng(0))
-            if self.noise == "skewed":
-                shortfall = posterior["shortfall"].values[..., None]
-                ll[..., part] = stats.exponnorm.logpdf(y[part], shortfall / sigma, loc=log_mu,
-                                                       scale=sigma)
-            else:
-                ll[..., part] = noise_logpdf(y[part], log_mu, sigma, nu)
+            ll[..., part] = noise.logpdf(y[part], log_mu)
         return ll
 
     def summary_variables(self, posterior: xr.Dataset) -> xr.Dataset:

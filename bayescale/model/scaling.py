@@ -89,8 +89,9 @@ class ScalingLaw(Family):
         ``"student_t"`` (robust, default), ``"normal"`` or ``"skewed"``: the distribution of
         log-loss noise. ``"skewed"`` is Normal seed noise plus an exponential ``shortfall``
         (ExGaussian): a run can miss the law upward when it is under-tuned (learning rate,
-        schedule, shape), never much downward, so the law is fitted to the well-tuned edge of
-        the runs, and a new run is predicted as a tuned one (Normal noise about the law).
+        schedule, shape), never much downward, so the law (``kind="mean"``) is fitted to the
+        well-tuned edge of the runs, and a new run (``kind="new_run"``) is a run like the
+        fitted ones: seed noise plus the shortfall they showed.
     discrepancy
         The law's misfit past the runs (:class:`bayescale.model.terms.Discrepancy`: ``d * (b
         + s * z)`` on log loss, ``d`` the decades from the nearest run, zero on the runs).
