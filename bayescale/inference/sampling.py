@@ -13,12 +13,14 @@ from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
-import pymc as pm
 import xarray as xr
-from scipy import stats
 
+from bayescale.data import lazy
 from bayescale.inference.progress import phase
 from bayescale.inference.trees import group
+
+pm = lazy.module("pymc")
+stats = lazy.module("scipy.stats")
 
 __all__ = ["SAMPLERS", "sample", "noise_logpdf", "COMPILE_CACHE_SIZE", "clear_compile_cache",
            "check_sampler_arguments", "check_memory", "memory_bytes", "SamplingInterrupted"]

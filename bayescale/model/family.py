@@ -20,14 +20,16 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import pymc as pm
 import xarray as xr
-from scipy import stats
 
+from bayescale.data import lazy
 from bayescale.model.fit import Fit
 from bayescale.inference.diagnostics import check_draw_counts
 from bayescale.inference.sampling import (check_memory, check_sampler_arguments, noise_logpdf,
                                           sample)
+
+pm = lazy.module("pymc")
+stats = lazy.module("scipy.stats")
 
 __all__ = ["Family", "NOISES", "OBSERVED"]
 

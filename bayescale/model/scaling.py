@@ -36,9 +36,8 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor.tensor as pt
 
+from bayescale.data import lazy
 from bayescale.model import priors as _priors
 from bayescale.model.laws import Law, get_law
 from bayescale.data.runs import (check_duplicates, check_loss_varies, check_positive_column,
@@ -52,6 +51,9 @@ from bayescale.model.terms import ContinuousOptimum, Discrepancy, Offsets
 from bayescale.model.discrepancy import (DEFAULT_BIAS_PRIOR, DEFAULT_SCALE_PRIOR, DISCREPANCIES,
                                          LEARNED, discrepancy_draws)
 from bayescale.model.discrepancy import attach as attach_discrepancy
+
+pm = lazy.module("pymc")
+pt = lazy.module("pytensor.tensor")
 
 __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
 
