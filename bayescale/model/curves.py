@@ -114,6 +114,8 @@ class LearningCurves(ScalingLaw):
     """
 
     family = "learning_curves"
+    #: the schedule and ridge terms hold constants of the run table: compiled per table
+    graph_from_data = False
 
     def __init__(self, curves: pd.DataFrame, *, law: str = "chinchilla", offsets=None,
                  priors: dict | None = None, noise: str = "student_t",

@@ -31,8 +31,11 @@ a deterministic, ``A = exp(log_A_ref + alpha * log X0)``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
@@ -227,26 +230,69 @@ class ScalingLaw(Family):
             user_priors=self.user_priors, log_reference=self.log_reference,
             flops_per_param_token=self.flops_per_param_token, discrepancy=self.discrepancy)
 
+    #: Every value the graph takes from the run table (inputs, references, the data-scaled
+    #: priors' parameters, offset levels, the observed losses) is a ``pm.Data`` container, so
+    #: that one compiled model serves every run table of the same structure
+    #: (:meth:`compile_key`): the backtests reuse the sweep's compilation. A family whose
+    #: graph holds other constants sets this False and compiles per run table.
+    graph_from_data: ClassVar[bool] = True
+
+    def compile_key(self) -> str:
+        """A hash of the graph's structure: the law, the noise, the hyperparameter terms and
+        their number of levels, each prior's distribution; not the values the run table
+        gives it (:attr:`graph_from_data`), which :meth:`fit` swaps into a compilation of
+        the same structure."""
+        if not self.graph_from_data:
+            return super().compile_key()
+        structure = {"family": self.family, "law": self.law.name, "noise": self.noise,
+                     "offsets": {c: len(self.levels[c]) for c in self.offsets},
+                     "centred": list(self.centred), "continuous": list(self.continuous),
+                     "priors": {name: [spec["dist"], sorted(k for k in spec if k != "dist")]
+                                for name, spec in sorted(self.priors.items())
+                                if name not in LEARNED}}
+        return hashlib.sha256(json.dumps(structure, sort_keys=True).encode()).hexdigest()
+
     def _build(self) -> pm.Model:
         runs, law = self.runs, self.law
         coords = {"run": _run_coords(runs.index)} | {c: lv for c, lv in self.levels.items()}
         with pm.Model(coords=coords) as model:
             p = self._law_parameters()
-            for name, value in law.natural(pt, p, self.log_reference).items():
+            ref = {x: pm.Data(f"{x}_log_reference", self.log_reference[x]) for x in law.inputs}
+            for name, value in law.natural(pt, p, ref).items():
                 if name not in p:
                     pm.Deterministic(name, value)
-            z = {x: np.log(runs[x].to_numpy()) - self.log_reference[x] for x in law.inputs}
+            z = {x: self._centred(x, runs[x]) for x in law.inputs}
             log_mu = law.log_mean_sampled(pt, p, z) + self._extra_terms()
             for col in self.offsets:
                 log_mu = log_mu + self._offset(col)
             for col in self.continuous:
                 log_mu = log_mu + self._penalty(col)
-            self._likelihood(log_mu, lambda name: _priors.create(name, self.priors[name]))
+            self._likelihood(log_mu, self._prior)
         return model
+
+    def _prior(self, name: str):
+        """Variable ``name`` under its prior (inside the model context), the prior's
+        parameters held in ``pm.Data`` (``<name>_prior_<parameter>``) where the graph is
+        built from data (:attr:`graph_from_data`)."""
+        spec = self.priors[name]
+        if not self.graph_from_data:
+            return _priors.create(name, spec)
+        return _priors.create(name, {"dist": spec["dist"]} | {
+            key: pm.Data(f"{name}_prior_{key}", float(value))
+            for key, value in spec.items() if key != "dist"})
+
+    def _centred(self, column: str, values) -> pm.Data:
+        """``log x - log x0`` of ``column`` at the runs (a ``pm.Data`` over runs, made once)."""
+        name = f"{column}_log_centred"
+        model = pm.modelcontext(None)
+        if name not in model.named_vars:
+            values = np.log(np.asarray(values, dtype=float)) - self.log_reference[column]
+            pm.Data(name, values, dims="run")
+        return model[name]
 
     def _law_parameters(self) -> dict:
         """The law's sampled parameters in the graph (a family may sample them otherwise)."""
-        return {name: _priors.create(name, self.priors[name]) for name in self.law.sampled}
+        return {name: self._prior(name) for name in self.law.sampled}
 
     def _extra_terms(self):
         """More terms on log mu in the graph (none here; a family adds its own)."""
@@ -257,19 +303,22 @@ class ScalingLaw(Family):
         return 0.0
 
     def _offset(self, col: str):
-        tau = _priors.create(f"{col}_tau", self.priors[f"{col}_tau"])
+        tau = self._prior(f"{col}_tau")
         if col in self.centred:
             offset = pm.ZeroSumNormal(f"{col}_offset", sigma=tau, dims=col)
         else:
             z = pm.ZeroSumNormal(f"{col}_z", sigma=1.0, dims=col)
             offset = pm.Deterministic(f"{col}_offset", tau * z, dims=col)
-        return Offsets.effect(pt, offset, Offsets.index(self.levels[col], self.runs[col]))
+        index = pm.Data(f"{col}_level_index", Offsets.index(self.levels[col], self.runs[col]),
+                        dims="run")
+        return Offsets.effect(pt, offset, index)
 
     def _penalty(self, col: str):
         term = ContinuousOptimum(col)
-        kappa, ref, slope = (_priors.create(n, self.priors[n]) for n in term.names)
-        log_c = np.log(self.runs["flops"].to_numpy()) - self.log_reference["flops"]
-        log_x = np.log(self.runs[col].to_numpy(dtype=float))
+        kappa, ref, slope = (self._prior(n) for n in term.names)
+        log_c = self._centred("flops", self.runs["flops"])
+        log_x = pm.Data(f"{col}_log_value", np.log(self.runs[col].to_numpy(dtype=float)),
+                        dims="run")
         return term.effect(pt, kappa, ref, slope, log_x, log_c)
 
     # -- answers from draws (the same terms as the graph, on NumPy arrays) ------------------
