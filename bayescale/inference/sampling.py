@@ -34,6 +34,12 @@ _COMPILE_LOCK = threading.Lock()
 _COMPILED: OrderedDict[str, tuple[object, object]] = OrderedDict()
 #: How many compiled nutpie models :data:`_COMPILED` keeps.
 COMPILE_CACHE_SIZE = 8
+#: nutpie's mass-matrix adaptation: a diagonal modified by the leading eigenvectors of the
+#: draws' and gradients' covariance. A law's amplitudes and exponents are strongly
+#: correlated, which a diagonal mass matrix cannot undo: on the Chinchilla runs it needs
+#: about 55 gradients a draw, the low-rank one about 7, for about 2.5x the effective draws
+#: (benchmarks/RESULTS.md).
+NUTPIE_ADAPTATION = "low_rank"
 
 
 class SamplingInterrupted(KeyboardInterrupt):
@@ -149,7 +155,8 @@ def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressb
     with phase(_sampling(chains, tune, draws, "nutpie")):
         return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
                              target_accept=target_accept, progress_bar=progressbar,
-                             save_warmup=False, cores=min(chains, os.cpu_count() or 1))
+                             save_warmup=False, cores=min(chains, os.cpu_count() or 1),
+                             adaptation=NUTPIE_ADAPTATION)
 
 
 def _reused(compiled, model, data: Mapping[str, np.ndarray]):
