@@ -231,11 +231,16 @@ class ScalingLaw(Family):
             flops_per_param_token=self.flops_per_param_token, discrepancy=self.discrepancy)
 
     #: Every value the graph takes from the run table (inputs, references, the data-scaled
-    #: priors' parameters, offset levels, the observed losses) is a ``pm.Data`` container, so
-    #: that one compiled model serves every run table of the same structure
+    #: priors' parameters, offset levels, the observed losses) is held in a few ``pm.Data``
+    #: containers, so that one compiled model serves every run table of the same structure
     #: (:meth:`compile_key`): the backtests reuse the sweep's compilation. A family whose
     #: graph holds other constants sets this False and compiles per run table.
     graph_from_data: ClassVar[bool] = True
+    #: The ``pm.Data`` of the graph's scalars (the priors' parameters in
+    #: :meth:`_prior_parameters` order, then the references ``log x0`` of the centred
+    #: columns) and of the centred columns at the runs (one row per column): two containers
+    #: besides the losses, because nutpie's compilation takes longer with each (about 0.3 s).
+    SCALAR_DATA, CENTRED_DATA = "graph_scalars", "log_centred"
 
     def compile_key(self) -> str:
         """A hash of the graph's structure: the law, the noise, the hyperparameter terms and
@@ -247,21 +252,39 @@ class ScalingLaw(Family):
         structure = {"family": self.family, "law": self.law.name, "noise": self.noise,
                      "offsets": {c: len(self.levels[c]) for c in self.offsets},
                      "centred": list(self.centred), "continuous": list(self.continuous),
-                     "priors": {name: [spec["dist"], sorted(k for k in spec if k != "dist")]
-                                for name, spec in sorted(self.priors.items())
-                                if name not in LEARNED}}
+                     "priors": [[name, spec["dist"], key] for name, spec, key, _
+                                in self._prior_parameters()]}
         return hashlib.sha256(json.dumps(structure, sort_keys=True).encode()).hexdigest()
+
+    def _prior_parameters(self) -> list[tuple[str, dict, str, float]]:
+        """(name, prior, parameter, value) of every prior parameter in the graph (the
+        discrepancy's priors are not: it is learned after the fit)."""
+        return [(name, spec, key, float(value)) for name, spec in sorted(self.priors.items())
+                if name not in LEARNED for key, value in spec.items() if key != "dist"]
+
+    def _centred_columns(self) -> list[str]:
+        """The columns the graph takes centred on their log reference: the law's inputs, and
+        compute where continuous hyperparameters' optima move with it."""
+        extra = ["flops"] if self.continuous and "flops" not in self.law.inputs else []
+        return [*self.law.inputs, *extra]
 
     def _build(self) -> pm.Model:
         runs, law = self.runs, self.law
         coords = {"run": _run_coords(runs.index)} | {c: lv for c, lv in self.levels.items()}
+        columns = self._centred_columns()
         with pm.Model(coords=coords) as model:
+            given = [v for *_, v in self._prior_parameters()] if self.graph_from_data else []
+            scalars = pm.Data(self.SCALAR_DATA, [*given, *(self.log_reference[x] for x in columns)])
+            centred = pm.Data(self.CENTRED_DATA, np.stack(
+                [np.log(runs[x].to_numpy(dtype=float)) - self.log_reference[x] for x in columns]))
+            self._columns = {x: (scalars[len(given) + i], centred[i])
+                             for i, x in enumerate(columns)}
             p = self._law_parameters()
-            ref = {x: pm.Data(f"{x}_log_reference", self.log_reference[x]) for x in law.inputs}
+            ref = {x: self._columns[x][0] for x in law.inputs}
             for name, value in law.natural(pt, p, ref).items():
                 if name not in p:
                     pm.Deterministic(name, value)
-            z = {x: self._centred(x, runs[x]) for x in law.inputs}
+            z = {x: self._columns[x][1] for x in law.inputs}
             log_mu = law.log_mean_sampled(pt, p, z) + self._extra_terms()
             for col in self.offsets:
                 log_mu = log_mu + self._offset(col)
@@ -272,23 +295,15 @@ class ScalingLaw(Family):
 
     def _prior(self, name: str):
         """Variable ``name`` under its prior (inside the model context), the prior's
-        parameters held in ``pm.Data`` (``<name>_prior_<parameter>``) where the graph is
-        built from data (:attr:`graph_from_data`)."""
+        parameters read from the ``pm.Data`` :data:`SCALAR_DATA` where the graph is built
+        from data (:attr:`graph_from_data`)."""
         spec = self.priors[name]
         if not self.graph_from_data:
             return _priors.create(name, spec)
+        data = pm.modelcontext(None)[self.SCALAR_DATA]
+        at = {(n, key): i for i, (n, _, key, _) in enumerate(self._prior_parameters())}
         return _priors.create(name, {"dist": spec["dist"]} | {
-            key: pm.Data(f"{name}_prior_{key}", float(value))
-            for key, value in spec.items() if key != "dist"})
-
-    def _centred(self, column: str, values) -> pm.Data:
-        """``log x - log x0`` of ``column`` at the runs (a ``pm.Data`` over runs, made once)."""
-        name = f"{column}_log_centred"
-        model = pm.modelcontext(None)
-        if name not in model.named_vars:
-            values = np.log(np.asarray(values, dtype=float)) - self.log_reference[column]
-            pm.Data(name, values, dims="run")
-        return model[name]
+            key: data[at[name, key]] for key in spec if key != "dist"})
 
     def _law_parameters(self) -> dict:
         """The law's sampled parameters in the graph (a family may sample them otherwise)."""
@@ -316,7 +331,7 @@ class ScalingLaw(Family):
     def _penalty(self, col: str):
         term = ContinuousOptimum(col)
         kappa, ref, slope = (self._prior(n) for n in term.names)
-        log_c = self._centred("flops", self.runs["flops"])
+        log_c = self._columns["flops"][1]
         log_x = pm.Data(f"{col}_log_value", np.log(self.runs[col].to_numpy(dtype=float)),
                         dims="run")
         return term.effect(pt, kappa, ref, slope, log_x, log_c)
