@@ -239,7 +239,8 @@ class ScalingLaw(Family):
     #: The ``pm.Data`` of the graph's scalars (the priors' parameters in
     #: :meth:`_prior_parameters` order, then the references ``log x0`` of the centred
     #: columns) and of the centred columns at the runs (one row per column): two containers
-    #: besides the losses, because nutpie's compilation takes longer with each (about 0.3 s).
+    #: besides the losses and one per hyperparameter column, because nutpie's compilation
+    #: takes longer with each (about 0.3 s).
     SCALAR_DATA, CENTRED_DATA = "graph_scalars", "log_centred"
 
     def compile_key(self) -> str:
