@@ -1,14 +1,24 @@
-"""Speed of `bayescale fit models/chinchilla.toml` against a plain PyMC script.
+"""Speed of the main job, `bayescale fit models/chinchilla.toml`, against its baselines.
 
-Runs, each as a new process: (a) the CLI end to end with empty compile caches (cold), (b) the
-same again with the caches it left (warm), (c) benchmarks/plain_pymc.py (uncentred model,
-PyMC's default sampler, same draws and chains). Prints wall time, the minimum bulk ESS over the
-law's parameters per second of wall time, peak resident memory, and the ratios; then (d) the
-stages of one fit in a fresh process with warm caches: import, model (validation, priors and
-the PyTensor graph), nutpie's compilation, sampling, the discrepancy's backtests (two more fits
-and the scale's NUTS fit), and the results folder.
+Everything is measured in one run, each job as a new process, and reported as ratios to a
+baseline measured in the same run (on a shared machine the load moves the absolute times):
 
-    python benchmarks/bench_fit.py [--draws 1000] [--chains 4] [--skip-plain]
+1. the main job end to end (backtests, report and figures included; the second run, so
+   that the caches the first left are used) against the Epoch-style point fit it replaces:
+   ``bs.baselines.huber_lbfgs`` from Hoffmann's 4,500-start grid with 1,000 bootstrap refits;
+2. its minimum bulk ESS (over the law's parameters, the noise and the discrepancy's scale)
+   per second of the whole CLI wall time, against ``benchmarks/plain_pymc.py`` (the same law
+   as a plain PyMC script would write it, ``pm.sample`` defaults, same draws and chains);
+3. ``bayescale predict posterior.nc --budgets 1e24`` against reading the same file with
+   xarray alone, and ``bayescale --help`` against ``import numpy, pandas`` (each pair run
+   ``--repeats`` times, interleaved; medians);
+
+then the stages of one fit in a fresh process (import, graph, nutpie's compilation,
+sampling, the discrepancy's backtests and scale, the results folder) and the answer at
+Chinchilla's budget with its R-hat and ESS. The load average before and after is printed:
+the figures of a busy machine are not those of an idle one.
+
+    python benchmarks/bench_fit.py [--draws 1000] [--chains 4] [--repeats 5] [--skip-baselines]
 """
 
 from __future__ import annotations
@@ -16,6 +26,7 @@ from __future__ import annotations
 import argparse
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import tempfile
@@ -23,10 +34,19 @@ import time
 from pathlib import Path
 
 import arviz_stats as azs
+import pandas as pd
 import xarray as xr
 
 ROOT = Path(__file__).resolve().parents[1]
+#: The parameters whose ESS is compared (the plain script samples log E, log A, log B).
 PARAMS = ["alpha", "beta", "sigma", "nu"]
+HUBER = ("import bayescale as bs; bs.baselines.huber_lbfgs(bs.datasets.load('chinchilla'), "
+         "bootstrap=1000, random_seed=0)")
+#: The acceptance ratios: (what, at most or at least, bound).
+TARGETS = {"main job / Huber point fit (wall)": ("<=", 0.2),
+           "CLI ESS/s / plain PyMC ESS/s": (">=", 3.0),
+           "predict / xarray.open_datatree (wall)": ("<=", 2.0),
+           "--help / import numpy, pandas (wall)": ("<=", 2.0)}
 
 
 def _run(cmd: list[str], env: dict) -> tuple[float, float]:
@@ -43,82 +63,137 @@ def _run(cmd: list[str], env: dict) -> tuple[float, float]:
     return float(wall), float(rss)
 
 
-def _min_ess(path: Path, names: list[str]) -> float:
+def _ess(path: Path, names: list[str]) -> tuple[float, float]:
+    """Minimum bulk ESS and maximum R-hat over ``names`` (those the file holds)."""
     with xr.open_datatree(path) as tree:
         post = tree["posterior"].to_dataset().load()
-    ess = azs.ess(post[[n for n in names if n in post]], method="bulk")
-    return float(min(ess[v].min() for v in ess.data_vars))
+    post = post[[n for n in names if n in post]]
+    ess, rhat = azs.ess(post, method="bulk"), azs.rhat(post)
+    return (float(min(ess[v].min() for v in ess.data_vars)),
+            float(max(rhat[v].max() for v in rhat.data_vars)))
+
+
+def _paired(first: list[str], second: list[str], env: dict, repeats: int) -> tuple[float, float]:
+    """Median wall seconds of two commands run ``repeats`` times, alternately."""
+    a, b = [], []
+    for _ in range(repeats):
+        a.append(_run(first, env)[0])
+        b.append(_run(second, env)[0])
+    return statistics.median(a), statistics.median(b)
+
+
+def _load() -> str:
+    return " ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=4)
-    parser.add_argument("--skip-plain", action="store_true")
+    parser.add_argument("--repeats", type=int, default=5)
+    parser.add_argument("--skip-baselines", action="store_true",
+                        help="skip the Huber fit and the plain PyMC script (the slow ones)")
     args = parser.parse_args()
     work = Path(tempfile.mkdtemp(prefix="bayescale-bench-"))
     env = dict(os.environ, NUMBA_CACHE_DIR=str(work / "numba"),
                PYTENSOR_FLAGS=f"compiledir={work / 'pytensor'}", PYTHONWARNINGS="ignore")
-    cli = [str(Path(sys.executable).parent / "bayescale"), "fit",
-           str(ROOT / "models" / "chinchilla.toml"), "--no-progress", "--force",
+    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
+          f"{platform.python_version()}; {args.chains} chains x {args.draws} draws; "
+          f"{time.strftime('%Y-%m-%d %H:%M')}; load average before: {_load()}", flush=True)
+    exe = str(Path(sys.executable).parent / "bayescale")
+    cli = [exe, "fit", str(ROOT / "models" / "chinchilla.toml"), "--no-progress", "--force",
            "--draws", str(args.draws), "--chains", str(args.chains)]
-    rows = []
-    for label in ("bayescale fit (cold cache)", "bayescale fit (warm cache)"):
-        out = work / "results"
+    out = work / "results"
+    rows = {}
+    for label in ("bayescale fit (first run)", "bayescale fit (second run)"):
         wall, rss = _run([*cli, "--out", str(out)], env)
-        ess = _min_ess(out / "posterior.nc", ["E", "A", "B", *PARAMS])
-        rows.append((label, wall, ess, rss))
-    if not args.skip_plain:
+        ess, rhat = _ess(out / "posterior.nc", ["E", "A", "B", *PARAMS, "discrepancy_scale"])
+        rows[label] = (wall, ess, rhat, rss)
+    main_wall = rows["bayescale fit (second run)"][0]
+    if not args.skip_baselines:
+        wall, rss = _run([sys.executable, "-c", HUBER], env)
+        rows["Huber L-BFGS, 4500 starts + 1000 bootstrap"] = (wall, float("nan"),
+                                                               float("nan"), rss)
         nc = work / "plain.nc"
         wall, rss = _run([sys.executable, str(ROOT / "benchmarks" / "plain_pymc.py"), str(nc),
                           str(args.draws), str(args.chains)], env)
-        rows.append(("plain PyMC script (pm.sample)", wall, _min_ess(nc, ["log_E", "log_A",
-                                                                           "log_B", *PARAMS]), rss))
-    print(f"machine: {platform.machine()}, {os.cpu_count()} cores, Python "
-          f"{platform.python_version()}; {args.chains} chains x {args.draws} draws; "
-          f"{time.strftime('%Y-%m-%d')}")
-    print(f"{'run':<32} {'wall s':>8} {'min ESS':>8} {'ESS/s':>8} {'peak MiB':>9}")
-    for label, wall, ess, rss in rows:
-        print(f"{label:<32} {wall:>8.1f} {ess:>8.0f} {ess / wall:>8.1f} {rss:>9.0f}")
-    if not args.skip_plain:
-        base = rows[-1]
-        for label, wall, ess, _ in rows[:2]:
-            print(f"{label}: {base[1] / wall:.1f}x faster wall, "
-                  f"{(ess / wall) / (base[2] / base[1]):.1f}x the plain script's ESS/s")
-    print("stages of one fit (fresh process, warm caches):")
+        rows["plain PyMC script (pm.sample)"] = (wall, *_ess(nc, ["log_E", "log_A", "log_B",
+                                                                  *PARAMS]), rss)
+    nc = str(out / "posterior.nc")
+    predict, read = _paired([exe, "predict", nc, "--budgets", "1e24"],
+                            [sys.executable, "-c", f"import xarray; xarray.open_datatree({nc!r})"],
+                            env, args.repeats)
+    helped, numpy_pandas = _paired([exe, "--help"],
+                                   [sys.executable, "-c", "import numpy, pandas"], env,
+                                   args.repeats)
+    print(f"\n{'run':<44} {'wall s':>7} {'min ESS':>8} {'ESS/s':>7} {'max R-hat':>9} "
+          f"{'peak MiB':>9}")
+    for label, (wall, ess, rhat, rss) in rows.items():
+        print(f"{label:<44} {wall:>7.1f} {ess:>8.0f} {ess / wall:>7.1f} {rhat:>9.4f} {rss:>9.0f}")
+    print(f"{'bayescale predict posterior.nc --budgets 1e24':<44} {predict:>7.2f}")
+    print(f"{'python -c xarray.open_datatree(posterior.nc)':<44} {read:>7.2f}")
+    print(f"{'bayescale --help':<44} {helped:>7.2f}")
+    print(f"{'python -c import numpy, pandas':<44} {numpy_pandas:>7.2f}")
+    ratios = {"predict / xarray.open_datatree (wall)": predict / read,
+              "--help / import numpy, pandas (wall)": helped / numpy_pandas}
+    if not args.skip_baselines:
+        huber = rows["Huber L-BFGS, 4500 starts + 1000 bootstrap"][0]
+        plain = rows["plain PyMC script (pm.sample)"]
+        second = rows["bayescale fit (second run)"]
+        ratios = {"main job / Huber point fit (wall)": main_wall / huber,
+                  "CLI ESS/s / plain PyMC ESS/s": (second[1] / second[0]) / (plain[1] / plain[0]),
+                  **ratios}
+    print("\nratios (target):")
+    for name, value in ratios.items():
+        sign, bound = TARGETS[name]
+        met = value <= bound if sign == "<=" else value >= bound
+        print(f"  {name:<42} {value:>6.2f}  ({sign} {bound:g}: {'met' if met else 'NOT met'})")
+    targets = pd.read_csv(out / "targets.csv")
+    row = targets.iloc[0]
+    print(f"\nanswer at C = {row['budget']:.3g}: loss at optimum {row['loss_opt']:.4g} "
+          f"[{row['loss_opt_lower']:.4g}, {row['loss_opt_upper']:.4g}], N* {row['params_opt']:.4g} "
+          f"[{row['params_opt_lower']:.4g}, {row['params_opt_upper']:.4g}]")
+    print("stages of one fit (fresh process, the caches of the runs above):")
     for name, seconds in _stages(env, args.draws, args.chains, work / "stages"):
-        print(f"  {name:<32} {seconds:>6.1f} s")
+        print(f"  {name:<46} {seconds:>6.1f} s")
+    print(f"load average after: {_load()}")
 
 
-#: One fit, timed stage by stage (run as a fresh process; prints "stage seconds" lines).
+#: One fit, timed stage by stage (run as a fresh process; prints "stage<TAB>seconds" lines).
 STAGES = """
 import sys, time
 t = time.perf_counter()
 def stage(name):
     global t
-    now = time.perf_counter(); print(name, now - t, flush=True); t = now
-import bayescale as bs, nutpie, numpy as np
-from bayescale.inference import sampling
+    now = time.perf_counter(); print(name, now - t, sep="\\t", flush=True); t = now
+import bayescale as bs
+from bayescale.model.discrepancy import attach
+from bayescale.model.family import Family
 from bayescale.report.answer import write_results
 from bayescale.report.recipe import Recipe
-stage("import")
+stage("import bayescale")
 recipe = Recipe.read(sys.argv[1])
 model = recipe.scaling_law()
 model.model
 stage("model and graph")
-sampling.clear_compile_cache()
-compiled = nutpie.compile_pymc_model(model.model)
-sampling._COMPILED[model.compile_key()] = compiled
+import nutpie
+from bayescale.inference import sampling
+stage("import PyMC and nutpie")
+sampling._COMPILED[model.compile_key()] = (nutpie.compile_pymc_model(model.model), model.model)
 stage("nutpie compile")
 kwargs = recipe.fit_kwargs(draws=int(sys.argv[2]), chains=int(sys.argv[3]), progressbar=False)
-from bayescale.model.discrepancy import attach
-from bayescale.model.family import Family
 fit = Family.fit(model, **kwargs)
 stage("sampling (and log-likelihood)")
-fit = attach(fit, model, sampler=kwargs["sampler"], target_accept=kwargs["target_accept"])
+from bayescale.inference.progress import listening
+marks = []
+with listening(lambda what, depth: marks.append((time.perf_counter(), "  " * depth + what))):
+    fit = attach(fit, model, sampler=kwargs["sampler"], target_accept=kwargs["target_accept"])
+end = time.perf_counter()
+for (at, what), until in zip(marks, [m[0] for m in marks[1:]] + [end]):
+    print("  " + what.split(":")[0], until - at, sep="\t", flush=True)
 stage("discrepancy: two backtest fits and its scale")
 write_results(fit, sys.argv[4], budgets=recipe.budgets, overwrite=True)
-stage("results folder")
+stage("results folder: report and figures")
 """
 
 
@@ -126,7 +201,7 @@ def _stages(env: dict, draws: int, chains: int, out: Path) -> list[tuple[str, fl
     done = subprocess.run([sys.executable, "-c", STAGES, str(ROOT / "models" / "chinchilla.toml"),
                            str(draws), str(chains), str(out)], env=env, capture_output=True,
                           text=True, check=True)
-    rows = [line.rsplit(" ", 1) for line in done.stdout.splitlines() if line.strip()]
+    rows = [line.split("\t") for line in done.stdout.splitlines() if "\t" in line]
     return [(name, float(seconds)) for name, seconds in rows]
 
 

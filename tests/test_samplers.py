@@ -74,6 +74,51 @@ def test_nutpie_reuses_a_compiled_model_for_new_losses_of_the_same_design(flops_
     assert np.array_equal(reused.idata.observed_data["log_loss"].values, np.log(other["loss"]))
 
 
+def test_nutpie_reuses_a_compiled_model_for_another_run_table_of_the_same_structure(
+        flops_runs, monkeypatch):
+    """A fit of fewer runs with its own data-scaled default priors and references (a
+    backtest's fit) reuses the compilation of the whole table's model: the draws equal those
+    of a fresh compilation, which starts the chains from the same initial point."""
+    import nutpie
+
+    from bayescale.inference import sampling
+
+    calls = []
+    compile_model = nutpie.compile_pymc_model
+    monkeypatch.setattr(nutpie, "compile_pymc_model",
+                        lambda model: calls.append(1) or compile_model(model))
+    below = flops_runs[flops_runs["flops"] < flops_runs["flops"].max()]
+    settings = {"draws": 100, "tune": 150, "chains": 2, "random_seed": 4, "progressbar": False}
+
+    def fit(runs):
+        model = bs.ScalingLaw(runs, law="flops", discrepancy="prior")
+        with pytest.warns(bs.SamplerWarning):  # 200 draws cannot reach ESS 400
+            return model, model.fit(**settings)
+
+    sampling.clear_compile_cache()
+    (whole, _), (part, reused) = fit(flops_runs), fit(below)
+    assert len(calls) == 1 and whole.compile_key() == part.compile_key()
+    assert whole.priors["log_E"] != part.priors["log_E"]  # data-scaled: swapped in as data
+    sampling.clear_compile_cache()
+    _, fresh = fit(below)
+    assert len(calls) == 2
+    for name in ("E", "A", "alpha", "sigma", "nu"):
+        assert np.array_equal(reused.posterior[name].values, fresh.posterior[name].values), name
+
+
+def test_a_family_whose_graph_holds_constants_keys_its_compilation_by_its_runs(flops_runs):
+    """A graph that takes values of its run table as constants (learning curves' schedule
+    term) keys its compilation by those values; a scaling law's key is its structure."""
+    from bayescale.model.curves import LearningCurves
+
+    below = flops_runs.iloc[:-3]
+    law = lambda runs: bs.ScalingLaw(runs, law="flops", discrepancy="prior")  # noqa: E731
+    assert law(flops_runs).compile_key() == law(below).compile_key()
+    assert law(flops_runs).compile_key() != bs.ScalingLaw(flops_runs, law="flops",
+                                                          noise="normal").compile_key()
+    assert not LearningCurves.graph_from_data
+
+
 def _result_with_divergences(where: str):
     """A posterior of 4 x 250 draws of two group scales and a law parameter, with 40 divergent
     draws placed either at the smallest values of ``batch_size_tau`` or at random."""

@@ -32,15 +32,17 @@ from concurrent.futures import Executor
 
 import numpy as np
 import pandas as pd
-import pymc as pm
 import xarray as xr
-from scipy import stats
 
+from bayescale.data import lazy
 from bayescale.analysis.compare import fit_many
 from bayescale.model.laws import get_law, log_mean
 from bayescale.model.scaling import ScalingLaw
 from bayescale.data.runs import prepare, run_flops
 from bayescale.inference.diagnostics import SamplerWarning
+
+pm = lazy.module("pymc")
+stats = lazy.module("scipy.stats")
 
 __all__ = ["calibrate", "coverage", "plot_calibration", "default_design", "default_priors",
            "REFERENCE_TRUTHS", "MODES", "PROBS"]

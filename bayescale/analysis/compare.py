@@ -17,18 +17,21 @@ import warnings
 from collections.abc import Mapping, Sequence
 from concurrent.futures import Executor
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
-from scipy import optimize, special
+from scipy import special
 from scipy.special import logsumexp
 
+from bayescale.data import lazy
 from bayescale.data.runs import plain, run_flops
 from bayescale.data.warn import warn
 from bayescale.inference.progress import phase
 from bayescale.model.fit import Fit, family_of
 from bayescale.model.family import Family
 from bayescale.model.noise import Noise
+
+azs = lazy.module("arviz_stats")
+optimize = lazy.module("scipy.optimize")
 
 __all__ = ["compare", "refit", "fit_many", "stacking_weights", "ParetoKWarning", "METHODS", "LOO_COLUMNS",
            "LFO_COLUMNS", "PARETO_K_MAX", "DEFAULT_HOLDOUT"]

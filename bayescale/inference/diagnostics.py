@@ -7,12 +7,14 @@ the diagnostics, the warning and the atomic save.
 from __future__ import annotations
 
 
-import arviz_stats as azs
 import numpy as np
 import xarray as xr
 
+from bayescale.data import lazy
 from bayescale.inference.trees import group, save_idata
 from bayescale.data.warn import warn
+
+azs = lazy.module("arviz_stats")
 
 __all__ = ["SamplerWarning", "PosteriorResult", "RHAT_MAX", "ESS_MIN", "MIN_DRAWS_PER_CHAIN",
            "MIN_TOTAL_DRAWS", "check_draw_counts", "DegenerateWarning", "warn_not_finite"]

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
+
+from bayescale.data import lazy
+
+azs = lazy.module("arviz_stats")
 
 __all__ = ["interval", "check_prob"]
 

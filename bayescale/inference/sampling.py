@@ -7,17 +7,20 @@ of bayescale's models.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import threading
 from collections import OrderedDict
 from collections.abc import Mapping
 
 import numpy as np
-import pymc as pm
 import xarray as xr
 
+from bayescale.data import lazy
 from bayescale.inference.progress import phase
 from bayescale.inference.trees import group
+
+pm = lazy.module("pymc")
 
 __all__ = ["SAMPLERS", "sample", "COMPILE_CACHE_SIZE", "clear_compile_cache",
            "check_sampler_arguments", "check_memory", "memory_bytes", "SamplingInterrupted"]
@@ -25,10 +28,17 @@ __all__ = ["SAMPLERS", "sample", "COMPILE_CACHE_SIZE", "clear_compile_cache",
 SAMPLERS = ("nutpie", "pymc", "numpyro")
 #: PyTensor's compilation is not safe to start from two threads at once (fit_many on threads).
 _COMPILE_LOCK = threading.Lock()
-#: nutpie models compiled in this process, by structure key (see :func:`sample`), newest last.
-_COMPILED: OrderedDict[str, object] = OrderedDict()
+#: nutpie models compiled in this process and the PyMC model each was compiled from, by
+#: structure key (see :func:`sample`), newest last.
+_COMPILED: OrderedDict[str, tuple[object, object]] = OrderedDict()
 #: How many compiled nutpie models :data:`_COMPILED` keeps.
 COMPILE_CACHE_SIZE = 8
+#: nutpie's mass-matrix adaptation: a diagonal modified by the leading eigenvectors of the
+#: draws' and gradients' covariance. A law's amplitudes and exponents are strongly
+#: correlated, which a diagonal mass matrix cannot undo: on the Chinchilla runs it needs
+#: about 55 gradients a draw, the low-rank one about 7, for about 2.5x the effective draws
+#: (benchmarks/RESULTS.md).
+NUTPIE_ADAPTATION = "low_rank"
 
 
 class SamplingInterrupted(KeyboardInterrupt):
@@ -47,9 +57,10 @@ def sample(model: pm.Model, *, draws: int, tune: int, chains: int, random_seed: 
 
     With ``sampler="nutpie"`` and a ``compile_key``, the compiled model is kept in this process
     and a later model with the same key is not compiled again: its ``data`` (the values of the
-    model's ``pm.Data`` variables, by name) are swapped into the compiled one. The key must
-    therefore fix everything else the graph holds (structure, priors, constants); the draws are
-    the same as from a fresh compilation.
+    model's ``pm.Data`` variables, by name; their lengths may differ) are swapped into the
+    compiled one, and the chains start from this model's own initial point. The key must
+    therefore fix everything else the graph holds (structure, constants); the draws are those
+    of a fresh compilation, up to floating-point rounding.
 
     Raises :class:`SamplingInterrupted` when the sampler returns fewer draws than asked (it was
     interrupted: nutpie and PyMC return the draws made so far on ``KeyboardInterrupt``).
@@ -132,17 +143,42 @@ def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressb
             with phase("compiling the model (numba)"):
                 compiled = nutpie.compile_pymc_model(model)
             if compile_key is not None:
-                _COMPILED[compile_key] = compiled
+                _COMPILED[compile_key] = (compiled, model)
                 while len(_COMPILED) > COMPILE_CACHE_SIZE:
                     _COMPILED.popitem(last=False)
         else:
             _COMPILED.move_to_end(compile_key)
-    if data:
-        compiled = compiled.with_data(**data)
+            compiled, source = compiled
+            if source is not model:
+                compiled = _reused(compiled, model, data or {})
     with phase(_sampling(chains, tune, draws, "nutpie")):
         return nutpie.sample(compiled, draws=draws, tune=tune, chains=chains, seed=seed,
                              target_accept=target_accept, progress_bar=progressbar,
-                             save_warmup=False, cores=min(chains, os.cpu_count() or 1))
+                             save_warmup=False, cores=min(chains, os.cpu_count() or 1),
+                             adaptation=NUTPIE_ADAPTATION)
+
+
+def _reused(compiled, model, data: Mapping[str, np.ndarray]):
+    """nutpie's ``compiled`` (a model of the same structure as ``model``) with ``model``'s
+    ``data`` swapped in and ``model``'s initial point: its prior's support point, jittered
+    as nutpie does (:func:`pymc.initial_point.make_initial_point_fn`), so that the chains
+    start where a fresh compilation of ``model`` would start them. Callers hold the compile
+    lock (PyTensor compiles the initial point's function)."""
+    from pymc.initial_point import make_initial_point_fn
+
+    known = {var.name for var in compiled.shared_var_keys}
+    compiled = compiled.with_data(**{k: v for k, v in data.items() if k in known})
+    point = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
+                                  return_transformed=True)
+    names = [model.rvs_to_values[var].name for var in model.free_RVs]
+    lock = threading.Lock()  # nutpie asks for each chain's start from its own thread
+
+    def initial_point(seed):
+        with lock:
+            values = point(seed)
+        return np.concatenate([np.asarray(values[n], dtype="float64").ravel() for n in names])
+
+    return dataclasses.replace(compiled, initial_point_func=initial_point)
 
 
 def _sampling(chains: int, tune: int, draws: int, sampler: str) -> str:

@@ -6,3 +6,5 @@ priors, the family base (``family``), the one result class with the registry of 
 
 Imports ``bayescale.inference`` and ``bayescale.data``, never a layer above.
 """
+
+from bayescale.model import curves, isoflop, scaling  # noqa: F401,E402  (the families register)

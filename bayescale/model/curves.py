@@ -56,9 +56,8 @@ import math
 
 import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor.tensor as pt
 
+from bayescale.data import lazy
 from bayescale.data.curves import CURVE, LR_LEFT
 from bayescale.data.runs import require_columns
 from bayescale.model import priors as _priors
@@ -67,6 +66,9 @@ from bayescale.model.points import decades_past
 from bayescale.model.discrepancy import discrepancy_draws
 from bayescale.model.scaling import ScalingLaw
 from bayescale.model.spec import LearningCurvesSpec
+
+pm = lazy.module("pymc")
+pt = lazy.module("pytensor.tensor")
 
 __all__ = ["LearningCurves", "SCHEDULE_PARAMS", "RIDGE_PARAMS", "final_losses"]
 
@@ -115,6 +117,8 @@ class LearningCurves(ScalingLaw):
     profiles_measure_allocation = False
 
     family = "learning_curves"
+    #: the schedule and ridge terms hold constants of the run table: compiled per table
+    graph_from_data = False
 
     def __init__(self, curves: pd.DataFrame, *, law: str = "chinchilla", offsets=None,
                  priors: dict | None = None, noise: str = "student_t",

@@ -31,11 +31,9 @@ from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
-from scipy import stats
 
+from bayescale.data import lazy
 from bayescale.data.runs import run_flops
 from bayescale.data.warn import warn
 from bayescale.inference.diagnostics import SamplerWarning
@@ -43,6 +41,10 @@ from bayescale.inference.progress import phase
 from bayescale.inference.sampling import sample
 from bayescale.inference.trees import set_groups
 from bayescale.model import priors as _priors
+
+pm = lazy.module("pymc")
+pt = lazy.module("pytensor.tensor")
+stats = lazy.module("scipy.stats")
 
 __all__ = ["DEFAULT_SCALE_PRIOR", "DEFAULT_BIAS_PRIOR", "SHARED_FRACTION", "BACKTEST_CUTS",
            "DISCREPANCIES", "Backtest", "run_backtests", "scale_model", "population_model",

@@ -20,19 +20,21 @@ from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import pymc as pm
 import xarray as xr
 
+from bayescale.data import lazy
 from bayescale.model.fit import Fit
 from bayescale.inference.diagnostics import check_draw_counts
 from bayescale.inference.sampling import check_memory, check_sampler_arguments, sample
 from bayescale.model.noise import Noise
 
+pm = lazy.module("pymc")
+
 __all__ = ["Family", "NOISES", "OBSERVED"]
 
 NOISES = ("student_t", "normal", "skewed")
-#: Name of the ``pm.Data`` holding the observed log losses: the one input a compiled model
-#: swaps when it is reused for another run table of the same design (see compile_key).
+#: Name of the ``pm.Data`` holding the observed log losses: an input a compiled model swaps
+#: when it is reused for another run table (see :meth:`Family.compile_key`, ``graph_data``).
 OBSERVED = "log_loss_observed"
 #: Draws x runs evaluated at once when computing the log-likelihood (about 160 MB each).
 CHUNK_ELEMENTS = 20_000_000
@@ -111,6 +113,12 @@ class Family:
         digest.update(json.dumps([str(c) for c in design.columns]).encode())
         return digest.hexdigest()
 
+    def graph_data(self) -> dict[str, np.ndarray]:
+        """The values of the model's ``pm.Data`` containers, by name (the observed log losses
+        and whatever else the family's graph takes from its run table): what a compilation
+        of another model with the same :meth:`compile_key` is given to sample this one."""
+        return {var.name: np.asarray(var.get_value()) for var in self.model.data_vars}
+
     def _noise_priors(self, scale: float) -> dict:
         """``sigma ~ HalfNormal(scale)``; ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010);
         ``shortfall ~ HalfNormal(scale)``."""
@@ -174,8 +182,7 @@ class Family:
         idata, seed = sample(self.model, draws=draws, tune=tune, chains=chains,
                              random_seed=random_seed, sampler=sampler,
                              target_accept=target_accept, progressbar=progressbar,
-                             compile_key=self.compile_key(),
-                             data={OBSERVED: np.log(self.runs["loss"].to_numpy())})
+                             compile_key=self.compile_key(), data=self.graph_data())
         idata = self._complete(idata)
         fit = Fit.from_sampler(idata, spec=self.spec, runs=self.runs, sampler=sampler, seed=seed)
         fit.warn_diagnostics()

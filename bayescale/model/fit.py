@@ -10,11 +10,11 @@ import hashlib
 import json
 from collections.abc import Mapping
 
-import arviz_stats as azs
 import numpy as np
 import pandas as pd
 import xarray as xr
 
+from bayescale.data import lazy
 from bayescale._version import __version__
 from bayescale.inference.intervals import interval
 from bayescale.model.points import check_budgets
@@ -26,6 +26,8 @@ from bayescale.inference.trees import group, set_groups
 from bayescale.data.runs import DataWarning
 from bayescale.data.warn import called_from_outside, warn
 from bayescale.model.reach import ExtrapolationWarning, optimum_messages, point_messages
+
+azs = lazy.module("arviz_stats")
 
 __all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION", "FAMILIES", "register", "family_of"]
 

@@ -31,10 +31,9 @@ from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor.tensor as pt
 import xarray as xr
 
+from bayescale.data import lazy
 from bayescale.model import priors as _priors
 from bayescale.model.family import NOISES, Family
 from bayescale.model.fit import Fit, register
@@ -43,6 +42,9 @@ from bayescale.model.points import points_table
 from bayescale.model.spec import IsoFlopSpec
 from bayescale.data.runs import (check_loss_varies, check_positive_column, check_table,
                                  require_columns, with_float_columns)
+
+pm = lazy.module("pymc")
+pt = lazy.module("pytensor.tensor")
 
 __all__ = ["IsoFlop", "MIN_BUDGETS", "MIN_SIZES"]
 

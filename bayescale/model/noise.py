@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import numpy as np
 import xarray as xr
-from scipy import stats
+
+from bayescale.data import lazy
+
+stats = lazy.module("scipy.stats")
 
 __all__ = ["Noise"]
 

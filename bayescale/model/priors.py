@@ -12,7 +12,9 @@ import inspect
 import math
 from collections.abc import Mapping
 
-import pymc as pm
+from bayescale.data import lazy
+
+pm = lazy.module("pymc")
 
 __all__ = ["POSITIVE_DISTS", "REAL_DISTS", "check_priors", "create", "distribution"]
 

@@ -31,14 +31,16 @@ a deterministic, ``A = exp(log_A_ref + alpha * log X0)``.
 
 from __future__ import annotations
 
+import hashlib
+import json
 import math
 from collections.abc import Sequence
+from typing import ClassVar
 
 import numpy as np
 import pandas as pd
-import pymc as pm
-import pytensor.tensor as pt
 
+from bayescale.data import lazy
 from bayescale.model import priors as _priors
 from bayescale.model.laws import Law, get_law
 from bayescale.data.runs import (check_duplicates, check_loss_varies, check_positive_column,
@@ -54,6 +56,9 @@ from bayescale.model.terms import ContinuousOptimum, Discrepancy, Offsets
 from bayescale.model.discrepancy import (DEFAULT_BIAS_PRIOR, DEFAULT_SCALE_PRIOR, DISCREPANCIES,
                                          LEARNED, discrepancy_draws)
 from bayescale.model.discrepancy import attach as attach_discrepancy
+
+pm = lazy.module("pymc")
+pt = lazy.module("pytensor.tensor")
 
 __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
 
@@ -228,26 +233,85 @@ class ScalingLaw(Family):
             user_priors=self.user_priors, log_reference=self.log_reference,
             flops_per_param_token=self.flops_per_param_token, discrepancy=self.discrepancy)
 
+    #: Every value the graph takes from the run table (inputs, references, the data-scaled
+    #: priors' parameters, offset levels, the observed losses) is held in a few ``pm.Data``
+    #: containers, so that one compiled model serves every run table of the same structure
+    #: (:meth:`compile_key`): the backtests reuse the sweep's compilation. A family whose
+    #: graph holds other constants sets this False and compiles per run table.
+    graph_from_data: ClassVar[bool] = True
+    #: The ``pm.Data`` of the graph's scalars (the priors' parameters in
+    #: :meth:`_prior_parameters` order, then the references ``log x0`` of the centred
+    #: columns) and of the centred columns at the runs (one row per column): two containers
+    #: besides the losses and one per hyperparameter column, because nutpie's compilation
+    #: takes longer with each (about 0.3 s).
+    SCALAR_DATA, CENTRED_DATA = "graph_scalars", "log_centred"
+
+    def compile_key(self) -> str:
+        """A hash of the graph's structure: the law, the noise, the hyperparameter terms and
+        their number of levels, each prior's distribution; not the values the run table
+        gives it (:attr:`graph_from_data`), which :meth:`fit` swaps into a compilation of
+        the same structure."""
+        if not self.graph_from_data:
+            return super().compile_key()
+        structure = {"family": self.family, "law": self.law.name, "noise": self.noise,
+                     "offsets": {c: len(self.levels[c]) for c in self.offsets},
+                     "centred": list(self.centred), "continuous": list(self.continuous),
+                     "priors": [[name, spec["dist"], key] for name, spec, key, _
+                                in self._prior_parameters()]}
+        return hashlib.sha256(json.dumps(structure, sort_keys=True).encode()).hexdigest()
+
+    def _prior_parameters(self) -> list[tuple[str, dict, str, float]]:
+        """(name, prior, parameter, value) of every prior parameter in the graph (the
+        discrepancy's priors are not: it is learned after the fit)."""
+        return [(name, spec, key, float(value)) for name, spec in sorted(self.priors.items())
+                if name not in LEARNED for key, value in spec.items() if key != "dist"]
+
+    def _centred_columns(self) -> list[str]:
+        """The columns the graph takes centred on their log reference: the law's inputs, and
+        compute where continuous hyperparameters' optima move with it."""
+        extra = ["flops"] if self.continuous and "flops" not in self.law.inputs else []
+        return [*self.law.inputs, *extra]
+
     def _build(self) -> pm.Model:
         runs, law = self.runs, self.law
         coords = {"run": _run_coords(runs.index)} | {c: lv for c, lv in self.levels.items()}
+        columns = self._centred_columns()
         with pm.Model(coords=coords) as model:
+            given = [v for *_, v in self._prior_parameters()] if self.graph_from_data else []
+            scalars = pm.Data(self.SCALAR_DATA, [*given, *(self.log_reference[x] for x in columns)])
+            centred = pm.Data(self.CENTRED_DATA, np.stack(
+                [np.log(runs[x].to_numpy(dtype=float)) - self.log_reference[x] for x in columns]))
+            self._columns = {x: (scalars[len(given) + i], centred[i])
+                             for i, x in enumerate(columns)}
             p = self._law_parameters()
-            for name, value in law.natural(pt, p, self.log_reference).items():
+            ref = {x: self._columns[x][0] for x in law.inputs}
+            for name, value in law.natural(pt, p, ref).items():
                 if name not in p:
                     pm.Deterministic(name, value)
-            z = {x: np.log(runs[x].to_numpy()) - self.log_reference[x] for x in law.inputs}
+            z = {x: self._columns[x][1] for x in law.inputs}
             log_mu = law.log_mean_sampled(pt, p, z) + self._extra_terms()
             for col in self.offsets:
                 log_mu = log_mu + self._offset(col)
             for col in self.continuous:
                 log_mu = log_mu + self._penalty(col)
-            self._likelihood(log_mu, lambda name: _priors.create(name, self.priors[name]))
+            self._likelihood(log_mu, self._prior)
         return model
+
+    def _prior(self, name: str):
+        """Variable ``name`` under its prior (inside the model context), the prior's
+        parameters read from the ``pm.Data`` :data:`SCALAR_DATA` where the graph is built
+        from data (:attr:`graph_from_data`)."""
+        spec = self.priors[name]
+        if not self.graph_from_data:
+            return _priors.create(name, spec)
+        data = pm.modelcontext(None)[self.SCALAR_DATA]
+        at = {(n, key): i for i, (n, _, key, _) in enumerate(self._prior_parameters())}
+        return _priors.create(name, {"dist": spec["dist"]} | {
+            key: data[at[name, key]] for key in spec if key != "dist"})
 
     def _law_parameters(self) -> dict:
         """The law's sampled parameters in the graph (a family may sample them otherwise)."""
-        return {name: _priors.create(name, self.priors[name]) for name in self.law.sampled}
+        return {name: self._prior(name) for name in self.law.sampled}
 
     def _extra_terms(self):
         """More terms on log mu in the graph (none here; a family adds its own)."""
@@ -258,19 +322,22 @@ class ScalingLaw(Family):
         return 0.0
 
     def _offset(self, col: str):
-        tau = _priors.create(f"{col}_tau", self.priors[f"{col}_tau"])
+        tau = self._prior(f"{col}_tau")
         if col in self.centred:
             offset = pm.ZeroSumNormal(f"{col}_offset", sigma=tau, dims=col)
         else:
             z = pm.ZeroSumNormal(f"{col}_z", sigma=1.0, dims=col)
             offset = pm.Deterministic(f"{col}_offset", tau * z, dims=col)
-        return Offsets.effect(pt, offset, Offsets.index(self.levels[col], self.runs[col]))
+        index = pm.Data(f"{col}_level_index", Offsets.index(self.levels[col], self.runs[col]),
+                        dims="run")
+        return Offsets.effect(pt, offset, index)
 
     def _penalty(self, col: str):
         term = ContinuousOptimum(col)
-        kappa, ref, slope = (_priors.create(n, self.priors[n]) for n in term.names)
-        log_c = np.log(self.runs["flops"].to_numpy()) - self.log_reference["flops"]
-        log_x = np.log(self.runs[col].to_numpy(dtype=float))
+        kappa, ref, slope = (self._prior(n) for n in term.names)
+        log_c = self._columns["flops"][1]
+        log_x = pm.Data(f"{col}_log_value", np.log(self.runs[col].to_numpy(dtype=float)),
+                        dims="run")
         return term.effect(pt, kappa, ref, slope, log_x, log_c)
 
     # -- answers from draws (the same terms as the graph, on NumPy arrays) ------------------

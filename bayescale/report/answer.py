@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Callable
 from pathlib import Path
 
-import matplotlib.pyplot as plt
 import numpy as np
 import pandas as pd
 
@@ -17,9 +16,7 @@ from bayescale.inference.intervals import interval
 from bayescale.inference.progress import phase
 from bayescale.model.points import check_budgets, decades_past
 from bayescale.model.recommend import best_levels, level_name, level_shift
-from bayescale.report import plots
 from bayescale.report.folders import pause_for_tests, staged_folder
-from bayescale.report.isoflop_plot import plot_isoflop
 
 __all__ = ["targets_table", "format_targets", "format_answer", "write_results"]
 
@@ -138,6 +135,9 @@ def format_answer(fit, budgets=None, *, prob: float = 0.9,
 
 def _main_figures(fit, budgets, prob) -> dict:
     """The figures of the model's own view (its family's ``report_view``)."""
+    from bayescale.report import plots
+    from bayescale.report.isoflop_plot import plot_isoflop
+
     if fit.model.report_view == "isoflop":
         return {"isoflop.png": plot_isoflop(fit, budgets or None, prob=prob)}
     figures = {"law.png": plots.plot_law(fit, budgets, prob=prob).figure}
@@ -147,6 +147,9 @@ def _main_figures(fit, budgets, prob) -> dict:
 
 
 def _figures(fit, budgets, prob) -> dict:
+    """Every figure of the results folder, by file name (matplotlib is imported here)."""
+    from bayescale.report import plots
+
     figures = _main_figures(fit, budgets, prob) | {
         "checks.png": plots.plot_checks(fit, prob=prob), "ranks.png": plots.plot_ranks(fit)}
     if fit.hyperparameter_offsets:
@@ -206,6 +209,8 @@ def _write_into(folder: Path, fit, budgets, prob, title, targets=None) -> dict[s
     if targets is not None:
         targets.to_csv(paths["targets.csv"], index=False)
     figures = _figures(fit, budgets, prob)
+    import matplotlib.pyplot as plt  # imported by _figures' plots, with its backend
+
     for name, figure in figures.items():
         paths[name] = folder / name
         figure.savefig(paths[name], dpi=120, bbox_inches="tight")

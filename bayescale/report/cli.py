@@ -10,7 +10,7 @@ import warnings
 from pathlib import Path
 
 from bayescale.inference import progress
-from bayescale.report import folders, interrupts
+from bayescale.report import interrupts
 from bayescale.report.phases import PhaseLines
 
 __all__ = ["main"]
@@ -117,6 +117,8 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``bayescale`` console script; returns the exit status: 0, 2 for a
     user error, 130 / 143 when stopped by SIGINT / SIGTERM (nothing half-written is left)."""
     args = _parser().parse_args(argv)
+    from bayescale.report import folders  # after --help, which needs no array library
+
     written = len(folders.WRITTEN)
     try:
         verbs = {"fit": _fit, "predict": _predict, "compare": _compare, "design": _design,
@@ -185,6 +187,7 @@ def _check_out_file(out: str | None, argument: str = "--out") -> None:
 
 def _fit(args) -> int:
     import bayescale as bs
+    from bayescale.report import folders
     from bayescale.report.recipe import Recipe
     from bayescale.report.answer import format_answer, targets_table, write_results
 
@@ -309,6 +312,8 @@ def _predict(args) -> int:
         print(f"{_KIND_NAMES[args.kind]}: median [{args.prob:.0%} interval]\n"
               f"{_finite_only(table).to_string(index=False)}")
     if args.out:
+        from bayescale.report import folders
+
         out = Path(args.out)
         with folders.staged_files(out.parent, [out.name], overwrite=args.force) as temps:
             table.to_csv(temps[out.name], index=False)
