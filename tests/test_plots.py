@@ -205,3 +205,15 @@ def test_checks_and_ranks_of_a_real_fit_have_no_overlapping_text(chinchilla_fit)
                 assert not legend.get_window_extent(renderer).overlaps(
                     ax.patch.get_window_extent(renderer))
         plt.close(fig)
+
+
+def test_plot_optimal_marks_the_runs_own_profile_minima(chinchilla_fit):
+    """N* answers follow the runs' isoFLOP minima: the figure shows them, one marker each."""
+    minima = chinchilla_fit.model.profile_minima(chinchilla_fit.posterior)
+    assert len(minima) >= 3
+    ax = plots.plot_optimal(chinchilla_fit, [1e24], prob=0.9)
+    label = "N* of the runs' own isoFLOP profiles"
+    marked = [c for c in ax.collections if c.get_label() == label]
+    assert len(marked) == 1 and len(marked[0].get_offsets()) == len(minima)
+    np.testing.assert_allclose(np.asarray(marked[0].get_offsets())[:, 1], minima["params_opt"])
+    plt.close(ax.figure)

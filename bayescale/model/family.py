@@ -232,6 +232,11 @@ class Family:
         """A fresh draw of the log-scale noise per posterior draw (for new runs)."""
         return self.noise_model(posterior).draw(shape, rng)
 
+    def profile_minima(self, posterior: xr.Dataset) -> pd.DataFrame:
+        """The runs' own isoFLOP minima that the family's N* answers follow (``flops``,
+        ``params_opt``, ``runs``); none here (a family that measures them overrides this)."""
+        return pd.DataFrame(columns=["flops", "params_opt", "runs"])
+
     def noise_model(self, posterior: xr.Dataset) -> Noise:
         """A run's noise per draw with a trailing point axis (:class:`bayescale.model.noise.
         Noise`). With ``"skewed"`` noise a new run is a run like the fitted ones: seed noise

@@ -46,7 +46,8 @@ def _budgets(log_c: np.ndarray, budgets=None) -> np.ndarray:
         near = np.abs(log_c[:, None] - nominal[None, :])
         return np.where(near.min(1) < 0.12, nominal[near.argmin(1)], np.nan)
     order = np.argsort(log_c)
-    group = np.concatenate([[0], np.cumsum(np.diff(log_c[order]) > SAME_BUDGET_DECADES)])
+    group = np.cumsum(np.concatenate([[False], np.diff(log_c[order]) > SAME_BUDGET_DECADES]))
+    group = group[:log_c.size]  # no runs, no groups
     label = np.empty_like(log_c)
     for g in np.unique(group):
         members = order[group == g]

@@ -459,17 +459,26 @@ class ScalingLaw(Family):
     #: budget; a learning curve's points are not)
     profiles_measure_allocation = True
 
-    def _profile_shift(self, posterior, theta, budgets, rng) -> np.ndarray:
-        """Decades to add to the law's log10 N* per draw and budget, measured by the runs'
-        isoFLOP profiles (:mod:`bayescale.model.profiles`); zeros without enough profiles.
-        The losses of runs with hyperparameter terms are taken at the terms' median removed."""
+    def profile_minima(self, posterior) -> pd.DataFrame:
+        """The runs' own isoFLOP minima (:func:`bayescale.model.profiles.profile_optima`):
+        ``flops``, ``params_opt``, ``runs``; empty where the runs hold no profile or are not
+        trained to their budget. Runs with hyperparameter terms enter with the terms' median
+        removed."""
+        if not self.profiles_measure_allocation or not self.law.has_optimum:
+            return super().profile_minima(posterior)
         runs = self.runs.assign(flops=run_flops(self.runs))
         loss = runs["loss"].to_numpy(float)
         if self.offsets or self.continuous:
             terms = (self._offset_draws(posterior, runs, np.random.default_rng(0))
                      + self._penalty_draws(posterior, runs) + self._extra_draws(posterior, runs))
             loss = loss / np.exp(np.median(np.reshape(terms, (-1, len(runs))), axis=0))
-        found = profile_optima(runs, loss)
+        return profile_optima(runs, loss)
+
+    def _profile_shift(self, posterior, theta, budgets, rng) -> np.ndarray:
+        """Decades to add to the law's log10 N* per draw and budget, measured by the runs'
+        isoFLOP profiles (:mod:`bayescale.model.profiles`); zeros without enough profiles.
+        The losses of runs with hyperparameter terms are taken at the terms' median removed."""
+        found = self.profile_minima(posterior)
         shape = np.broadcast_shapes(theta[self.law.params[0]].shape[:-1] + (1,),
                                     (np.size(budgets),))
         if len(found) < MIN_PROFILES:

@@ -168,6 +168,10 @@ def plot_optimal(fit, budgets=None, *, prob: float = 0.9, ax=None):
     runs = fit.runs
     ax.scatter(runs["flops"], runs["params"], s=8, color="tab:purple", alpha=0.4, label="runs: N")
     ax.scatter(runs["flops"], runs["tokens"], s=8, color="tab:green", alpha=0.4, label="runs: D")
+    minima = fit.model.profile_minima(fit.posterior)
+    if len(minima):  # where N* follows the drift of the runs' own profiles from the law
+        ax.scatter(minima["flops"], minima["params_opt"], s=36, marker="D", color="white",
+                   edgecolor="black", zorder=3, label="N* of the runs' own isoFLOP profiles")
     ax.set(xscale="log", yscale="log", xlabel="training compute C (FLOPs)",
            ylabel="parameters / tokens", title="Compute-optimal allocation")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
