@@ -315,12 +315,6 @@ def summarise(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 CHINCHILLA_BUDGETS = np.array([6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21])
 
 
-def measured_optima(test: pd.DataFrame, budgets=None) -> pd.DataFrame:
-    """Per held-out budget with an isoFLOP profile: N* of a parabola in log N of the loss
-    (:func:`bayescale.model.profiles.profile_optima`, as the studies measured it)."""
-    return profile_optima(test, budgets=budgets)
-
-
 def _posterior(cached: dict, scale=None, bias=None, seed: int = 13) -> xr.Dataset:
     """The cached law-exact draws as a posterior, with the discrepancy's learned draws (its
     directions z and tilt drawn from their N(0, 1) priors) when ``scale`` is given."""
@@ -345,7 +339,9 @@ def allocation(table, learned: dict[str, dict]) -> pd.DataFrame:
         if study not in ("porian", "chinchilla"):
             continue
         cached = load_cache(name)
-        measured = measured_optima(test, CHINCHILLA_BUDGETS if study == "chinchilla" else None)
+        # each held-out budget's N*: a parabola in log N of the loss, as the studies measured it
+        measured = profile_optima(test, budgets=CHINCHILLA_BUDGETS if study == "chinchilla"
+                                  else None)
         if measured.empty:
             continue
         model = bs.ScalingLaw(train, law="chinchilla", **options)

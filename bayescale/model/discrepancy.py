@@ -192,13 +192,14 @@ def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0):
     w, log_weights = _mixing_nodes(nu)
     sigma2 = float(np.median(b.sigma)) ** 2
     tau = None if b.shortfall is None else float(np.median(b.shortfall))
+    tau2 = 0.0 if tau is None else tau ** 2  # the shortfall's variance
     resid = b.log_loss - b.log_mu.mean(axis=0) - bias * b.distance
     v = b.log_mu.var(axis=0)
     var = (v[:, None] + sigma2 / w[None, :])[:, :, None] \
         + (1.0 - shared) * (scale * b.distance[:, None, None]) ** 2          # runs x K x 1
     # z's nodes are placed by its posterior under Normal noise of the same mean and variance
     centred = resid if tau is None else resid - tau
-    z = _z_nodes(centred, v + sigma2 + (tau or 0.0) ** 2, b.distance, scale, shared)   # J
+    z = _z_nodes(centred, v + sigma2 + tau2, b.distance, scale, shared)                 # J
     shift = math.sqrt(shared) * scale * b.distance[:, None, None] * z[None, None, :]
     if tau is None:
         per_node = -0.5 * (pt.log(2 * math.pi * var) + (resid[:, None, None] - shift) ** 2 / var)
@@ -207,7 +208,7 @@ def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0):
                            pt.as_tensor(resid)[:, None, None])
     per_run = pt.logsumexp(per_node + log_weights[None, :, None], axis=1)  # runs x J
     log_ratio = -0.5 * z ** 2 + 0.5 * _NODES ** 2 - 0.5 * pt.log(_z_precision(
-        v + sigma2 + (tau or 0.0) ** 2, b.distance, scale, shared))       # phi(z) / q(z)
+        v + sigma2 + tau2, b.distance, scale, shared))                    # phi(z) / q(z)
     return pt.logsumexp(per_run.sum(axis=0) + _LOG_WEIGHTS + log_ratio)
 
 

@@ -434,12 +434,13 @@ class ScalingLaw(Family):
         minimum."""
         theta = {k: posterior[k].values[..., None] for k in self.law.params}
         k = self.flops_per_param_token
+        log_c = np.log(np.asarray(budgets, float) / k)
         slope = None
-        if "discrepancy_tilt" in posterior:
-            law_opt = self.law.optimum(theta, budgets, flops_per_param_token=k)
+        if "discrepancy_tilt" in posterior:  # the tilt's distance, at the law's own N*
+            log_n = self.law.allocation(theta, log_c)
             term, draws = self.discrepancy_term, discrepancy_draws(posterior)
-            d = term.distance({"params": law_opt["params_opt"], "tokens": law_opt["tokens_opt"],
-                               "flops": np.broadcast_to(budgets, law_opt["loss_opt"].shape)},
+            d = term.distance({"params": np.exp(log_n), "tokens": np.exp(log_c - log_n),
+                               "flops": np.broadcast_to(budgets, log_n.shape)},
                               term.ranges(self.runs))
             slope = d * draws["scale"] * draws["tilt"]
         out = self.law.optimum(theta, budgets, flops_per_param_token=k, slope=slope)
@@ -449,7 +450,6 @@ class ScalingLaw(Family):
                                                    + self._discrepancy_draws(posterior, at))
         if "discrepancy_scale" in posterior and self.profiles_measure_allocation:
             shift = self._profile_shift(posterior, theta, budgets, rng)
-            log_c = np.log(np.asarray(budgets, float) / k)
             out["params_opt"] = out["params_opt"] * 10.0 ** shift
             out["tokens_opt"] = np.exp(log_c) / out["params_opt"]
             out["tokens_per_param"] = out["tokens_opt"] / out["params_opt"]
