@@ -173,6 +173,39 @@ def test_new_budget_adds_budget_scatter(runs):
     assert np.std(scattered) == pytest.approx(0.2, rel=0.05)  # 4000 draws: sd of sd ~1.1%
 
 
+def test_answers_past_the_runs_carry_the_discrepancy(runs):
+    """The IsoFLOP model carries the discrepancy of the family base: past the runs its loss
+    answers move by d (b + s z), d the decades from the nearest run; none without it."""
+    exact = _fake_fit(runs, 0.0)
+    assert exact.spec["discrepancy"] == "prior"  # the family's default
+    rng = np.random.default_rng(3)
+    scale, bias, draws = 0.05, -0.01, exact.posterior.sizes["draw"]
+    post = exact.posterior.assign(
+        discrepancy_scale=(("chain", "draw"), np.full((1, draws), scale)),
+        discrepancy_bias=(("chain", "draw"), np.full((1, draws), bias)),
+        discrepancy_z=(("chain", "draw"), rng.standard_normal((1, draws))))
+    idata = xr.DataTree.from_dict({"posterior": post})
+    misfit = bs.Fit.from_sampler(idata, spec=exact.spec, runs=runs, sampler="fake", seed=0)
+    budget = 1e24
+    with pytest.warns(bs.ExtrapolationWarning):
+        plain = exact.optimal([budget], random_seed=1)
+    with pytest.warns(bs.ExtrapolationWarning):
+        bent = misfit.optimal([budget], random_seed=1)
+    n_star = float(plain["params_opt"].values.ravel()[0])
+    d = misfit.model.discrepancy_distance({"params": np.array([n_star]),
+                                           "flops": np.array([budget])})[0]
+    assert d == pytest.approx(np.log10(budget / runs["flops"].max()), abs=0.01)
+    shift = np.log(bent["loss_opt"].values.ravel() / plain["loss_opt"].values.ravel())
+    assert np.std(plain["loss_opt"].values) < 1e-12
+    assert np.mean(shift) == pytest.approx(bias * d, abs=4 * scale * d / np.sqrt(draws))
+    assert np.std(shift) == pytest.approx(scale * d, rel=0.05)  # 4000 draws
+    np.testing.assert_allclose(bent["params_opt"].values, plain["params_opt"].values)
+    # on a run the distance is 0: the fit is unchanged there
+    np.testing.assert_allclose(misfit.model.discrepancy_distance(runs.iloc[:5]), 0.0)
+    off = IsoFlop(runs, discrepancy="off")
+    assert "discrepancy_scale" not in off.priors and off.spec["discrepancy"] == "off"
+
+
 # -- plot ------------------------------------------------------------------------------------------
 def test_plot_isoflop_writes_a_png(fit, tmp_path):
     fig = plot_isoflop(fit, budgets=[1e23, 1e24], prob=0.9)

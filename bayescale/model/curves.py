@@ -53,6 +53,7 @@ free the law to follow each run's shape alone.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
@@ -61,11 +62,10 @@ from bayescale.data import lazy
 from bayescale.data.curves import CURVE, LR_LEFT
 from bayescale.data.runs import require_columns
 from bayescale.model import priors as _priors
-from bayescale.model.fit import register
 from bayescale.model.points import decades_past
-from bayescale.model.discrepancy import discrepancy_draws
 from bayescale.model.scaling import ScalingLaw
 from bayescale.model.spec import LearningCurvesSpec
+from bayescale.model.terms import Term
 
 pm = lazy.module("pymc")
 pt = lazy.module("pytensor.tensor")
@@ -82,7 +82,6 @@ _RIDGE_LAW = ("log_E", "log_A_ref", "log_B_ref", "alpha", "beta")
 FINAL = "final_tokens"
 
 
-@register
 class LearningCurves(ScalingLaw):
     """A Bayesian scaling law fitted to learning curves, with a learning-rate schedule term.
 
@@ -109,14 +108,31 @@ class LearningCurves(ScalingLaw):
     >>> import bayescale as bs
     >>> table = bs.learning_curves(bs.datasets.load("olmo_ladder_curves"))
     >>> model = bs.LearningCurves(table)
-    >>> [name for name in model.priors if name.startswith(("anneal", "curve"))]
-    ['curve_tau', 'anneal', 'anneal_slope']
+    >>> sorted(name for name in model.priors if name.startswith(("anneal", "curve")))
+    ['anneal', 'anneal_slope', 'curve_tau']
     """
 
     #: a curve's points are not runs trained to their compute: no isoFLOP profiles
     profiles_measure_allocation = False
 
     family = "learning_curves"
+    spec_class = LearningCurvesSpec
+
+    @classmethod
+    def variants(cls) -> list[dict]:
+        """The Chinchilla law (sampled along its ridges) with the discrepancy, and Kaplan's
+        law taken as exact."""
+        return [{"law": "chinchilla", "discrepancy": "prior"},
+                {"law": "kaplan", "discrepancy": "off"}]
+
+    @classmethod
+    def example(cls, **options) -> LearningCurves:
+        """The OLMo ladder's learning curves (``olmo_ladder_curves``: 30 runs, 12 checkpoints
+        each)."""
+        from bayescale.data.curves import learning_curves
+        from bayescale.data.datasets import load
+
+        return cls(learning_curves(load("olmo_ladder_curves")), **options)
     #: the schedule and ridge terms hold constants of the run table: compiled per table
     graph_from_data = False
 
@@ -170,8 +186,6 @@ class LearningCurves(ScalingLaw):
         ``length_curvature ~ Normal(0, 0.05)``."""
         out = super().default_priors()
         out[f"{CURVE}_tau"] = {"dist": "HalfNormal", "sigma": 0.02}
-        out |= {name: {"dist": "Normal", "mu": 0.0, "sigma": 0.1} for name in SCHEDULE_PARAMS}
-        out["length_curvature"] = {"dist": "Normal", "mu": 0.0, "sigma": 0.05}
         return out
 
     # -- the graph ---------------------------------------------------------------------------
@@ -191,15 +205,65 @@ class LearningCurves(ScalingLaw):
         return (level, log_a - log_e, log_b - log_e, math.log(0.3) + log_a - level,
                 math.log(0.3) + log_b - level)
 
-    def _extra_terms(self):
-        params = (_priors.create(name, self.priors[name]) for name in SCHEDULE_PARAMS)
-        return _schedule(*params, *self._schedule_inputs(self.runs))
+    @property
+    def terms(self) -> tuple:
+        """The schedule term, then the scaling law's (each run's ``curve`` offset first)."""
+        return (Schedule(self.log_tpp_reference, self.log_tpp_range), *super().terms)
 
-    def _extra_draws(self, posterior, table) -> np.ndarray | float:
-        params = (posterior[name].values[..., None] for name in SCHEDULE_PARAMS)
-        return _schedule(*params, *self._schedule_inputs(table))
+    # -- answers -----------------------------------------------------------------------------
+    def discrepancy_distance(self, points) -> np.ndarray | float:
+        """Decades from the nearest run as for a scaling law, at least the decades past the
+        last fitted checkpoint of a point's own curve: a run's final loss predicted from its
+        first part is an extrapolation along that run even inside the sweep's range."""
+        return np.maximum(super().discrepancy_distance(points), self._along(points))
 
-    def _schedule_inputs(self, table) -> tuple[np.ndarray, np.ndarray]:
+    def _along(self, points) -> np.ndarray:
+        """Decades of tokens past the last fitted checkpoint of each point's curve (0 for a
+        point without a fitted curve)."""
+        if CURVE not in points:
+            return np.zeros(np.shape(points["tokens"]))
+        return np.nan_to_num(_decades_along(self.runs, points), nan=0.0)
+
+    def describe(self) -> str:
+        return (super().describe() + "; learning curves: a schedule term in the learning rate "
+                "not yet annealed, lr_left (anneal + anneal_slope z), and a run-length term "
+                "length_curvature z^2 (z: log final tokens per parameter, centred)")
+
+    def describe_short(self) -> str:
+        return f"learning curves, law={self.law.name!r} offsets={list(self.offsets)}"
+
+
+@dataclass(frozen=True)
+class Schedule(Term):
+    """The schedule and run-length terms of learning curves, ``h (c0 + c1 z) + q z^2``
+    (module docstring): ``h`` the learning rate not yet annealed (``lr_left``), ``z`` the
+    run's log final tokens per parameter less ``reference``, held within ``range`` (the
+    fitted runs', relative to the reference)."""
+
+    reference: float = 0.0
+    range: tuple[float, float] = (0.0, 0.0)
+    names = SCHEDULE_PARAMS
+
+    def default_priors(self, runs: pd.DataFrame) -> dict:
+        """``anneal``, ``anneal_slope ~ Normal(0, 0.1)`` (a checkpoint at the peak learning
+        rate within about 20% of the law), ``length_curvature ~ Normal(0, 0.05)``."""
+        out = {name: {"dist": "Normal", "mu": 0.0, "sigma": 0.1} for name in SCHEDULE_PARAMS}
+        out["length_curvature"] = {"dist": "Normal", "mu": 0.0, "sigma": 0.05}
+        return out
+
+    @staticmethod
+    def effect(xp, c0, c1, q, left, ratio):
+        """``h (c0 + c1 z) + q z^2``, ``z = log(T/N) - m`` (``ratio``, already centred)."""
+        return left * (c0 + c1 * ratio) + q * ratio**2
+
+    def graph(self, family):
+        return self.effect(pt, *(family.prior(n) for n in self.names),
+                           *self.inputs(family.runs))
+
+    def draws(self, family, posterior, table, rng):
+        return self.effect(np, *self.parameters(posterior, self.names), *self.inputs(table))
+
+    def inputs(self, table) -> tuple[np.ndarray, np.ndarray]:
         """``h`` and the centred log final tokens per parameter, held within the fitted runs'
         range. A point without ``lr_left`` is the end of a run: ``h = 0``, ``T`` its tokens."""
         tokens = np.asarray(table["tokens"], dtype=float)
@@ -212,41 +276,8 @@ class LearningCurves(ScalingLaw):
                                  f"learning_curves), got {list(table[LR_LEFT])[:5]}")
             require_columns(table, [FINAL], why=f"the schedule term ({LR_LEFT})")
             final = table[FINAL].to_numpy(dtype=float)
-        ratio = np.log(final / np.asarray(table["params"], dtype=float)) - self.log_tpp_reference
-        return left, np.clip(ratio, *self.log_tpp_range)
-
-    # -- answers -----------------------------------------------------------------------------
-    def _discrepancy_draws(self, posterior, points) -> np.ndarray | float:
-        """``s * d * z`` as for a scaling law, with ``d`` at least the decades past the last
-        fitted checkpoint of a point's own curve: a run's final loss predicted from its first
-        part is an extrapolation along that run even inside the sweep's range."""
-        if "discrepancy_scale" not in posterior:
-            return 0.0
-        term = self.discrepancy_term
-        d = np.maximum(term.distance(points, term.ranges(self.runs)), self._along(points))
-        return self._discrepancy_effect(posterior, points, d)
-
-    def _along(self, points) -> np.ndarray:
-        """Decades of tokens past the last fitted checkpoint of each point's curve (0 for a
-        point without a fitted curve)."""
-        if CURVE not in points:
-            return np.zeros(np.shape(points["tokens"]))
-        return np.nan_to_num(_decades_along(self.runs, points), nan=0.0)
-
-    def summary_variables(self, posterior):
-        """The scaling law's (:meth:`bayescale.ScalingLaw.summary_variables`), the schedule
-        term's ``anneal`` and ``anneal_slope`` and the run-length term's
-        ``length_curvature``."""
-        base = super().summary_variables(posterior)
-        return base.assign({name: posterior[name] for name in SCHEDULE_PARAMS})
-
-    def describe(self) -> str:
-        return (super().describe() + "; learning curves: a schedule term in the learning rate "
-                "not yet annealed, lr_left (anneal + anneal_slope z), and a run-length term "
-                "length_curvature z^2 (z: log final tokens per parameter, centred)")
-
-    def describe_short(self) -> str:
-        return f"learning curves, law={self.law.name!r} offsets={list(self.offsets)}"
+        ratio = np.log(final / np.asarray(table["params"], dtype=float)) - self.reference
+        return left, np.clip(ratio, *self.range)
 
 
 def _decades_along(fitted: pd.DataFrame, points) -> np.ndarray:
@@ -255,11 +286,6 @@ def _decades_along(fitted: pd.DataFrame, points) -> np.ndarray:
     last = fitted.groupby(CURVE)["tokens"].max()
     seen = pd.Series(np.asarray(points[CURVE]).astype(str)).map(last).to_numpy(dtype=float)
     return np.maximum(np.log10(np.asarray(points["tokens"], dtype=float) / seen), 0.0)
-
-
-def _schedule(c0, c1, q, left, ratio):
-    """``h (c0 + c1 z) + q z^2``, ``z = log(T/N) - m`` (``ratio``, already centred)."""
-    return left * (c0 + c1 * ratio) + q * ratio**2
 
 
 def _ridge(priors: dict, start: tuple[float, ...]) -> dict:

@@ -244,7 +244,7 @@ def _with_hyperparameters(fit, table: pd.DataFrame) -> pd.DataFrame:
     for col in fit.hyperparameter_offsets:
         levels = np.unique(fit.runs[col].to_numpy())
         table = pd.concat([table.assign(**{col: level}) for level in levels], ignore_index=True)
-    continuous = fit.spec.get("continuous") or []
+    continuous = fit.continuous
     if continuous:
         budgets = np.unique(table["flops"].to_numpy())
         optimum = fit.optimal_hyperparameters(budgets).median(("chain", "draw"))
@@ -334,7 +334,7 @@ def _best_batch(state, cost, budget, max_runs):
 
 # -- inputs ----------------------------------------------------------------------------------
 def _hyperparameter_columns(fit) -> list[str]:
-    return [*fit.hyperparameter_offsets, *(fit.spec.get("continuous") or [])]
+    return [*fit.hyperparameter_offsets, *(fit.continuous)]
 
 
 def _check_candidates(fit, candidates) -> pd.DataFrame:
@@ -356,7 +356,7 @@ def _check_candidates(fit, candidates) -> pd.DataFrame:
     if "flops" not in table.columns:
         raise ValueError(f"candidates need FLOPs (a flops column, or params and tokens) to cost "
                          f"each run; they have {list(candidates.columns)}")
-    for col in fit.spec.get("continuous") or []:
+    for col in fit.continuous:
         check_positive_column(table, col, argument="candidates")
     table.index = candidates.index
     return table
@@ -421,7 +421,7 @@ def _target_names(fit, target) -> tuple[str, ...]:
     if not isinstance(names, Sequence) or not names or not all(isinstance(n, str) for n in names):
         raise TypeError(f"target must be a name, a list of names or a configuration, got "
                         f"{target!r}")
-    allowed = [*(OPTIMUM_TARGETS if has_optimum else ()), *(fit.spec.get("continuous") or [])]
+    allowed = [*(OPTIMUM_TARGETS if has_optimum else ()), *(fit.continuous)]
     for name in names:
         if name not in allowed:
             raise ValueError(f"unknown target {name!r}; this fit answers {allowed} (or give a "

@@ -360,7 +360,7 @@ def attach(fit, model, *, sampler: str, target_accept: float):
     post = post.assign({name: (("chain", "draw"), v) for name, v in learned.items()}
                        | {"discrepancy_z": (("chain", "draw"), z)}
                        | ({"discrepancy_tilt": (("chain", "draw"), tilt)}
-                          if model.law.has_optimum else {}))
+                          if model.tilts else {}))
     table = backtest_table(backtests)
     held = xr.Dataset({c: ("held_out", table[c].to_numpy(dtype=float)) for c in table.columns})
     held.attrs["fits"] = json.dumps([{"cut_decades": b.cut, "max_r_hat": b.max_r_hat,

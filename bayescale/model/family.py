@@ -1,14 +1,20 @@
-"""The model base every family derives from, the registry of families, and the noise.
+"""The model base every family derives from: options, the graph, NUTS, the noise, and the
+discrepancy past the runs.
 
 A *family* (:class:`bayescale.ScalingLaw`, :class:`bayescale.IsoFlop`, ...) turns a run table
-and its options into a PyMC model; it is rebuilt from the spec a fit stores
-(:meth:`Family.from_spec`), and it answers questions from posterior draws in NumPy: the log
-mean loss of any table of points, the parameters worth summarising, the compute-optimal
-allocation where it has one. :class:`bayescale.Fit`, comparison, refits, calibration, reports
-and the CLI ask a fit's family; none of them knows which family it is.
+and its options into a PyMC model: its mean (the law) plus a list of terms
+(:mod:`bayescale.model.terms`), each written once for the graph and for the draws, plus the
+noise. It is rebuilt from the spec a fit stores (:meth:`Family.from_spec`), and it answers
+questions from posterior draws in NumPy: the log mean loss of any table of points, the
+parameters worth summarising, the compute-optimal allocation where it has one. Every family
+carries the law's misfit past the runs (``discrepancy=``; :mod:`bayescale.model.discrepancy`).
+:class:`bayescale.Fit`, comparison, refits, calibration, reports and the CLI ask a fit's
+family, through the capabilities defined here with the defaults of a family that lacks them;
+none of them knows which family it is.
 
-Register a new family with :func:`bayescale.model.fit.register` (a class attribute ``family`` names
-it).
+Defining a subclass with a class attribute ``family`` (its name) and ``spec_class`` (its typed
+spec, :mod:`bayescale.model.spec`) registers it (:mod:`bayescale.model.registry`): a new
+family is its own module and its spec, nothing else.
 """
 
 from __future__ import annotations
@@ -23,10 +29,14 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data import lazy
+from bayescale.model import discrepancy as _discrepancy
+from bayescale.model import priors as _priors
+from bayescale.model import registry
 from bayescale.model.fit import Fit
 from bayescale.inference.diagnostics import check_draw_counts
 from bayescale.inference.sampling import check_memory, check_sampler_arguments, sample
 from bayescale.model.noise import Noise
+from bayescale.model.terms import ContinuousOptimum, Discrepancy, Offsets
 
 pm = lazy.module("pymc")
 
@@ -43,14 +53,17 @@ CHUNK_ELEMENTS = 20_000_000
 class Family:
     """What every model family shares: options, priors, the graph, NUTS, and the noise.
 
-    Subclasses set ``family``, validate the runs in ``__init__`` (setting ``runs``, ``noise``,
-    ``priors`` and ``user_priors``), and define :meth:`spec`, :meth:`options`, :meth:`_build`,
-    :meth:`points`, :meth:`log_mean_draws`, :meth:`summary_variables`, :meth:`describe` and
-    :meth:`describe_short`.
+    Subclasses set ``family`` and ``spec_class`` (which registers them), validate the runs in
+    ``__init__`` (setting ``runs``, ``noise``, ``discrepancy``, ``priors`` and
+    ``user_priors``), and define :meth:`spec`, :meth:`options`, :meth:`_coords`,
+    :meth:`_mean_graph`, :meth:`mean_draws`, :meth:`points`, :meth:`summary_variables`,
+    :meth:`describe` and :meth:`describe_short`; terms on the mean come from :attr:`terms`.
     """
 
     family: ClassVar[str]
-    #: the report's main view of this family's fits (``law`` or ``isoflop``; report.py)
+    spec_class: ClassVar[type]
+    #: the report's main view of this family's fits (a name the report layer maps to its
+    #: figures: ``law`` or ``isoflop``)
     report_view: ClassVar[str] = "law"
     #: the parameters of the noise on log loss, by noise
     _NOISE_PARAMS = {"student_t": ("sigma", "nu"), "normal": ("sigma",),
@@ -60,6 +73,67 @@ class Family:
     noise: str
     priors: dict
     user_priors: dict
+    #: the law's misfit past the runs: ``backtest``, ``prior`` or ``off``
+    discrepancy: str = "off"
+
+    def _set_options(self, noise: str, discrepancy: str) -> None:
+        """Check and set the options every family has (a ValueError naming a bad one)."""
+        if noise not in NOISES:
+            raise ValueError(f"noise must be one of {list(NOISES)}, got {noise!r}")
+        if discrepancy not in _discrepancy.DISCREPANCIES:
+            raise ValueError(f"discrepancy must be one of {list(_discrepancy.DISCREPANCIES)}, "
+                             f"got {discrepancy!r}")
+        self.noise, self.discrepancy = noise, discrepancy
+
+    @classmethod
+    def variants(cls) -> list[dict]:
+        """Constructor options that between them build every distinct graph of this family
+        (each law, the discrepancy on and off): what the contract tests run for every
+        registered family (``tests/test_contract.py``)."""
+        return [{"discrepancy": "off"}, {"discrepancy": "prior"}]
+
+    @classmethod
+    def example(cls, **options) -> Family:
+        """A model of this family with ``options`` on a small run table it takes (bundled or
+        simulated): what the docs and the contract tests build."""
+        raise NotImplementedError
+
+    def __init_subclass__(cls, **kwargs) -> None:
+        super().__init_subclass__(**kwargs)
+        if "family" in cls.__dict__:  # a family of its own, not a helper subclass
+            registry.add(cls)
+
+    # -- capabilities: what a family has, with the defaults of one that has none ---------------
+    #: categorical columns with latent offsets, and continuous hyperparameter columns
+    offsets: tuple[str, ...] = ()
+    continuous: tuple[str, ...] = ()
+
+    @property
+    def hyperparameter_offsets(self) -> tuple[str, ...]:
+        """The offset columns that are hyperparameters (what reports and designs rank)."""
+        return self.offsets
+
+    @property
+    def terms(self) -> tuple:
+        """The terms on the log mean besides the family's own mean
+        (:class:`bayescale.model.terms.Term`); none here."""
+        return ()
+
+    def term(self, kind: type, column: str):
+        """The term of ``kind`` on ``column`` (a ValueError naming the columns that have one)."""
+        found = {t.column: t for t in self.terms if isinstance(t, kind)}
+        if column not in found:
+            raise ValueError(f"{self.describe_short()} has no {kind.__name__} term on column "
+                             f"{column!r}; it has them on {list(found)}")
+        return found[column]
+
+    def offset_variable(self, column: str) -> str:
+        """The posterior variable of the offsets of ``column`` (one value per level)."""
+        return self.term(Offsets, column).variable
+
+    def log_optimum(self, posterior, column: str, log_flops: np.ndarray) -> np.ndarray:
+        """log x*(C) of continuous hyperparameter ``column`` per draw: (chain, draw, n)."""
+        return self.term(ContinuousOptimum, column).log_optimum_draws(posterior, log_flops)
 
     # -- structure ---------------------------------------------------------------------------
     @classmethod
@@ -96,7 +170,26 @@ class Family:
         return self._model
 
     def _build(self) -> pm.Model:
+        """The PyMC model: the family's mean, each term, the likelihood."""
+        with pm.Model(coords=self._coords()) as model:
+            log_mu = self._mean_graph()
+            for term in self.terms:
+                log_mu = log_mu + term.graph(self)
+            self._likelihood(log_mu, self.prior)
+        return model
+
+    def _coords(self) -> dict:
+        """The model's coordinates (``run`` and whatever the family's variables span)."""
         raise NotImplementedError
+
+    def _mean_graph(self):
+        """The family's log mean at its runs, inside the model context (its parameters
+        created by :meth:`prior`)."""
+        raise NotImplementedError
+
+    def prior(self, name: str, **kwargs):
+        """Variable ``name`` under its prior (inside the model context)."""
+        return _priors.create(name, self.priors[name], **kwargs)
 
     def compile_key(self) -> str:
         """A hash of everything the compiled model holds except the observed losses.
@@ -119,6 +212,12 @@ class Family:
         of another model with the same :meth:`compile_key` is given to sample this one."""
         return {var.name: np.asarray(var.get_value()) for var in self.model.data_vars}
 
+    def _positive(self) -> frozenset[str]:
+        """The prior names whose values must be positive: the noise's, the discrepancy's
+        scale and the terms'."""
+        return frozenset({"sigma", "nu", "shortfall", "discrepancy_scale"}).union(
+            *(t.positive for t in self.terms))
+
     def _noise_priors(self, scale: float) -> dict:
         """``sigma ~ HalfNormal(scale)``; ``nu ~ Gamma(2, 0.1)`` (Juarez & Steel 2010);
         ``shortfall ~ HalfNormal(scale)``."""
@@ -128,6 +227,15 @@ class Family:
         if self.noise == "skewed":
             out["shortfall"] = {"dist": "HalfNormal", "sigma": float(max(scale, 0.01))}
         return out
+
+    def _discrepancy_priors(self) -> dict:
+        """With a discrepancy, ``discrepancy_scale`` (log loss per decade past the runs):
+        :data:`bayescale.model.discrepancy.DEFAULT_SCALE_PRIOR`, and ``discrepancy_bias`` (its
+        mean per decade): :data:`bayescale.model.discrepancy.DEFAULT_BIAS_PRIOR`."""
+        if self.discrepancy == "off":
+            return {}
+        return {"discrepancy_scale": dict(_discrepancy.DEFAULT_SCALE_PRIOR),
+                "discrepancy_bias": dict(_discrepancy.DEFAULT_BIAS_PRIOR)}
 
     def _likelihood(self, log_mu, create) -> None:
         """The observed log losses about ``log_mu`` (inside the model context)."""
@@ -165,7 +273,9 @@ class Family:
         Returns
         -------
         bayescale.Fit
-            The posterior with log-likelihood, observed data and the model spec in attrs. A
+            The posterior with log-likelihood, observed data and the model spec in attrs, and
+            the draws of the discrepancy past the runs (``discrepancy=``; with ``"backtest"``
+            learned from backtests of the runs: two more fits of the same model). A
             :class:`bayescale.SamplerWarning` is issued for divergences, R-hat > 1.01 or bulk
             ESS < 400.
 
@@ -186,7 +296,9 @@ class Family:
         idata = self._complete(idata)
         fit = Fit.from_sampler(idata, spec=self.spec, runs=self.runs, sampler=sampler, seed=seed)
         fit.warn_diagnostics()
-        return fit
+        if self.discrepancy == "off":
+            return fit
+        return _discrepancy.attach(fit, self, sampler=sampler, target_accept=target_accept)
 
     def check_fit(self, *, draws: int, tune: int, chains: int, sampler: str,
                   target_accept: float) -> None:
@@ -220,8 +332,73 @@ class Family:
     # -- answers from draws --------------------------------------------------------------------
     def log_mean_draws(self, posterior: xr.Dataset, table: pd.DataFrame,
                        rng: np.random.Generator) -> np.ndarray:
-        """log mean loss per draw at the rows of ``table``: shape (chain, draw, row)."""
+        """log mean loss per draw at the rows of ``table``: shape (chain, draw, row): the
+        family's mean, its terms and the discrepancy past the runs."""
+        return (self.mean_draws(posterior, table, rng) + self.term_draws(posterior, table, rng)
+                + self.discrepancy_draws(posterior, table))
+
+    def mean_draws(self, posterior: xr.Dataset, table: pd.DataFrame,
+                   rng: np.random.Generator) -> np.ndarray:
+        """The family's own log mean (without terms) per draw at the rows of ``table``."""
         raise NotImplementedError
+
+    def term_draws(self, posterior: xr.Dataset, table, rng: np.random.Generator):
+        """The terms' contribution per draw at the rows of ``table`` (0.0 without terms)."""
+        total = 0.0
+        for term in self.terms:
+            total = total + term.draws(self, posterior, table, rng)
+        return total
+
+    # -- the discrepancy past the runs -----------------------------------------------------------
+    @property
+    def discrepancy_term(self) -> Discrepancy:
+        """The discrepancy over the run table's sizes and compute (``params``, ``tokens``,
+        ``flops``, those it has) and the continuous hyperparameters."""
+        columns = [c for c in ("params", "tokens", "flops") if c in self.runs.columns]
+        return Discrepancy((*columns, *self.continuous))
+
+    def discrepancy_distance(self, points) -> np.ndarray | float:
+        """Decades from the nearest run of each point (a table or a dict of arrays)."""
+        term = self.discrepancy_term
+        return term.distance(points, term.ranges(self.runs))
+
+    def discrepancy_draws(self, posterior: xr.Dataset, points) -> np.ndarray | float:
+        """``d * (b + s * (z + t * x))`` at ``points`` (a table or a dict of arrays) from the
+        posterior's draws of the scale, bias and directions (0.0 for a fit without them;
+        :func:`bayescale.model.discrepancy.attach`)."""
+        if "discrepancy_scale" not in posterior:
+            return 0.0
+        return self.discrepancy_effect(posterior, points, self.discrepancy_distance(points))
+
+    def discrepancy_effect(self, posterior: xr.Dataset, points, distance) -> np.ndarray:
+        """The discrepancy at ``points`` that lie ``distance`` decades from the runs."""
+        return self.discrepancy_term.effect(np, distance=distance,
+                                            **_discrepancy.discrepancy_draws(posterior),
+                                            across=self._across(posterior, points))
+
+    @property
+    def tilts(self) -> bool:
+        """Whether the discrepancy has a tilt across model sizes (``discrepancy_tilt``),
+        which moves N* past the runs: a family whose mean allocates N against D."""
+        return False
+
+    def _across(self, posterior: xr.Dataset, points) -> np.ndarray | float:
+        """Decades of N from the compute-optimal size at each point's compute, per draw,
+        where the tilt acts (0 for a family without it)."""
+        return 0.0
+
+    def with_runs(self, runs: pd.DataFrame) -> Family:
+        """This model's options on another run table, without the discrepancy (backtests)."""
+        runs = runs.copy()
+        runs.attrs = dict(self.runs.attrs)
+        options = self.options(self.spec)
+        priors = {k: v for k, v in (options.get("priors") or {}).items()
+                  if k not in _discrepancy.LEARNED}
+        return type(self)(runs, **{**options, "priors": priors or None, "discrepancy": "off"})
+
+    def _discrepancy_summary(self, posterior: xr.Dataset) -> list[str]:
+        """The discrepancy's learned variables in ``posterior`` (what a summary reports)."""
+        return [n for n in _discrepancy.LEARNED if n in posterior]
 
     def points(self, points) -> pd.DataFrame:
         """``points`` (DataFrame or dict of arrays) checked and completed for this family."""

@@ -20,6 +20,7 @@ from bayescale.inference.intervals import interval
 from bayescale.model.points import check_budgets
 from bayescale.model.design import design
 from bayescale.model.recommend import recommend
+from bayescale.model.registry import FAMILIES, family_of
 from bayescale.model.spec import SPEC_VERSION, Spec, spec_from_dict
 from bayescale.inference.diagnostics import PosteriorResult, SamplerWarning, warn_not_finite
 from bayescale.inference.trees import group, set_groups
@@ -29,25 +30,7 @@ from bayescale.model.reach import ExtrapolationWarning, optimum_messages, point_
 
 azs = lazy.module("arviz_stats")
 
-__all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION", "FAMILIES", "register", "family_of"]
-
-#: The families, by the name their fits record in ``spec["model"]``.
-FAMILIES: dict[str, type] = {}
-
-
-def register(cls: type) -> type:
-    """Class decorator: make ``cls`` the family named ``cls.family``."""
-    FAMILIES[cls.family] = cls
-    return cls
-
-
-def family_of(spec: Mapping) -> type:
-    """The family class that wrote ``spec`` (a spec without ``model`` is a scaling law's)."""
-    name = spec.get("model", "scaling_law")
-    if name not in FAMILIES:
-        raise ValueError(f"unknown model family {name!r}; known families are {list(FAMILIES)}")
-    return FAMILIES[name]
-
+__all__ = ["Fit", "SamplerWarning", "FORMAT_VERSION", "FAMILIES", "family_of"]
 
 #: Version of the results-file layout written by :meth:`Fit.save`. 2 (bayescale 0.2): an
 #: ``xarray.DataTree`` whose spec names its family (``spec["model"]``). 1 (bayescale 0.1): the
@@ -104,7 +87,16 @@ class Fit(PosteriorResult):
     def hyperparameter_offsets(self) -> list[str]:
         """The offset columns that are hyperparameters (a learning-curves fit's per-run
         ``curve`` offsets are not): what reports, recommendations and designs rank."""
-        return list(getattr(self.model, "hyperparameter_offsets", ()))
+        return list(self.model.hyperparameter_offsets)
+
+    @property
+    def continuous(self) -> list[str]:
+        """The continuous hyperparameter columns of the fit's model (``continuous=``)."""
+        return list(self.model.continuous)
+
+    def offset(self, column: str) -> xr.DataArray:
+        """The posterior draws of the offsets of ``column``'s levels."""
+        return self.posterior[self.model.offset_variable(column)]
 
     @property
     def law(self):
@@ -229,14 +221,14 @@ class Fit(PosteriorResult):
         Returns an ``xarray.Dataset`` over (chain, draw, budget), one variable per column
         named in ``continuous=`` (in the column's own units, e.g. the learning rate).
         """
-        if not self.spec.get("continuous"):
+        if not self.continuous:
             raise ValueError("this fit has no continuous hyperparameters (continuous=[...])")
         budgets = check_budgets(budgets)
         post = self.posterior
         coords = {"chain": post.chain, "draw": post.draw, "budget": budgets}
         return xr.Dataset({col: (("chain", "draw", "budget"),
                                  np.exp(self.model.log_optimum(post, col, np.log(budgets))))
-                           for col in self.spec["continuous"]}, coords=coords)
+                           for col in self.continuous}, coords=coords)
 
     def recommend(self, budget, *, prob: float = 0.9, top: int = 5):
         """What to train at ``budget``: see :func:`bayescale.model.recommend.recommend`.

@@ -42,7 +42,7 @@ def unidentified(fit) -> list[str]:
         optimum = fit.optimal(budgets, random_seed=0)["params_opt"]
         out += _one_sided("N*", "params", runs["params"].to_numpy(float)[top],
                           _median(optimum)[where], budgets)
-    for col in fit.spec.get("continuous") or []:
+    for col in fit.continuous:
         optimum = fit.optimal_hyperparameters(budgets)[col]
         out += _one_sided(f"the optimum of {col}", col, runs[col].to_numpy(float)[top],
                           _median(optimum)[where], budgets)

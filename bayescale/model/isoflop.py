@@ -27,7 +27,6 @@ run of 4 x 1000 draws); N*, D* and the exponents still mix well there.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
@@ -35,8 +34,7 @@ import xarray as xr
 
 from bayescale.data import lazy
 from bayescale.model import priors as _priors
-from bayescale.model.family import NOISES, Family
-from bayescale.model.fit import Fit, register
+from bayescale.model.family import Family
 from bayescale.inference.trees import group, set_groups
 from bayescale.model.points import points_table
 from bayescale.model.spec import IsoFlopSpec
@@ -53,12 +51,11 @@ __all__ = ["IsoFlop", "MIN_BUDGETS", "MIN_SIZES"]
 MIN_BUDGETS = 3
 #: Fewest model sizes per budget (a parabola needs three points).
 MIN_SIZES = 3
-_POSITIVE = frozenset({"tau_delta", "k", "gamma", "tau_loss", "sigma", "nu", "shortfall"})
+_POSITIVE = frozenset({"tau_delta", "k", "gamma", "tau_loss"})
 _SUMMARY = ("a", "b", "params_opt_ref", "tau_delta", "E", "gamma", "tau_loss", "sigma", "nu",
             "shortfall")
 
 
-@register
 class IsoFlop(Family):
     """The Bayesian IsoFLOP model for runs grouped by compute budget.
 
@@ -75,6 +72,13 @@ class IsoFlop(Family):
         ``"student_t"`` (robust, default), ``"normal"`` or ``"skewed"`` (Normal plus an
         exponential under-tuning shortfall; see :class:`bayescale.ScalingLaw`): the noise on
         log loss.
+    discrepancy
+        The lines' misfit past the runs, ``d * (b + s * z)`` on log loss (``d`` the decades
+        from the nearest run in N and C; :class:`bayescale.model.terms.Discrepancy`), on every
+        loss answer: ``"prior"`` (default: the scale and bias from their priors, learned on
+        real sweeps), ``"backtest"`` (learned from backtests of these runs, as for
+        :class:`bayescale.ScalingLaw`: two more fits) or ``"off"`` (the lines taken as
+        exact). N* keeps the budgets' own scatter about the line (``tau_delta``).
 
     Raises
     ------
@@ -88,23 +92,30 @@ class IsoFlop(Family):
     >>> from bayescale.model.isoflop import IsoFlop
     >>> model = IsoFlop(bs.datasets.load("cs336_isoflops"))
     >>> len(model.budgets), sorted(model.priors)[:3]
-    (9, ['a', 'gamma', 'k'])
+    (9, ['a', 'discrepancy_bias', 'discrepancy_scale'])
     """
 
     def __init__(self, runs: pd.DataFrame, *, priors: dict | None = None,
-                 noise: str = "student_t") -> None:
-        if noise not in NOISES:
-            raise ValueError(f"noise must be one of {list(NOISES)}, got {noise!r}")
-        self.noise = noise
+                 noise: str = "student_t", discrepancy: str = "prior") -> None:
+        self._set_options(noise, discrepancy)
         self.runs = _check_runs(runs)
         self.budgets = np.unique(self.runs["flops"].to_numpy())
         self.budget_index = np.searchsorted(self.budgets, self.runs["flops"].to_numpy())
         self.log_flops_reference = float(np.mean(np.log(self.budgets)))
         self.log_params_reference = float(np.mean(np.log(self.runs["params"])))
-        self.priors = _priors.check_priors(priors, self.default_priors(), _POSITIVE)
+        self.priors = _priors.check_priors(priors, self.default_priors(),
+                                           self._positive() | _POSITIVE)
         self.user_priors = dict(priors or {})
 
     family = "isoflop"
+    spec_class = IsoFlopSpec
+
+    @classmethod
+    def example(cls, **options) -> IsoFlop:
+        """The CS336 isoFLOP profiles (``cs336_isoflops``: 9 budgets, noise-free)."""
+        from bayescale.data.datasets import load
+
+        return cls(load("cs336_isoflops"), **options)
     report_view = "isoflop"
     theta_names = ("a", "b", "params_opt_ref", "E", "gamma")
 
@@ -112,7 +123,8 @@ class IsoFlop(Family):
     def options(spec) -> dict:
         """The constructor keywords recorded in an IsoFLOP spec."""
         return {"priors": dict(spec.get("user_priors") or {}) or None,
-                "noise": spec.get("noise", "student_t")}
+                "noise": spec.get("noise", "student_t"),
+                "discrepancy": spec.get("discrepancy", "off")}
 
     def default_priors(self) -> dict[str, dict]:
         """The default priors, scaled to this run table (natural-log units throughout).
@@ -149,7 +161,7 @@ class IsoFlop(Family):
             "gamma": {"dist": "LogNormal", "mu": math.log(0.15), "sigma": 0.75},
             "tau_loss": {"dist": "HalfNormal", "sigma": 0.1},
         }
-        return out | self._noise_priors(np.std(spread))
+        return out | self._noise_priors(np.std(spread)) | self._discrepancy_priors()
 
     @property
     def spec(self) -> IsoFlopSpec:
@@ -158,36 +170,47 @@ class IsoFlop(Family):
             noise=self.noise, budgets=[float(c) for c in self.budgets], priors=self.priors,
             user_priors=self.user_priors, log_flops_reference=self.log_flops_reference,
             log_params_reference=self.log_params_reference,
-            flops_per_param_token=self.flops_per_param_token)
+            flops_per_param_token=self.flops_per_param_token, discrepancy=self.discrepancy)
 
-    def _build(self) -> pm.Model:
+    def _coords(self) -> dict:
+        run = self.runs.index.tolist() if self.runs.index.is_unique else list(range(len(self.runs)))
+        return {"budget": self.budgets.tolist(), "run": run}
+
+    def _mean_graph(self):
+        """The parabola of each run's budget at its N, the budgets' optima and minimum losses
+        on the lines (:meth:`lines`, the same expressions as the answers)."""
         x = np.log(self.budgets) - self.log_flops_reference
         u = np.log(self.runs["params"].to_numpy()) - self.log_params_reference
-        run = self.runs.index.tolist() if self.runs.index.is_unique else list(range(len(self.runs)))
-        with pm.Model(coords={"budget": self.budgets.tolist(), "run": run}) as model:
-            n0 = self._prior("n0")
-            a = self._prior("a")
-            pm.Deterministic("b", 1 - a)
-            pm.Deterministic("params_opt_ref", pt.exp(self.log_params_reference + n0))
-            delta_z = pm.Normal("delta_z", 0.0, 1.0, dims="budget")
-            u_opt = pm.Deterministic("u_opt", n0 + a * x + self._prior("tau_delta") * delta_z,
-                                     dims="budget")
-            pm.Deterministic("params_opt", pt.exp(self.log_params_reference + u_opt), dims="budget")
-            log_e = self._prior("log_E")
-            pm.Deterministic("E", pt.exp(log_e))
-            curve = pt.logaddexp(log_e, self._prior("log_A_ref") - self._prior("gamma") * x)
-            eta_z = pm.Normal("eta_z", 0.0, 1.0, dims="budget")
-            m = pm.Deterministic("log_loss_opt", curve + self._prior("tau_loss") * eta_z,
-                                 dims="budget")
-            pm.Deterministic("loss_opt", pt.exp(m), dims="budget")
-            k = self._prior("k", dims="budget")
-            b = self.budget_index
-            mu = m[b] + k[b] * (u - u_opt[b]) ** 2
-            self._likelihood(mu, self._prior)
-        return model
+        n0 = self.prior("n0")
+        a = self.prior("a")
+        pm.Deterministic("b", 1 - a)
+        pm.Deterministic("params_opt_ref", pt.exp(self.log_params_reference + n0))
+        delta_z = pm.Normal("delta_z", 0.0, 1.0, dims="budget")
+        tau_delta = self.prior("tau_delta")
+        log_e = self.prior("log_E")
+        pm.Deterministic("E", pt.exp(log_e))
+        log_a, gamma = self.prior("log_A_ref"), self.prior("gamma")
+        eta_z = pm.Normal("eta_z", 0.0, 1.0, dims="budget")
+        u_line, curve = self.lines(pt, n0, a, log_e, log_a, gamma, x)
+        u_opt = pm.Deterministic("u_opt", u_line + tau_delta * delta_z, dims="budget")
+        pm.Deterministic("params_opt", pt.exp(self.log_params_reference + u_opt), dims="budget")
+        m = pm.Deterministic("log_loss_opt", curve + self.prior("tau_loss") * eta_z,
+                             dims="budget")
+        pm.Deterministic("loss_opt", pt.exp(m), dims="budget")
+        k = self.prior("k", dims="budget")
+        b = self.budget_index
+        return self.parabola(m[b], k[b], u, u_opt[b])
 
-    def _prior(self, name: str, **kwargs):
-        return _priors.create(name, self.priors[name], **kwargs)
+    @staticmethod
+    def lines(xp, n0, a, log_e, log_a, gamma, x):
+        """log N*/N0 on its line and the minimum log loss on its curve at ``x = log C - log
+        C0`` (without the budgets' scatter about them)."""
+        return n0 + a * x, xp.logaddexp(log_e, log_a - gamma * x)
+
+    @staticmethod
+    def parabola(log_loss_opt, k, u, u_opt):
+        """A budget's log loss at log size ``u`` about its optimum ``u_opt``."""
+        return log_loss_opt + k * (u - u_opt) ** 2
 
     def _complete(self, idata: xr.DataTree) -> xr.DataTree:
         """The budget coordinates are the budgets in FLOPs."""
@@ -199,13 +222,13 @@ class IsoFlop(Family):
         k = self.flops_per_param_token
         return points_table(points, ("params", "flops"), k, why="the IsoFLOP model")
 
-    def log_mean_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
+    def mean_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
         """The parabola of each row's budget at its N: a fitted budget's own posterior; at a new
         budget the lines with fresh budget-level draws and the curvature of a fitted budget
         drawn at random per posterior draw (the budgets' curvatures are not pooled)."""
         flops = table["flops"].to_numpy(dtype=float)
         budgets = np.unique(flops)
-        log_n, log_loss = self._at(posterior, budgets, rng, pooled=False)
+        log_n, log_loss = self.optimum_lines(posterior, budgets, rng, pooled=False)
         k = posterior["k"].values
         index = _match(self.budgets, budgets)
         pick = rng.integers(0, self.budgets.size, size=log_n.shape)
@@ -213,7 +236,7 @@ class IsoFlop(Family):
                              np.take_along_axis(k, pick, axis=-1))
         at = np.searchsorted(budgets, flops)
         u = np.log(table["params"].to_numpy(dtype=float))
-        return log_loss[..., at] + curvature[..., at] * (u - log_n[..., at]) ** 2
+        return self.parabola(log_loss[..., at], curvature[..., at], u, log_n[..., at])
 
     @property
     def has_optimum(self) -> bool:
@@ -223,23 +246,31 @@ class IsoFlop(Family):
         """At a fitted budget the posterior of that budget's own optimum; at any other budget
         the line in log compute plus a fresh budget-level draw ``delta ~ Normal(0, tau_delta)``
         (and ``eta ~ Normal(0, tau_loss)`` for the loss), so that intervals at new budgets
-        include the scatter of budgets about the lines."""
-        log_n, log_loss = self._at(posterior, budgets, rng, pooled=False)
+        include the scatter of budgets about the lines. The loss at the optimum carries the
+        discrepancy past the runs at (N*, C)."""
+        log_n, log_loss = self.optimum_lines(posterior, budgets, rng, pooled=False)
         log_d = np.log(budgets / self.flops_per_param_token) - log_n
+        at = {"params": np.exp(log_n), "flops": np.broadcast_to(budgets, log_n.shape)}
         return {"params_opt": np.exp(log_n), "tokens_opt": np.exp(log_d),
-                "tokens_per_param": np.exp(log_d - log_n), "loss_opt": np.exp(log_loss)}
+                "tokens_per_param": np.exp(log_d - log_n),
+                "loss_opt": np.exp(log_loss + self.discrepancy_draws(posterior, at))}
 
-    def _at(self, posterior, budgets: np.ndarray, rng: np.random.Generator, *,
-            pooled: bool) -> tuple[np.ndarray, np.ndarray]:
-        """log N* and log min-loss at ``budgets`` (chain, draw, budget); ``pooled``: lines only."""
+    def optimum_lines(self, posterior, budgets: np.ndarray, rng: np.random.Generator, *,
+                      pooled: bool) -> tuple[np.ndarray, np.ndarray]:
+        """log N* and log min-loss at ``budgets`` per draw: (chain, draw, budget). At a fitted
+        budget (unless ``pooled``) that budget's own posterior; elsewhere the lines with a
+        fresh draw of each budget-level effect (``pooled``: the lines alone, for every
+        budget)."""
+        budgets = np.asarray(budgets, dtype=float)
         post = {k: posterior[k].values[..., None] for k in
                 ("n0", "a", "tau_delta", "log_E", "log_A_ref", "gamma", "tau_loss")}
         x = np.log(budgets) - self.log_flops_reference
         shape = post["a"].shape[:2] + (budgets.size,)
-        log_n = (self.log_params_reference + post["n0"] + post["a"] * x
+        u_line, curve = self.lines(np, post["n0"], post["a"], post["log_E"], post["log_A_ref"],
+                                   post["gamma"], x)
+        log_n = (self.log_params_reference + u_line
                  + post["tau_delta"] * rng.standard_normal(shape))
-        log_loss = (np.logaddexp(post["log_E"], post["log_A_ref"] - post["gamma"] * x)
-                    + post["tau_loss"] * rng.standard_normal(shape))
+        log_loss = curve + post["tau_loss"] * rng.standard_normal(shape)
         if not pooled:
             index = _match(self.budgets, budgets)
             fitted = index >= 0
@@ -269,7 +300,8 @@ class IsoFlop(Family):
         (N* at the geometric-mean budget), ``tau_delta``, the minimum-loss curve (``E``,
         ``gamma``, ``tau_loss``), the noise (``sigma``, ``nu``), then per budget
         ``params_opt[<C>]``, ``loss_opt[<C>]`` and ``k[<C>]``."""
-        names = [n for n in _SUMMARY if n in posterior] + ["params_opt", "loss_opt", "k"]
+        names = [n for n in _SUMMARY if n in posterior] + self._discrepancy_summary(posterior)
+        names += ["params_opt", "loss_opt", "k"]
         return posterior[names]
 
     def diagnostic_vars(self, posterior) -> list[str]:
@@ -282,7 +314,8 @@ class IsoFlop(Family):
     def describe(self) -> str:
         """One line: the model and what it was fitted to."""
         return (f"IsoFLOP model (Hoffmann approach 2): per budget a parabola in log N, minima "
-                f"on a line in log C; {len(self.budgets)} budgets; noise `{self.noise}`")
+                f"on a line in log C; {len(self.budgets)} budgets; noise `{self.noise}`; "
+                f"discrepancy past the runs `{self.discrepancy}`")
 
     def describe_short(self) -> str:
         return f"model='isoflop' budgets={len(self.budgets)}"

@@ -94,14 +94,14 @@ def recommend(fit, budget, *, prob: float = 0.9, top: int = 5) -> Recommendation
     (budget,) = check_budgets(budget, argument="budget")
     levels, best = _levels(fit, prob)
     draws = {}
-    if fit.law.has_optimum:
+    if fit.model.has_optimum:
         opt = fit.optimal([budget], random_seed=0).isel(budget=0)
         draws["loss"] = opt["loss_opt"] * np.exp(level_shift(fit, best))
         draws.update({k: opt[k] for k in ("params_opt", "tokens_opt", "tokens_per_param")})
     else:
         point = {"flops": [budget], **{c: [lv] for c, lv in best.items()}}
         draws["loss"] = fit.predict(point)["loss"].isel(point=0)
-    if fit.spec.get("continuous"):
+    if fit.continuous:
         hyper = fit.optimal_hyperparameters([budget]).isel(budget=0)
         draws.update({f"{c}_opt": hyper[c] for c in hyper.data_vars})
     table = interval(xr.Dataset({k: v.drop_vars([c for c in v.coords if c not in ("chain", "draw")])
@@ -120,7 +120,7 @@ def best_levels(fit) -> dict:
 def level_shift(fit, best: dict):
     """The draws of the log-loss offset of the levels ``best`` (0.0 for none), over (chain,
     draw): multiply a loss at the average level by ``exp`` of it for the loss at them."""
-    shift = sum((fit.posterior[f"{c}_offset"].sel({c: lv}) for c, lv in best.items()), 0.0)
+    shift = sum((fit.offset(c).sel({c: lv}) for c, lv in best.items()), 0.0)
     if isinstance(shift, xr.DataArray):
         shift = shift.drop_vars([c for c in shift.coords if c not in ("chain", "draw")])
     return shift
@@ -134,7 +134,7 @@ def level_name(best: dict) -> str:
 def _levels(fit, prob: float) -> tuple[pd.DataFrame, dict]:
     rows, best = [], {}
     for col in fit.hyperparameter_offsets:
-        offset = fit.posterior[f"{col}_offset"]
+        offset = fit.offset(col)
         winner = offset.argmin(dim=col)
         p_best = [(winner == i).mean().item() for i in range(offset.sizes[col])]
         stats = interval(offset, prob=prob)
@@ -149,7 +149,7 @@ def _levels(fit, prob: float) -> tuple[pd.DataFrame, dict]:
 
 def _shapes(fit, budget, draws, best, prob, top) -> pd.DataFrame | None:
     runs = fit.runs
-    if not fit.law.has_optimum or not set(_SHAPE) <= set(runs.columns):
+    if not fit.model.has_optimum or not set(_SHAPE) <= set(runs.columns):
         return None
     n_star = float(draws["params_opt"].median())
     candidates = []

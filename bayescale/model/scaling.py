@@ -41,21 +41,19 @@ import numpy as np
 import pandas as pd
 
 from bayescale.data import lazy
+from bayescale.model import laws as _laws
 from bayescale.model import priors as _priors
 from bayescale.model.laws import Law, get_law
 from bayescale.data.runs import (check_duplicates, check_loss_varies, check_positive_column,
                                  check_table, plain, require_columns, run_flops,
                                  with_float_columns)
 from bayescale.model.family import NOISES, Family
-from bayescale.model.fit import register
 from bayescale.model.points import points_table
 from bayescale.model.profiles import MIN_PROFILES, allocation_shift, profile_optima
 from bayescale.inference.sampling import SAMPLERS
 from bayescale.model.spec import ScalingLawSpec
-from bayescale.model.terms import ContinuousOptimum, Discrepancy, Offsets
-from bayescale.model.discrepancy import (DEFAULT_BIAS_PRIOR, DEFAULT_SCALE_PRIOR, DISCREPANCIES,
-                                         LEARNED, discrepancy_draws)
-from bayescale.model.discrepancy import attach as attach_discrepancy
+from bayescale.model.terms import ContinuousOptimum, Offsets
+from bayescale.model.discrepancy import LEARNED, discrepancy_draws
 
 pm = lazy.module("pymc")
 pt = lazy.module("pytensor.tensor")
@@ -66,7 +64,6 @@ __all__ = ["ScalingLaw", "NOISES", "SAMPLERS"]
 CENTRED_MIN_RUNS = 20
 
 
-@register
 class ScalingLaw(Family):
     """A Bayesian scaling law for a table of training runs.
 
@@ -126,12 +123,7 @@ class ScalingLaw(Family):
                  continuous: Sequence[str] | None = None, priors: dict | None = None,
                  noise: str = "student_t", discrepancy: str = "backtest") -> None:
         self.law: Law = get_law(law)
-        if noise not in NOISES:
-            raise ValueError(f"noise must be one of {list(NOISES)}, got {noise!r}")
-        if discrepancy not in DISCREPANCIES:
-            raise ValueError(f"discrepancy must be one of {list(DISCREPANCIES)}, "
-                             f"got {discrepancy!r}")
-        self.noise, self.discrepancy = noise, discrepancy
+        self._set_options(noise, discrepancy)
         self.runs = _check_runs(runs, self.law)
         self.offsets = _check_offsets(self.runs, offsets)
         self.levels = {col: _levels(self.runs[col]) for col in self.offsets}
@@ -144,6 +136,33 @@ class ScalingLaw(Family):
         self.user_priors = dict(priors or {})
 
     family = "scaling_law"
+    spec_class = ScalingLawSpec
+
+    @classmethod
+    def variants(cls) -> list[dict]:
+        """Every law with the law taken as exact, and a law in N and D and one in compute
+        with the discrepancy."""
+        laws = _laws.LAWS
+        return [*({"law": name, "discrepancy": "off"} for name in laws),
+                {"law": "chinchilla", "discrepancy": "prior"},
+                {"law": "flops", "discrepancy": "prior"}]
+
+    @classmethod
+    def example(cls, **options) -> ScalingLaw:
+        """A simulated sweep of 6 budgets (1e17-1e20 FLOPs) x 5 sizes about the compute-optimal
+        N of a Chinchilla law (E = 1.8, A = 400, B = 2000, alpha = 0.34, beta = 0.36), 2% noise
+        on the loss (seed 0)."""
+        from bayescale.data.runs import prepare
+
+        rng = np.random.default_rng(0)
+        budgets = np.repeat(np.geomspace(1e17, 1e20, 6), 5)
+        params = np.sqrt(budgets / 120.0) * np.tile(np.geomspace(1 / 4, 4, 5), 6)
+        tokens = budgets / (6 * params)
+        loss = _laws.mean("chinchilla", {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34,
+                                         "beta": 0.36}, {"params": params, "tokens": tokens})
+        runs = prepare(pd.DataFrame({"params": params, "tokens": tokens,
+                                     "loss": loss * np.exp(0.02 * rng.standard_normal(30))}))
+        return cls(runs, **options)
     #: whether a new level's offset is seen from the observed levels' mean (sd tau sqrt(1 +
     #: 1/k)); False only when answering for a bayescale 0.1 fit made before offsets summed to 0
     offsets_sum_to_zero = True
@@ -160,28 +179,6 @@ class ScalingLaw(Family):
                 "priors": dict(spec.get("user_priors") or {}) or None,
                 "noise": spec.get("noise", "student_t"),
                 "discrepancy": spec.get("discrepancy", "off")}
-
-    def with_runs(self, runs: pd.DataFrame) -> ScalingLaw:
-        """This model's options on another run table, without the discrepancy (backtests)."""
-        runs = runs.copy()
-        runs.attrs = dict(self.runs.attrs)
-        options = self.options(self.spec)
-        priors = {k: v for k, v in (options["priors"] or {}).items() if k not in LEARNED}
-        return type(self)(runs, **{**options, "priors": priors or None, "discrepancy": "off"})
-
-    def fit(self, *, sampler: str = "nutpie", target_accept: float = 0.9, **kwargs):
-        """Sample the posterior (:meth:`bayescale.model.family.Family.fit`), then the scale of
-        the discrepancy term (``discrepancy=``; :mod:`bayescale.model.discrepancy`)."""
-        fit = super().fit(sampler=sampler, target_accept=target_accept, **kwargs)
-        if self.discrepancy == "off":
-            return fit
-        return attach_discrepancy(fit, self, sampler=sampler, target_accept=target_accept)
-
-    @property
-    def discrepancy_term(self) -> Discrepancy:
-        """The discrepancy over the law's inputs, compute and the continuous hyperparameters."""
-        columns = [c for c in ("params", "tokens", "flops") if c in self.runs.columns]
-        return Discrepancy((*columns, *self.continuous))
 
     # -- structure ---------------------------------------------------------------------------
     def default_priors(self) -> dict[str, dict]:
@@ -203,24 +200,18 @@ class ScalingLaw(Family):
         out = self.law.default_priors(log_loss) | self._noise_priors(np.std(log_loss))
         for term in self.terms:
             out |= term.default_priors(self.runs)
-        if self.discrepancy != "off":
-            out["discrepancy_scale"] = dict(DEFAULT_SCALE_PRIOR)
-            out["discrepancy_bias"] = dict(DEFAULT_BIAS_PRIOR)
-        return out
-
-    @property
-    def hyperparameter_offsets(self) -> tuple[str, ...]:
-        """The offset columns that are hyperparameters (all of them, for a scaling law)."""
-        return self.offsets
+        return out | self._discrepancy_priors()
 
     @property
     def terms(self) -> tuple:
         """The hyperparameter terms: offsets first, then continuous optima."""
-        return (*(Offsets(c) for c in self.offsets), *(ContinuousOptimum(c) for c in self.continuous))
+        return (*(Offsets(c, tuple(self.levels[c]), c in self.centred, self.offsets_sum_to_zero)
+                  for c in self.offsets),
+                *(ContinuousOptimum(c, self.log_reference.get("flops", 0.0))
+                  for c in self.continuous))
 
     def _positive(self) -> frozenset[str]:
-        return self.law.positive.union({"sigma", "nu", "shortfall", "discrepancy_scale"},
-                                       *(t.positive for t in self.terms))
+        return super()._positive() | self.law.positive
 
     @property
     def spec(self) -> ScalingLawSpec:
@@ -272,73 +263,46 @@ class ScalingLaw(Family):
         extra = ["flops"] if self.continuous and "flops" not in self.law.inputs else []
         return [*self.law.inputs, *extra]
 
-    def _build(self) -> pm.Model:
-        runs, law = self.runs, self.law
-        coords = {"run": _run_coords(runs.index)} | {c: lv for c, lv in self.levels.items()}
-        columns = self._centred_columns()
-        with pm.Model(coords=coords) as model:
-            given = [v for *_, v in self._prior_parameters()] if self.graph_from_data else []
-            scalars = pm.Data(self.SCALAR_DATA, [*given, *(self.log_reference[x] for x in columns)])
-            centred = pm.Data(self.CENTRED_DATA, np.stack(
-                [np.log(runs[x].to_numpy(dtype=float)) - self.log_reference[x] for x in columns]))
-            self._columns = {x: (scalars[len(given) + i], centred[i])
-                             for i, x in enumerate(columns)}
-            p = self._law_parameters()
-            ref = {x: self._columns[x][0] for x in law.inputs}
-            for name, value in law.natural(pt, p, ref).items():
-                if name not in p:
-                    pm.Deterministic(name, value)
-            z = {x: self._columns[x][1] for x in law.inputs}
-            log_mu = law.log_mean_sampled(pt, p, z) + self._extra_terms()
-            for col in self.offsets:
-                log_mu = log_mu + self._offset(col)
-            for col in self.continuous:
-                log_mu = log_mu + self._penalty(col)
-            self._likelihood(log_mu, self._prior)
-        return model
+    def _coords(self) -> dict:
+        return {"run": _run_coords(self.runs.index)} | {c: lv for c, lv in self.levels.items()}
 
-    def _prior(self, name: str):
+    def _mean_graph(self):
+        """The law at the runs: its inputs centred on their references, held with the priors'
+        parameters in the ``pm.Data`` containers of :attr:`graph_from_data`."""
+        runs, law, columns = self.runs, self.law, self._centred_columns()
+        given = [v for *_, v in self._prior_parameters()] if self.graph_from_data else []
+        scalars = pm.Data(self.SCALAR_DATA, [*given, *(self.log_reference[x] for x in columns)])
+        centred = pm.Data(self.CENTRED_DATA, np.stack(
+            [np.log(runs[x].to_numpy(dtype=float)) - self.log_reference[x] for x in columns]))
+        self._columns = {x: (scalars[len(given) + i], centred[i]) for i, x in enumerate(columns)}
+        p = self._law_parameters()
+        ref = {x: self._columns[x][0] for x in law.inputs}
+        for name, value in law.natural(pt, p, ref).items():
+            if name not in p:
+                pm.Deterministic(name, value)
+        z = {x: self._columns[x][1] for x in law.inputs}
+        return law.log_mean_sampled(pt, p, z)
+
+    def graph_column(self, name: str):
+        """Column ``name`` at the runs, centred on its log reference, in the graph (the law's
+        inputs, and compute where continuous optima move with it)."""
+        return self._columns[name][1]
+
+    def prior(self, name: str, **kwargs):
         """Variable ``name`` under its prior (inside the model context), the prior's
         parameters read from the ``pm.Data`` :data:`SCALAR_DATA` where the graph is built
         from data (:attr:`graph_from_data`)."""
         spec = self.priors[name]
         if not self.graph_from_data:
-            return _priors.create(name, spec)
+            return _priors.create(name, spec, **kwargs)
         data = pm.modelcontext(None)[self.SCALAR_DATA]
         at = {(n, key): i for i, (n, _, key, _) in enumerate(self._prior_parameters())}
         return _priors.create(name, {"dist": spec["dist"]} | {
-            key: data[at[name, key]] for key in spec if key != "dist"})
+            key: data[at[name, key]] for key in spec if key != "dist"}, **kwargs)
 
     def _law_parameters(self) -> dict:
         """The law's sampled parameters in the graph (a family may sample them otherwise)."""
-        return {name: self._prior(name) for name in self.law.sampled}
-
-    def _extra_terms(self):
-        """More terms on log mu in the graph (none here; a family adds its own)."""
-        return 0.0
-
-    def _extra_draws(self, posterior, table: pd.DataFrame) -> np.ndarray | float:
-        """Those terms at the rows of ``table``, per draw."""
-        return 0.0
-
-    def _offset(self, col: str):
-        tau = self._prior(f"{col}_tau")
-        if col in self.centred:
-            offset = pm.ZeroSumNormal(f"{col}_offset", sigma=tau, dims=col)
-        else:
-            z = pm.ZeroSumNormal(f"{col}_z", sigma=1.0, dims=col)
-            offset = pm.Deterministic(f"{col}_offset", tau * z, dims=col)
-        index = pm.Data(f"{col}_level_index", Offsets.index(self.levels[col], self.runs[col]),
-                        dims="run")
-        return Offsets.effect(pt, offset, index)
-
-    def _penalty(self, col: str):
-        term = ContinuousOptimum(col)
-        kappa, ref, slope = (self._prior(n) for n in term.names)
-        log_c = self._columns["flops"][1]
-        log_x = pm.Data(f"{col}_log_value", np.log(self.runs[col].to_numpy(dtype=float)),
-                        dims="run")
-        return term.effect(pt, kappa, ref, slope, log_x, log_c)
+        return {name: self.prior(name) for name in self.law.sampled}
 
     # -- answers from draws (the same terms as the graph, on NumPy arrays) ------------------
     @property
@@ -349,30 +313,16 @@ class ScalingLaw(Family):
         return points_table(points, self.law.inputs, self.flops_per_param_token,
                             why=f"law {self.law.name!r}")
 
-    def log_mean_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
-        """log mu + offsets + continuous penalties, per draw and row of ``table``."""
+    def mean_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
+        """The law's log mean per draw and row of ``table``."""
         p = {k: posterior[k].values[..., None] for k in self.law.sampled}
         z = {x: np.log(table[x].to_numpy(dtype=float)) - self.log_reference[x]
              for x in self.law.inputs}
-        return (self.law.log_mean_sampled(np, p, z) + self._offset_draws(posterior, table, rng)
-                + self._penalty_draws(posterior, table) + self._extra_draws(posterior, table)
-                + self._discrepancy_draws(posterior, table))
+        return self.law.log_mean_sampled(np, p, z)
 
-    def _discrepancy_draws(self, posterior, points) -> np.ndarray | float:
-        """``d * (b + s * (z + t * x))`` at ``points`` (a table or a dict of arrays): the
-        posterior's draws of the scale, bias and directions
-        (:func:`bayescale.model.discrepancy.attach`)."""
-        if "discrepancy_scale" not in posterior:
-            return 0.0
-        term = self.discrepancy_term
-        return self._discrepancy_effect(posterior, points,
-                                        term.distance(points, term.ranges(self.runs)))
-
-    def _discrepancy_effect(self, posterior, points, distance) -> np.ndarray:
-        """The discrepancy at ``points`` that lie ``distance`` decades from the runs."""
-        return self.discrepancy_term.effect(np, distance=distance,
-                                            **discrepancy_draws(posterior),
-                                            across=self._across(posterior, points))
+    @property
+    def tilts(self) -> bool:
+        return self.law.has_optimum
 
     def _across(self, posterior, points) -> np.ndarray | float:
         """Decades of N from the law's compute-optimal size at each point's compute, per
@@ -387,38 +337,6 @@ class ScalingLaw(Family):
         theta = {k: posterior[k].values[..., None] for k in self.law.params}
         log_n_opt = self.law.allocation(theta, np.log(flops / self.flops_per_param_token))
         return (np.log(n) - log_n_opt) / math.log(10)
-
-    def _offset_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
-        total = np.zeros((posterior.sizes["chain"], posterior.sizes["draw"], len(table)))
-        for col in self.offsets:
-            if col not in table.columns:
-                continue  # absent column: the average of the observed levels
-            index = Offsets.index(self.levels[col], table[col])
-            known = Offsets.effect(np, posterior[f"{col}_offset"].values, np.maximum(index, 0))
-            # a new level, seen from the observed levels' mean (their offsets sum to zero)
-            tau = posterior[f"{col}_tau"].values[..., None]
-            if self.offsets_sum_to_zero:
-                tau = tau * math.sqrt(1 + 1 / len(self.levels[col]))
-            total += np.where(index >= 0, known, tau * rng.standard_normal(total.shape))
-        return total
-
-    def _penalty_draws(self, posterior, table: pd.DataFrame) -> np.ndarray | float:
-        total = 0.0
-        for col in self.continuous:
-            if col not in table.columns:
-                continue  # absent column: the hyperparameter sits at its optimum
-            term = ContinuousOptimum(col)
-            log_x = np.log(check_positive_column(table, col, argument="points"))
-            kappa, ref, slope = (posterior[n].values[..., None] for n in term.names)
-            log_c = np.log(table["flops"].to_numpy()) - self.log_reference["flops"]
-            total = total + term.effect(np, kappa, ref, slope, log_x, log_c)
-        return total
-
-    def log_optimum(self, posterior, col: str, log_flops: np.ndarray) -> np.ndarray:
-        """log x*(C) of continuous hyperparameter ``col`` per draw: shape (chain, draw, n)."""
-        _, ref, slope = (posterior[n].values[..., None] for n in ContinuousOptimum(col).names)
-        return ContinuousOptimum.log_optimum(np, ref, slope,
-                                             log_flops - self.log_reference["flops"])
 
     @property
     def has_optimum(self) -> bool:
@@ -446,8 +364,10 @@ class ScalingLaw(Family):
         out = self.law.optimum(theta, budgets, flops_per_param_token=k, slope=slope)
         at = {"params": out["params_opt"], "tokens": out["tokens_opt"],
               "flops": np.broadcast_to(budgets, out["loss_opt"].shape)}
-        out["loss_opt"] = out["loss_opt"] * np.exp(self._extra_draws(posterior, at)
-                                                   + self._discrepancy_draws(posterior, at))
+        # the terms at the optimum: offsets at the average level, continuous hyperparameters
+        # at their optimum (both absent from ``at``), a family's own terms as they are there
+        out["loss_opt"] = out["loss_opt"] * np.exp(self.term_draws(posterior, at, rng)
+                                                   + self.discrepancy_draws(posterior, at))
         if "discrepancy_scale" in posterior and self.profiles_measure_allocation:
             shift = self._profile_shift(posterior, theta, budgets, rng)
             out["params_opt"] = out["params_opt"] * 10.0 ** shift
@@ -469,8 +389,7 @@ class ScalingLaw(Family):
         runs = self.runs.assign(flops=run_flops(self.runs))
         loss = runs["loss"].to_numpy(float)
         if self.offsets or self.continuous:
-            terms = (self._offset_draws(posterior, runs, np.random.default_rng(0))
-                     + self._penalty_draws(posterior, runs) + self._extra_draws(posterior, runs))
+            terms = self.term_draws(posterior, runs, np.random.default_rng(0))
             loss = loss / np.exp(np.median(np.reshape(terms, (-1, len(runs))), axis=0))
         return profile_optima(runs, loss)
 
@@ -497,13 +416,12 @@ class ScalingLaw(Family):
         optimum's law ``log x*(C) = <col>_opt_ref + <col>_opt_slope (log C - log C0)``.
         With seed replicates (:func:`bayescale.replicates`), two more rows name the variance
         components: ``sigma_seed`` (= ``sigma``, the scatter between seeds of one
-        configuration) and ``sigma_misfit`` (= ``<col>_tau``, the configurations' offsets)."""
+        configuration) and ``sigma_misfit`` (= ``<col>_tau``, the configurations' offsets).
+        A family's own terms follow theirs (:attr:`terms`)."""
         names = [*self.law.params, *self._NOISE_PARAMS[self.noise]]
-        names += [n for n in LEARNED if n in posterior]
-        for col in self.offsets:
-            names += [f"{col}_tau", f"{col}_offset"]
-        for col in self.continuous:
-            names += list(ContinuousOptimum(col).names)
+        names += self._discrepancy_summary(posterior)
+        for term in self.terms:
+            names += term.summary_names()
         post = posterior[names]
         column = self.runs.attrs.get("replicates")
         if column in self.offsets:

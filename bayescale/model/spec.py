@@ -3,7 +3,9 @@
 A spec is a frozen dataclass per family: the family's options (what the user chose) and what
 was derived from the run table (priors, reference points, levels, budgets). It travels as JSON
 in a results file's attrs (with a hash :func:`bayescale.load` checks), and rebuilds the model
-(:meth:`bayescale.model.family.Family.from_spec`). A spec also reads as a read-only mapping
+(:meth:`bayescale.model.family.Family.from_spec`); each family names its spec class
+(``spec_class``), and :func:`spec_from_dict` finds it in the registry of families
+(:mod:`bayescale.model.registry`). A spec also reads as a read-only mapping
 (``spec["law"]``, ``spec.get("offsets")``, ``dict(spec)``) so that plain dicts of the same keys,
 such as a spec loaded from JSON, are accepted wherever a spec is.
 """
@@ -15,7 +17,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
-__all__ = ["Spec", "ScalingLawSpec", "IsoFlopSpec", "SPECS", "SPEC_VERSION", "spec_from_dict"]
+__all__ = ["Spec", "ScalingLawSpec", "LearningCurvesSpec", "IsoFlopSpec", "SPEC_VERSION",
+           "spec_from_dict"]
 
 #: Version of the spec's layout (and of the results files that carry it).
 SPEC_VERSION = 2
@@ -31,6 +34,9 @@ class Spec(Mapping):
     user_priors: dict
     flops_per_param_token: float = 6.0
     version: int = SPEC_VERSION
+    #: the law's misfit past the runs (``backtest``, ``prior`` or ``off``); a fit made before
+    #: the discrepancy term answers as the model taken as exact
+    discrepancy: str = "off"
 
     # -- read-only mapping view --------------------------------------------------------------
     def __getitem__(self, key: str):
@@ -72,8 +78,6 @@ class ScalingLawSpec(Spec):
     centred_offsets: list = field(default_factory=list)
     log_reference: dict = field(default_factory=dict)
     replicates: str | None = None
-    #: a fit made before the discrepancy term answers as the law taken as exact
-    discrepancy: str = "off"
 
 
 @dataclass(frozen=True, eq=False)  # equality: the mapping's (a dict of the same keys is equal)
@@ -95,21 +99,16 @@ class IsoFlopSpec(Spec):
     log_params_reference: float = 0.0
 
 
-#: The spec class of each family, by the family's name.
-SPECS: dict[str, type[Spec]] = {cls.model: cls for cls in (ScalingLawSpec, LearningCurvesSpec,
-                                                             IsoFlopSpec)}
-
-
 def spec_from_dict(data: Mapping) -> Spec:
     """The typed spec of ``data`` (a dict as stored in a results file); a ValueError names an
     unknown family or key."""
     if isinstance(data, Spec):
         return data
+    from bayescale.model.registry import spec_class  # the registry imports the families
+
     values = dict(data)
     name = values.pop("model", "scaling_law")
-    if name not in SPECS:
-        raise ValueError(f"unknown model family {name!r}; known families are {list(SPECS)}")
-    cls = SPECS[name]
+    cls = spec_class(name)
     known = {f.name for f in dataclasses.fields(cls)}
     unknown = sorted(set(values) - known)
     if unknown:

@@ -1,10 +1,12 @@
-"""Hyperparameter terms of a scaling law, each written once for the graph and for draws.
+"""The terms of a family's log mean loss, each written once for the graph and for draws.
 
-A term adds to the log mean loss. It owns its default priors (scaled to the run table), the
-names of its parameters that must be positive, and its contribution, written against an array
-namespace ``xp`` (``pytensor.tensor`` in the PyMC graph, ``numpy`` on posterior draws of shape
-``(chain, draw, 1)``), so that :class:`bayescale.ScalingLaw` and :class:`bayescale.Fit`
-evaluate the same expression.
+A term (:class:`Term`) adds to the log mean loss. It owns its default priors (scaled to the
+run table), its parameters (those that must be positive named), and its contribution, written
+against an array namespace ``xp`` (``pytensor.tensor`` in the PyMC graph, ``numpy`` on
+posterior draws of shape ``(chain, draw, 1)``), so that the model a family samples and the
+answers of its :class:`bayescale.Fit` evaluate the same expression. A family is its mean plus
+its terms (``Family.terms``); a new term is one class here (or in its family's module, as the
+learning-curve schedule in ``curves.py``).
 
 - :class:`Offsets`: a latent offset per level of a categorical column (``u[level]``), zero-sum
   and partially pooled with scale ``<col>_tau``.
@@ -17,20 +19,83 @@ evaluate the same expression.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
-__all__ = ["Offsets", "ContinuousOptimum", "Discrepancy"]
+from bayescale.data import lazy
+from bayescale.data.runs import check_positive_column
+
+pm = lazy.module("pymc")
+pt = lazy.module("pytensor.tensor")
+spatial = lazy.module("scipy.spatial")
+
+__all__ = ["Term", "Offsets", "ContinuousOptimum", "Discrepancy"]
+
+
+class Term:
+    """A term on the log mean loss of a family (:class:`bayescale.model.family.Family`).
+
+    A term owns its parameters (:attr:`names`, those that must be positive in
+    :attr:`positive`), their default priors scaled to the run table (:meth:`default_priors`)
+    and its contribution, written once against an array namespace in :meth:`effect`:
+    :meth:`graph` creates the parameters in the PyMC model (through the family's priors) and
+    returns the contribution at the runs; :meth:`draws` reads the same parameters from
+    posterior draws and returns the contribution at the rows of any table. A family is its
+    mean (the law) plus a list of terms; the discrepancy past the runs is the base's own.
+    """
+
+    #: the term's parameters, in the order :meth:`summary_names` reports them
+    names: tuple[str, ...] = ()
+    positive: frozenset[str] = frozenset()
+
+    def default_priors(self, runs: pd.DataFrame) -> dict:
+        return {}
+
+    def summary_names(self) -> list[str]:
+        """The posterior variables a fit's summary reports for this term."""
+        return list(self.names)
+
+    def graph(self, family):
+        """The contribution at the family's runs, in the family's PyMC model (inside its
+        context; the parameters created by ``family.prior(name)``)."""
+        raise NotImplementedError
+
+    def draws(self, family, posterior, table, rng: np.random.Generator):
+        """The contribution per posterior draw at the rows of ``table`` (a table or a dict of
+        arrays): shape (chain, draw, row), or 0.0 where ``table`` lacks the term's input."""
+        raise NotImplementedError
+
+    @staticmethod
+    def parameters(posterior, names) -> list[np.ndarray]:
+        """``names``' draws with a trailing point axis: shape (chain, draw, 1)."""
+        return [posterior[n].values[..., None] for n in names]
 
 
 @dataclass(frozen=True)
-class Offsets:
-    """Offsets on log loss for the levels of categorical column ``column``."""
+class Offsets(Term):
+    """Offsets on log loss for the levels of categorical column ``column``: zero-sum (a
+    column's offsets sum to zero, so the law is that of the average observed level) and
+    partially pooled with scale ``<col>_tau``. ``centred``: sampled as ``u ~
+    ZeroSumNormal(tau)`` (every level holds many runs), else ``u = tau z``. A level the fit
+    has not seen gets a fresh draw, with sd ``tau sqrt(1 + 1/k)`` seen from the observed
+    levels' mean (``sum_to_zero``; ``tau`` for a bayescale 0.1 fit made before)."""
 
     column: str
+    levels: tuple = ()
+    centred: bool = False
+    sum_to_zero: bool = True
+
+    @property
+    def names(self) -> tuple[str, str]:
+        return (f"{self.column}_tau", self.variable)
+
+    @property
+    def variable(self) -> str:
+        """The posterior variable of the offsets (one value per level)."""
+        return f"{self.column}_offset"
 
     @property
     def positive(self) -> frozenset[str]:
@@ -50,12 +115,36 @@ class Offsets:
         """The contribution of the offsets ``offset`` (levels last) to runs at ``index``."""
         return offset[..., index]
 
+    def graph(self, family):
+        col = self.column
+        tau = family.prior(f"{col}_tau")
+        if self.centred:
+            offset = pm.ZeroSumNormal(self.variable, sigma=tau, dims=col)
+        else:
+            z = pm.ZeroSumNormal(f"{col}_z", sigma=1.0, dims=col)
+            offset = pm.Deterministic(self.variable, tau * z, dims=col)
+        index = pm.Data(f"{col}_level_index", self.index(self.levels, family.runs[col]),
+                        dims="run")
+        return self.effect(pt, offset, index)
+
+    def draws(self, family, posterior, table, rng):
+        if self.column not in table:
+            return 0.0  # absent column: the average of the observed levels
+        index = self.index(self.levels, np.asarray(table[self.column]))
+        known = self.effect(np, posterior[self.variable].values, np.maximum(index, 0))
+        (tau,) = self.parameters(posterior, [f"{self.column}_tau"])
+        if self.sum_to_zero:
+            tau = tau * math.sqrt(1 + 1 / len(self.levels))
+        return np.where(index >= 0, known, tau * rng.standard_normal(known.shape))
+
 
 @dataclass(frozen=True)
-class ContinuousOptimum:
-    """The quadratic penalty of continuous column ``column`` about its moving optimum."""
+class ContinuousOptimum(Term):
+    """The quadratic penalty of continuous column ``column`` about its moving optimum,
+    ``log x*(C) = opt_ref + opt_slope (log C - log C0)`` (``log C0``: ``log_flops_reference``)."""
 
     column: str
+    log_flops_reference: float = 0.0
 
     @property
     def names(self) -> tuple[str, str, str]:
@@ -87,6 +176,26 @@ class ContinuousOptimum:
     def effect(cls, xp, kappa, ref, slope, log_x, log_flops_centred):
         """``kappa (log x - log x*(C))^2``."""
         return kappa * (log_x - cls.log_optimum(xp, ref, slope, log_flops_centred)) ** 2
+
+    def graph(self, family):
+        kappa, ref, slope = (family.prior(n) for n in self.names)
+        log_x = pm.Data(f"{self.column}_log_value",
+                        np.log(family.runs[self.column].to_numpy(dtype=float)), dims="run")
+        return self.effect(pt, kappa, ref, slope, log_x, family.graph_column("flops"))
+
+    def draws(self, family, posterior, table, rng):
+        if self.column not in table:
+            return 0.0  # absent column: the hyperparameter sits at its optimum
+        if not isinstance(table, pd.DataFrame):
+            table = pd.DataFrame({self.column: np.ravel(table[self.column])})
+        log_x = np.log(check_positive_column(table, self.column, argument="points"))
+        log_c = np.log(np.asarray(table["flops"], dtype=float)) - self.log_flops_reference
+        return self.effect(np, *self.parameters(posterior, self.names), log_x, log_c)
+
+    def log_optimum_draws(self, posterior, log_flops) -> np.ndarray:
+        """``log x*(C)`` per draw at ``log_flops``: shape (chain, draw, n)."""
+        _, ref, slope = self.parameters(posterior, self.names)
+        return self.log_optimum(np, ref, slope, log_flops - self.log_flops_reference)
 
 
 @dataclass(frozen=True)
@@ -128,7 +237,7 @@ class Discrepancy:
         where = np.unique(np.column_stack([np.asarray(ranges[c], float) for c in columns]), axis=0)
         x = np.broadcast_arrays(*(np.log10(np.asarray(points[c], dtype=float)) for c in columns))
         flat = np.column_stack([a.reshape(-1) for a in x])
-        d, _ = cKDTree(where).query(flat, p=np.inf)
+        d, _ = spatial.cKDTree(where).query(flat, p=np.inf)
         return d.reshape(x[0].shape)
 
     @staticmethod

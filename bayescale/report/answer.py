@@ -49,7 +49,7 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
         ds = fit.predict(points, random_seed=0)[["loss"]].rename(loss="loss_mean")
         ds["loss_new_run"] = fit.predict(points, kind="new_run", random_seed=0)["loss"]
         ds = ds.rename(point="budget").drop_vars(list(points)).assign_coords(budget=budgets)
-    if fit.spec.get("continuous"):
+    if fit.continuous:
         hyper = fit.optimal_hyperparameters(budgets)
         ds = ds.assign({f"{c}_opt": hyper[c] for c in hyper.data_vars})
     tidy = interval(ds, prob=prob)
@@ -125,7 +125,7 @@ def format_answer(fit, budgets=None, *, prob: float = 0.9,
     if table is None:
         table = targets_table(fit, budgets, prob=prob)
     lines = [format_targets(table)]
-    if fit.hyperparameter_offsets or fit.spec.get("continuous"):
+    if fit.hyperparameter_offsets or fit.continuous:
         recs = [fit.recommend(b, prob=table.attrs.get("prob", prob)) for b in table["budget"]]
         lines += recs[0].level_lines()
         for rec in (r for r in recs if r.shape_lines()):
@@ -133,17 +133,30 @@ def format_answer(fit, budgets=None, *, prob: float = 0.9,
     return "\n".join(lines)
 
 
-def _main_figures(fit, budgets, prob) -> dict:
-    """The figures of the model's own view (its family's ``report_view``)."""
+def _law_view(fit, budgets, prob) -> dict:
+    """The law against compute, and N*, D* where the model allocates them."""
     from bayescale.report import plots
-    from bayescale.report.isoflop_plot import plot_isoflop
 
-    if fit.model.report_view == "isoflop":
-        return {"isoflop.png": plot_isoflop(fit, budgets or None, prob=prob)}
     figures = {"law.png": plots.plot_law(fit, budgets, prob=prob).figure}
     if fit.model.has_optimum:
         figures["optimal.png"] = plots.plot_optimal(fit, budgets, prob=prob).figure
     return figures
+
+
+def _isoflop_view(fit, budgets, prob) -> dict:
+    """The budgets' parabolas and the line of their optima."""
+    from bayescale.report.isoflop_plot import plot_isoflop
+
+    return {"isoflop.png": plot_isoflop(fit, budgets or None, prob=prob)}
+
+
+#: The report's main figures of each view a family names (``Family.report_view``).
+VIEWS = {"law": _law_view, "isoflop": _isoflop_view}
+
+
+def _main_figures(fit, budgets, prob) -> dict:
+    """The figures of the model's own view (its family's ``report_view``, :data:`VIEWS`)."""
+    return VIEWS[fit.model.report_view](fit, budgets, prob)
 
 
 def _figures(fit, budgets, prob) -> dict:
@@ -233,7 +246,7 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
         parts += [f"## At the target budgets ({prob:.0%} intervals)", "",
                   _markdown(targets.drop(columns="warning")), ""]
         parts += [f"- WARNING: {w}" for w in targets.attrs["warnings"]]
-        if fit.hyperparameter_offsets or fit.spec.get("continuous"):
+        if fit.hyperparameter_offsets or fit.continuous:
             parts += ["", "As the command line prints it:", "", "```",
                       format_answer(fit, prob=prob, table=targets), "```", ""]
     parts += _discrepancy_section(fit, summary)

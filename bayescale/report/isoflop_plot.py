@@ -97,7 +97,7 @@ def _plot_allocation(fit: Fit, ax, targets, prob: float, random_seed) -> None:
     k = fit.spec["flops_per_param_token"]
     top = fit.model.budgets.max() * 100 if targets is None else max(fit.model.budgets.max(), targets.max()) * 3
     grid = np.geomspace(fit.model.budgets.min() / 2, top, 120)
-    log_n, _ = fit.model._at(fit.posterior, grid, np.random.default_rng(random_seed),
+    log_n, _ = fit.model.optimum_lines(fit.posterior, grid, np.random.default_rng(random_seed),
                              pooled=True)
     log_d = np.log(grid / k) - log_n
     lo, hi = (1 - prob) / 2, (1 + prob) / 2

@@ -123,7 +123,7 @@ def _law_curves(fit, grid: np.ndarray):
     offsets, at the most probably best level of each (the level of the targets table)."""
     best = best_levels(fit)
     levels = {c: [lv] * grid.size for c, lv in best.items()}
-    if fit.law.has_optimum:
+    if fit.model.has_optimum:
         points = fit.optimal(grid, random_seed=0)
         mean = (points["loss_opt"] * np.exp(level_shift(fit, best))).transpose(
             "chain", "draw", "budget").values
@@ -242,7 +242,7 @@ def plot_offsets(fit, *, prob: float = 0.9):
     fig, axes = plt.subplots(1, len(columns), figsize=(4.5 * len(columns), 3.5), squeeze=False)
     best = best_levels(fit)
     for ax, col in zip(axes[0], columns):
-        offset = fit.posterior[f"{col}_offset"]
+        offset = fit.offset(col)
         draws = offset.values.reshape(-1, offset.sizes[col])
         lo, mid, hi = np.quantile(draws, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0)
         y = np.arange(draws.shape[1])

@@ -60,7 +60,7 @@ from bayescale.data.curves import learning_curves
 from bayescale.data.filters import filter_rows, parse_filter
 from bayescale.model.points import check_budgets
 from bayescale.data.readers import read_runs
-from bayescale.model.fit import FAMILIES
+from bayescale.model.registry import families
 
 __all__ = ["Recipe"]
 
@@ -170,10 +170,11 @@ class Recipe:
         runs = self.runs() if runs is None else runs
         options = dict(self.model)
         name = options.pop("family", "scaling_law")
-        if name not in FAMILIES:
+        known = families()
+        if name not in known:
             raise ValueError(f"[model] family = {name!r} is unknown; known families are "
-                             f"{list(FAMILIES)}")
-        cls = FAMILIES[name]
+                             f"{list(known)}")
+        cls = known[name]
         allowed = [p for p in inspect.signature(cls).parameters if p not in ("runs", "priors")]
         extra = sorted(set(options) - set(allowed))
         if extra:
