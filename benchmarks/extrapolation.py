@@ -24,6 +24,11 @@ parabola in log N fitted to that budget's own runs (Porian's setups, Chinchilla)
 
     python benchmarks/extrapolation.py fit [--draws 1000] [--chains 2]
     python benchmarks/extrapolation.py score [--plot benchmarks/extrapolation.png]
+
+``--budget-effect`` (both stages; its own cache, ``benchmarks/cache/budget/``) tests issue 21's
+hypothesis 2: every fit gets a partially pooled, zero-sum offset per compute budget (column
+``budget_level``: runs within ``SAME_BUDGET_DECADES`` of each other share a level; a held-out
+run at a new budget gets a fresh draw of the offset).
 """
 
 from __future__ import annotations
@@ -44,7 +49,7 @@ from bayescale.analysis.baselines import huber_lbfgs
 from bayescale.data.runs import add_shape_columns
 from bayescale.model import discrepancy as disc
 from bayescale.model.laws import get_law, log_mean
-from bayescale.model.profiles import profile_optima
+from bayescale.model.profiles import SAME_BUDGET_DECADES, _budgets, profile_optima
 from bayescale.model.terms import Discrepancy
 
 CACHE = Path(__file__).resolve().parent / "cache"
@@ -56,7 +61,7 @@ PORIAN = [("base", "long", "kaplan"), ("base", "short", "chinchilla"),
 HUBER_GRID = {"e": [-1.0, 0.5, 1.0], "a": [0, 5, 10], "b": [0, 5, 10],
               "alpha": [0.2, 0.5], "beta": [0.2, 0.5]}
 KEEP = ["params", "tokens", "flops", "loss", "num_heads", "learning_rate", "batch_size",
-        "aspect_ratio"]
+        "aspect_ratio", "budget_level"]
 
 
 # -- the studies -------------------------------------------------------------------------------
@@ -79,8 +84,9 @@ def _cs336_answers() -> pd.DataFrame:
     return add_shape_columns(bs.prepare(raw, params="params", flops="train_flops", loss="loss"))
 
 
-def splits() -> dict[str, tuple[str, dict, pd.DataFrame, pd.DataFrame]]:
-    """name -> (study, model options, training runs, held-out runs)."""
+def splits(budget_effect: bool = False) -> dict[str, tuple[str, dict, pd.DataFrame, pd.DataFrame]]:
+    """name -> (study, model options, training runs, held-out runs); with ``budget_effect`` each
+    table has a ``budget_level`` column, an offset of the model (:func:`with_budget_levels`)."""
     out = {}
     for name, study in (("chinchilla", "chinchilla"), ("olmo_ladder", "olmo")):
         runs = bs.datasets.load(name)
@@ -97,7 +103,37 @@ def splits() -> dict[str, tuple[str, dict, pd.DataFrame, pd.DataFrame]]:
     gem = bs.datasets.load("gemstones_cool_end")
     out["gemstones@1e20"] = ("gemstones", {}, _table(gem, gem["flops"] < 1e20),
                              _table(gem, gem["flops"] >= 3e20))
+    if budget_effect:
+        out = {name: with_budget_levels(*split) for name, split in out.items()}
     return out
+
+
+# -- issue 21's hypothesis 2: a budget-level residual term -------------------------------------
+def budget_levels(train: pd.DataFrame, test: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+    """A categorical compute-budget level per training and per held-out run: runs chained by
+    gaps of at most :data:`SAME_BUDGET_DECADES` in log10 FLOPs share a level (the package's
+    convention for one budget, :mod:`bayescale.model.profiles`). A held-out run within that
+    of a training run takes its level; the others chain among themselves into new levels."""
+    log_train = np.log10(train["flops"].to_numpy(float))
+    log_test = np.log10(test["flops"].to_numpy(float))
+    train_label = np.array([f"C{v:.4f}" for v in _budgets(log_train)], dtype=object)
+    test_label = np.empty(log_test.size, dtype=object)
+    gap = np.abs(log_test[:, None] - log_train[None, :]) if log_train.size else None
+    seen = (gap.min(1) <= SAME_BUDGET_DECADES if gap is not None
+            else np.zeros(log_test.size, bool))
+    if seen.any():
+        test_label[seen] = train_label[gap[seen].argmin(1)]
+    if (~seen).any():
+        test_label[~seen] = [f"new{v:.4f}" for v in _budgets(log_test[~seen])]
+    return train_label, test_label
+
+
+def with_budget_levels(study, options, train, test):
+    """The split with a ``budget_level`` column on both tables, an offset of the model."""
+    train, test = train.copy(), test.copy()
+    train["budget_level"], test["budget_level"] = budget_levels(train, test)
+    options = {**options, "offsets": [*options.get("offsets", []), "budget_level"]}
+    return study, options, train, test
 
 
 # -- stage 1: fits, cached ---------------------------------------------------------------------
@@ -126,7 +162,9 @@ def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame,
            "nu": _nan_for_none(params.nu, params.sigma.size),
            "shortfall": _nan_for_none(params.shortfall, params.sigma.size),
            **{k: post[k].values.reshape(-1) for k in ("E", "A", "B", "alpha", "beta")},
-           "max_r_hat": float(fit.diagnostics()["max_r_hat"]), "warned": warned}
+           "max_r_hat": float(fit.diagnostics()["max_r_hat"]), "warned": warned,
+           **({"budget_level_tau": post["budget_level_tau"].values.reshape(-1)}
+              if "budget_level_tau" in post else {})}
     flops = train["flops"].to_numpy()
     for j, cut in enumerate(disc.BACKTEST_CUTS):
         below = flops <= flops.max() / 10 ** cut * (1 + 1e-9)
@@ -147,15 +185,18 @@ def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame,
 
 def stage_fit(args) -> None:
     CACHE.mkdir(parents=True, exist_ok=True)
-    for name, (study, options, train, test) in splits().items():
+    for name, (study, options, train, test) in splits(args.budget_effect).items():
         path = CACHE / f"{name}.npz"
         if path.exists() and not args.refit:
             continue
         t0 = time.time()
         out = fit_split(name, options, train, test, args)
         np.savez_compressed(path, **{k: np.asarray(v) for k, v in out.items()})
+        levels = (f", budget levels {train['budget_level'].nunique()} -> "
+                  f"{test['budget_level'].nunique()} ({np.isin(test['budget_level'], train['budget_level']).sum()}"
+                  f" held-out runs at a training level)" if "budget_level" in train else "")
         print(f"  {name}: {len(train)} -> {len(test)} runs, {time.time() - t0:.0f} s, max R-hat "
-              f"{out['max_r_hat']:.3f}, sampler warnings {out['warned']}", flush=True)
+              f"{out['max_r_hat']:.3f}, sampler warnings {out['warned']}{levels}", flush=True)
 
 
 def load_cache(name: str) -> dict:
@@ -344,7 +385,11 @@ def allocation(table, learned: dict[str, dict]) -> pd.DataFrame:
                                   else None)
         if measured.empty:
             continue
-        model = bs.ScalingLaw(train, law="chinchilla", **options)
+        # the allocation is answered without the budget-level term (its offsets aren't cached)
+        options = {**options, "offsets": [c for c in options.get("offsets", [])
+                                          if c != "budget_level"] or None}
+        model = bs.ScalingLaw(train.drop(columns="budget_level", errors="ignore"),
+                              law="chinchilla", **options)
         flops = measured["flops"].to_numpy()
         answers = {"law exact": (_posterior(cached), True)}
         for v in learned:
@@ -365,7 +410,8 @@ def allocation(table, learned: dict[str, dict]) -> pd.DataFrame:
 
 
 def stage_score(args) -> None:
-    table = {k: v for k, v in splits().items() if not args.studies or v[0] in args.studies}
+    table = {k: v for k, v in splits(args.budget_effect).items()
+             if not args.studies or v[0] in args.studies}
     rows, learned = baselines(table), {}
     for label in args.variants:
         scored, learned[label] = run_variant(label, *VARIANTS[label], table, args)
@@ -382,7 +428,8 @@ def stage_score(args) -> None:
 
 def stage_allocation(args) -> None:
     """The allocation check alone, from the learned draws a score stage saved."""
-    table = {k: v for k, v in splits().items() if not args.studies or v[0] in args.studies}
+    table = {k: v for k, v in splits(args.budget_effect).items()
+             if not args.studies or v[0] in args.studies}
     learned = {}
     for label in args.variants:
         for name in table:
@@ -416,6 +463,10 @@ def main() -> None:
     parser.add_argument("--noise", default="student_t", choices=["student_t", "normal", "skewed"],
                         help="the fits' noise (student_t: the default; each noise has its own "
                              "cache, benchmarks/cache/<noise>/ for another)")
+    parser.add_argument("--budget-effect", action="store_true",
+                        help="issue 21's hypothesis 2: a partially pooled offset per compute "
+                             "budget (column budget_level) in every fit; its own cache, "
+                             "benchmarks/cache/budget/ (benchmarks/cache/<noise>/budget/)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--studies", nargs="+", default=None,
                         help="score only these studies (a quick check; priors from the rest)")
@@ -423,6 +474,8 @@ def main() -> None:
     global CACHE
     if args.noise != "student_t":
         CACHE = CACHE / args.noise
+    if args.budget_effect:
+        CACHE = CACHE / "budget"
     {"fit": stage_fit, "score": stage_score, "allocation": stage_allocation}[args.stage](args)
 
 
