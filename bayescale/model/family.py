@@ -107,6 +107,8 @@ class Family:
     #: categorical columns with latent offsets, and continuous hyperparameter columns
     offsets: tuple[str, ...] = ()
     continuous: tuple[str, ...] = ()
+    #: a group column's per-level law parameters (:class:`bayescale.model.groups.LawGroups`)
+    groups = None
 
     @property
     def hyperparameter_offsets(self) -> tuple[str, ...]:

@@ -186,7 +186,7 @@ class Fit(PosteriorResult):
                                   "point": np.arange(len(table)), **coords})
         return xr.Dataset({"loss": da}, attrs={"kind": kind, **self.model.predict_attrs()})
 
-    def optimal(self, budgets, *, random_seed: int | None = None) -> xr.Dataset:
+    def optimal(self, budgets, *, random_seed: int | None = None, level=None) -> xr.Dataset:
         """Compute-optimal allocation at each budget, per posterior draw.
 
         Returns an ``xarray.Dataset`` over (chain, draw, budget) with ``params_opt`` (N*),
@@ -195,6 +195,8 @@ class Fit(PosteriorResult):
         :class:`bayescale.ExtrapolationWarning` names each budget whose median N*, D* or D*/N*
         lies outside the runs' range (:mod:`bayescale.model.reach`). ``random_seed`` seeds
         the fresh budget-level draws of a model that has them (IsoFLOP at a new budget).
+        ``level``: with a group column (``group=``), the answer for that level (a level the
+        fit has not seen: drawn from the population); without it, the population's.
         A :class:`bayescale.DegenerateWarning` names each quantity and budget some of whose
         draws are not finite, with their fraction.
         """
@@ -204,7 +206,9 @@ class Fit(PosteriorResult):
         budgets = check_budgets(budgets)
         post = self.posterior
         with np.errstate(all="ignore"):  # overflow: reported below as a DegenerateWarning
-            out = self.model.optimal(post, budgets, np.random.default_rng(random_seed))
+            rng = np.random.default_rng(random_seed)
+            out = (self.model.optimal(post, budgets, rng) if level is None
+                   else self.model.optimal(post, budgets, rng, level=self._level(level)))
         for name, values in out.items():
             for i, budget in enumerate(budgets):
                 warn_not_finite(values[..., i], f"{name} at budget {budget:.3g} FLOPs")
@@ -214,6 +218,23 @@ class Fit(PosteriorResult):
         coords = {"chain": post.chain, "draw": post.draw, "budget": budgets}
         return xr.Dataset({k: (("chain", "draw", "budget"), v) for k, v in out.items()},
                           coords=coords, attrs=self.model.predict_attrs())
+
+    def _level(self, level):
+        """``level`` checked against the fit's group column (a ValueError naming it)."""
+        groups = self.model.groups
+        if groups is None:
+            raise ValueError(f"level={level!r} needs a fit with a group column (group=...)")
+        return level
+
+    def groups(self, budgets, *, reference=None, levels=None,
+               random_seed: int | None = None) -> xr.Dataset:
+        """The answers between the levels of the fit's group column at ``budgets``
+        (:func:`bayescale.model.groups.group_draws`): per level the loss, N*, D*, the compute
+        multiplier over the ``reference`` level and the probability of a lower loss."""
+        from bayescale.model.groups import group_draws
+
+        return group_draws(self, budgets, reference=reference, levels=levels,
+                           random_seed=random_seed)
 
     def optimal_hyperparameters(self, budgets) -> xr.Dataset:
         """The loss-optimal value of each continuous hyperparameter at each budget, per draw.

@@ -48,6 +48,7 @@ from bayescale.data.runs import (check_duplicates, check_loss_varies, check_posi
                                  check_table, plain, require_columns, run_flops,
                                  with_float_columns)
 from bayescale.model.family import NOISES, Family
+from bayescale.model.groups import LawGroups, resolve_group_params
 from bayescale.model.points import points_table
 from bayescale.model.profiles import MIN_PROFILES, allocation_shift, profile_optima
 from bayescale.inference.sampling import SAMPLERS
@@ -94,6 +95,13 @@ class ScalingLaw(Family):
         schedule, shape), never much downward, so the law (``kind="mean"``) is fitted to the
         well-tuned edge of the runs, and a new run (``kind="new_run"``) is a run like the
         fitted ones: seed noise plus the shortfall they showed.
+    group, group_params
+        A run column (dataset, architecture, tokenizer, optimizer, study) whose levels get
+        their own values of the law parameters ``group_params`` names (natural or sampled
+        names: ``["E", "alpha", "beta"]``), partially pooled about the population, the law of
+        the average observed level (:mod:`bayescale.model.groups`); a level the fit has not
+        seen is drawn from the population. :func:`bayescale.model.groups.group_draws` gives
+        the answers between levels (loss, N*, D*, the compute multiplier).
     discrepancy
         The law's misfit past the runs (:class:`bayescale.model.terms.Discrepancy`: ``d * (b
         + s * z)`` on log loss, ``d`` the decades from the nearest run, zero on the runs).
@@ -121,7 +129,8 @@ class ScalingLaw(Family):
     def __init__(self, runs: pd.DataFrame, *, law: str = "chinchilla",
                  offsets: Sequence[str] | None = None,
                  continuous: Sequence[str] | None = None, priors: dict | None = None,
-                 noise: str = "student_t", discrepancy: str = "backtest") -> None:
+                 noise: str = "student_t", discrepancy: str = "backtest",
+                 group: str | None = None, group_params: Sequence[str] | None = None) -> None:
         self.law: Law = get_law(law)
         self._set_options(noise, discrepancy)
         self.runs = _check_runs(runs, self.law)
@@ -130,6 +139,9 @@ class ScalingLaw(Family):
         self.centred = tuple(col for col in self.offsets
                              if self.runs[col].value_counts().min() >= CENTRED_MIN_RUNS)
         self.continuous = _check_continuous(self.runs, continuous, self.offsets)
+        self.group_params = list(group_params or [])
+        self.groups = _check_groups(self.runs, self.law, group, group_params,
+                                    (*self.offsets, *self.continuous))
         used = {*self.law.inputs, *self.continuous} | ({"flops"} if self.continuous else set())
         self.log_reference = {x: float(np.mean(np.log(self.runs[x]))) for x in sorted(used)}
         self.priors = _priors.check_priors(priors, self.default_priors(), self._positive())
@@ -145,13 +157,16 @@ class ScalingLaw(Family):
         laws = _laws.LAWS
         return [*({"law": name, "discrepancy": "off"} for name in laws),
                 {"law": "chinchilla", "discrepancy": "prior"},
-                {"law": "flops", "discrepancy": "prior"}]
+                {"law": "flops", "discrepancy": "prior"},
+                {"law": "chinchilla", "discrepancy": "prior", "group": "setup",
+                 "group_params": ["E", "alpha"]}]
 
     @classmethod
     def example(cls, **options) -> ScalingLaw:
         """A simulated sweep of 6 budgets (1e17-1e20 FLOPs) x 5 sizes about the compute-optimal
         N of a Chinchilla law (E = 1.8, A = 400, B = 2000, alpha = 0.34, beta = 0.36), 2% noise
-        on the loss (seed 0)."""
+        on the loss (seed 0); a ``setup`` column splits it into two levels (``a``, ``b``) of
+        the same law."""
         from bayescale.data.runs import prepare
 
         rng = np.random.default_rng(0)
@@ -161,7 +176,8 @@ class ScalingLaw(Family):
         loss = _laws.mean("chinchilla", {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34,
                                          "beta": 0.36}, {"params": params, "tokens": tokens})
         runs = prepare(pd.DataFrame({"params": params, "tokens": tokens,
-                                     "loss": loss * np.exp(0.02 * rng.standard_normal(30))}))
+                                     "loss": loss * np.exp(0.02 * rng.standard_normal(30)),
+                                     "setup": np.tile(["a", "b"], 15)}))
         return cls(runs, **options)
     #: whether a new level's offset is seen from the observed levels' mean (sd tau sqrt(1 +
     #: 1/k)); False only when answering for a bayescale 0.1 fit made before offsets summed to 0
@@ -174,11 +190,14 @@ class ScalingLaw(Family):
     @staticmethod
     def options(spec) -> dict:
         """The constructor keywords recorded in a scaling-law spec."""
-        return {"law": spec["law"], "offsets": list(spec.get("offsets") or []) or None,
-                "continuous": list(spec.get("continuous") or []) or None,
-                "priors": dict(spec.get("user_priors") or {}) or None,
-                "noise": spec.get("noise", "student_t"),
-                "discrepancy": spec.get("discrepancy", "off")}
+        out = {"law": spec["law"], "offsets": list(spec.get("offsets") or []) or None,
+               "continuous": list(spec.get("continuous") or []) or None,
+               "priors": dict(spec.get("user_priors") or {}) or None,
+               "noise": spec.get("noise", "student_t"),
+               "discrepancy": spec.get("discrepancy", "off")}
+        if spec.get("group"):
+            out |= {"group": spec["group"], "group_params": list(spec["group_params"])}
+        return out
 
     # -- structure ---------------------------------------------------------------------------
     def default_priors(self) -> dict[str, dict]:
@@ -200,6 +219,8 @@ class ScalingLaw(Family):
         out = self.law.default_priors(log_loss) | self._noise_priors(np.std(log_loss))
         for term in self.terms:
             out |= term.default_priors(self.runs)
+        if self.groups is not None:
+            out |= self.groups.default_priors()
         return out | self._discrepancy_priors()
 
     @property
@@ -211,7 +232,8 @@ class ScalingLaw(Family):
                   for c in self.continuous))
 
     def _positive(self) -> frozenset[str]:
-        return super()._positive() | self.law.positive
+        groups = self.groups.positive if self.groups is not None else frozenset()
+        return super()._positive() | self.law.positive | groups
 
     @property
     def spec(self) -> ScalingLawSpec:
@@ -222,7 +244,10 @@ class ScalingLaw(Family):
             levels={col: [plain(v) for v in lv] for col, lv in self.levels.items()},
             centred_offsets=list(self.centred), priors=self.priors,
             user_priors=self.user_priors, log_reference=self.log_reference,
-            flops_per_param_token=self.flops_per_param_token, discrepancy=self.discrepancy)
+            flops_per_param_token=self.flops_per_param_token, discrepancy=self.discrepancy,
+            **({"group": self.groups.column, "group_params": list(self.group_params),
+                "group_levels": [plain(v) for v in self.groups.levels]}
+               if self.groups is not None else {}))
 
     #: Every value the graph takes from the run table (inputs, references, the data-scaled
     #: priors' parameters, offset levels, the observed losses) is held in a few ``pm.Data``
@@ -247,6 +272,9 @@ class ScalingLaw(Family):
         structure = {"family": self.family, "law": self.law.name, "noise": self.noise,
                      "offsets": {c: len(self.levels[c]) for c in self.offsets},
                      "centred": list(self.centred), "continuous": list(self.continuous),
+                     "groups": None if self.groups is None else
+                     [self.groups.column, len(self.groups.levels), list(self.groups.params),
+                      self.groups.centred],
                      "priors": [[name, spec["dist"], key] for name, spec, key, _
                                 in self._prior_parameters()]}
         return hashlib.sha256(json.dumps(structure, sort_keys=True).encode()).hexdigest()
@@ -264,7 +292,9 @@ class ScalingLaw(Family):
         return [*self.law.inputs, *extra]
 
     def _coords(self) -> dict:
-        return {"run": _run_coords(self.runs.index)} | {c: lv for c, lv in self.levels.items()}
+        groups = {} if self.groups is None else {self.groups.column: list(self.groups.levels)}
+        return ({"run": _run_coords(self.runs.index)} | {c: lv for c, lv in self.levels.items()}
+                | groups)
 
     def _mean_graph(self):
         """The law at the runs: its inputs centred on their references, held with the priors'
@@ -280,6 +310,8 @@ class ScalingLaw(Family):
         for name, value in law.natural(pt, p, ref).items():
             if name not in p:
                 pm.Deterministic(name, value)
+        if self.groups is not None:  # each run's level's parameters
+            p = self.groups.graph(self, p)
         z = {x: self._columns[x][1] for x in law.inputs}
         return law.log_mean_sampled(pt, p, z)
 
@@ -316,9 +348,24 @@ class ScalingLaw(Family):
     def mean_draws(self, posterior, table: pd.DataFrame, rng) -> np.ndarray:
         """The law's log mean per draw and row of ``table``."""
         p = {k: posterior[k].values[..., None] for k in self.law.sampled}
+        if self.groups is not None:
+            p = self.groups.draws(posterior, p, table, rng)
         z = {x: np.log(table[x].to_numpy(dtype=float)) - self.log_reference[x]
              for x in self.law.inputs}
         return self.law.log_mean_sampled(np, p, z)
+
+    def law_theta(self, posterior, *, level=None, rng=None) -> dict[str, np.ndarray]:
+        """The law's natural-unit parameters per draw, shape (chain, draw, 1): the
+        population's (``level`` None: the average observed level of a group column), or a
+        level's (a level the fit has not seen: a fresh draw from the population, by ``rng``)."""
+        if level is None or self.groups is None:
+            return {k: posterior[k].values[..., None] for k in self.law.params}
+        p = {k: posterior[k].values[..., None] for k in self.law.sampled}
+        rng = np.random.default_rng(0) if rng is None else rng
+        p = self.groups.apply(np, p, self.groups.deviations(
+            posterior, self.groups.index([level]), rng))
+        ref = {x: self.log_reference[x] for x in self.law.inputs}
+        return {k: np.asarray(v) for k, v in self.law.natural(np, p, ref).items()}
 
     @property
     def tilts(self) -> bool:
@@ -342,15 +389,17 @@ class ScalingLaw(Family):
     def has_optimum(self) -> bool:
         return self.law.has_optimum
 
-    def optimal(self, posterior, budgets: np.ndarray, rng) -> dict[str, np.ndarray]:
+    def optimal(self, posterior, budgets: np.ndarray, rng, *,
+                level=None) -> dict[str, np.ndarray]:
         """N*, D*, D*/N* and the loss at the optimum per draw and budget. With the
         discrepancy's tilt, N* is the optimum of the law plus the misfit's slope across sizes
         at the law's own optimum (``d s t`` per decade of N, :meth:`bayescale.model.laws.Law.
         optimum`), so past the runs N* is as uncertain as the law's shape there. Where the runs
         hold isoFLOP profiles, N* also moves by the drift of the profiles' own minima from the
         law's N* (:mod:`bayescale.model.profiles`); the loss at the optimum stays the law's
-        minimum."""
-        theta = {k: posterior[k].values[..., None] for k in self.law.params}
+        minimum. With a group column, ``level`` picks a level's law (the population's
+        without), and the profiles are that level's runs' (none for the population)."""
+        theta = self.law_theta(posterior, level=level, rng=rng)
         k = self.flops_per_param_token
         log_c = np.log(np.asarray(budgets, float) / k)
         slope = None
@@ -369,7 +418,7 @@ class ScalingLaw(Family):
         out["loss_opt"] = out["loss_opt"] * np.exp(self.term_draws(posterior, at, rng)
                                                    + self.discrepancy_draws(posterior, at))
         if "discrepancy_scale" in posterior and self.profiles_measure_allocation:
-            shift = self._profile_shift(posterior, theta, budgets, rng)
+            shift = self._profile_shift(posterior, theta, budgets, rng, level)
             out["params_opt"] = out["params_opt"] * 10.0 ** shift
             out["tokens_opt"] = np.exp(log_c) / out["params_opt"]
             out["tokens_per_param"] = out["tokens_opt"] / out["params_opt"]
@@ -379,25 +428,28 @@ class ScalingLaw(Family):
     #: budget; a learning curve's points are not)
     profiles_measure_allocation = True
 
-    def profile_minima(self, posterior) -> pd.DataFrame:
+    def profile_minima(self, posterior, level=None) -> pd.DataFrame:
         """The runs' own isoFLOP minima (:func:`bayescale.model.profiles.profile_optima`):
         ``flops``, ``params_opt``, ``runs``; empty where the runs hold no profile or are not
         trained to their budget. Runs with hyperparameter terms enter with the terms' median
         removed."""
-        if not self.profiles_measure_allocation or not self.law.has_optimum:
+        if (not self.profiles_measure_allocation or not self.law.has_optimum
+                or (self.groups is not None and level is None)):
             return super().profile_minima(posterior)
         runs = self.runs.assign(flops=run_flops(self.runs))
+        if self.groups is not None:  # a level's own runs
+            runs = runs[runs[self.groups.column] == level]
         loss = runs["loss"].to_numpy(float)
         if self.offsets or self.continuous:
             terms = self.term_draws(posterior, runs, np.random.default_rng(0))
             loss = loss / np.exp(np.median(np.reshape(terms, (-1, len(runs))), axis=0))
         return profile_optima(runs, loss)
 
-    def _profile_shift(self, posterior, theta, budgets, rng) -> np.ndarray:
+    def _profile_shift(self, posterior, theta, budgets, rng, level=None) -> np.ndarray:
         """Decades to add to the law's log10 N* per draw and budget, measured by the runs'
         isoFLOP profiles (:mod:`bayescale.model.profiles`); zeros without enough profiles.
         The losses of runs with hyperparameter terms are taken at the terms' median removed."""
-        found = self.profile_minima(posterior)
+        found = self.profile_minima(posterior, level)
         shape = np.broadcast_shapes(theta[self.law.params[0]].shape[:-1] + (1,),
                                     (np.size(budgets),))
         if len(found) < MIN_PROFILES:
@@ -422,6 +474,8 @@ class ScalingLaw(Family):
         names += self._discrepancy_summary(posterior)
         for term in self.terms:
             names += term.summary_names()
+        if self.groups is not None:
+            names += self.groups.names
         post = posterior[names]
         column = self.runs.attrs.get("replicates")
         if column in self.offsets:
@@ -436,9 +490,11 @@ class ScalingLaw(Family):
     def describe(self) -> str:
         """One line: the law, the noise and the hyperparameter terms."""
         hyper = [*self.offsets, *self.continuous]
+        groups = ("" if self.groups is None else f"; law parameters {self.group_params} by "
+                  f"`{self.groups.column}` ({len(self.groups.levels)} levels, pooled)")
         return (f"law `{self.law.name}`: {self.law.formula}; noise `{self.noise}` on "
-                f"log loss; hyperparameters {hyper or 'none'}; discrepancy past the runs "
-                f"`{self.discrepancy}`")
+                f"log loss; hyperparameters {hyper or 'none'}{groups}; discrepancy past the "
+                f"runs `{self.discrepancy}`")
 
     def describe_short(self) -> str:
         return f"law={self.law.name!r} offsets={list(self.offsets)}"
@@ -494,13 +550,36 @@ def _hyperparameter_columns(runs: pd.DataFrame, columns: object, argument: str,
         if col in ("params", "tokens", "flops", "loss") or col in taken:
             raise ValueError(f"{argument} cannot include {col!r}: it is a law input"
                              + (" or an offset" if taken else ""))
-        kind = "offset column" if argument == "offsets" else "continuous column"
+        kind = {"offsets": "offset column", "group": "group column"}.get(argument,
+                                                                        "continuous column")
         if runs[col].isna().any():
             raise ValueError(f"{kind} {col!r} has missing values")
         if runs[col].nunique() < 2:
             raise ValueError(f"{kind} {col!r} has a single level "
                              f"({plain(runs[col].iloc[0])!r}); it needs at least 2 levels")
     return tuple(columns)
+
+
+def _check_groups(runs: pd.DataFrame, law: Law, group: object, group_params: object,
+                  taken: tuple[str, ...]) -> LawGroups | None:
+    """The group column's law parameters (None without a group); a TypeError or ValueError
+    naming the argument and the value."""
+    if group is None:
+        if group_params:
+            raise ValueError(f"group_params={list(group_params)!r} needs a group column "
+                             "(group=...)")
+        return None
+    if not isinstance(group, str):
+        raise TypeError(f"group must be a column name, got {group!r}")
+    (column,) = _hyperparameter_columns(runs, [group], "group", taken=taken)
+    if group_params is None:
+        raise ValueError(f"group={group!r} needs group_params: the law parameters that differ "
+                         f"by level, e.g. ['E', 'alpha'] (the law's are {list(law.params)})")
+    params = resolve_group_params(law, group_params)
+    counts = runs[column].value_counts()
+    return LawGroups(column, tuple(_levels(runs[column])), params,
+                     frozenset(params) & law.positive,
+                     centred=bool(counts.min() >= CENTRED_MIN_RUNS))
 
 
 def _check_offsets(runs: pd.DataFrame, offsets: object) -> tuple[str, ...]:

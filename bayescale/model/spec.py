@@ -78,6 +78,10 @@ class ScalingLawSpec(Spec):
     centred_offsets: list = field(default_factory=list)
     log_reference: dict = field(default_factory=dict)
     replicates: str | None = None
+    #: a group column whose levels have their own law parameters (bayescale.model.groups)
+    group: str | None = None
+    group_params: list | None = None
+    group_levels: list | None = None
 
 
 @dataclass(frozen=True, eq=False)  # equality: the mapping's (a dict of the same keys is equal)
