@@ -143,3 +143,16 @@ def test_answers_between_levels_need_a_group(runs):
 def test_unknown_reference_level_is_named(fit):
     with pytest.raises(ValueError, match="levels \\['v9'\\] are not levels of group column"):
         fit.groups([1e21], reference="v9")
+
+
+def test_the_distance_past_the_runs_is_each_levels_own(runs):
+    """A level's point is as far past the runs as it is past that level's own runs."""
+    cut = runs[~((runs["variant"] == "v1") & (runs["flops"] > 2e18))]
+    model = bs.ScalingLaw(cut, group="variant", group_params=["E"], discrepancy="prior")
+    point = {"params": [3.65e9], "tokens": [4.57e9], "flops": [1e20]}  # a run of v0 and v2
+    assert model.discrepancy_distance(point | {"variant": ["v0"]})[0] == pytest.approx(0, abs=1e-3)
+    own = model.discrepancy_distance(point | {"variant": ["v1"]})[0]
+    assert own == pytest.approx(model.discrepancy_term.distance(
+        point, model.discrepancy_term.ranges(cut[cut["variant"] == "v1"]))[0])
+    assert own > 1.0
+    assert model.discrepancy_distance(point | {"variant": ["new"]})[0] == pytest.approx(0, abs=1e-3)

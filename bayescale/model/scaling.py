@@ -371,6 +371,24 @@ class ScalingLaw(Family):
     def tilts(self) -> bool:
         return self.law.has_optimum
 
+    def discrepancy_distance(self, points) -> np.ndarray | float:
+        """Decades from the nearest run; with a group column, from the nearest run of the
+        point's own level (another level's runs at that scale check the shared law, not this
+        level's deviations from it); a level the fit has not seen, from any run."""
+        out = super().discrepancy_distance(points)
+        if self.groups is None or self.groups.column not in points:
+            return out
+        column, term = self.groups.column, self.discrepancy_term
+        out = np.array(out, dtype=float)
+        values = np.asarray(points[column])
+        for level in self.groups.levels:
+            mask = values == level
+            if mask.any():
+                own = self.runs[self.runs[column] == level]
+                sub = {c: np.asarray(points[c])[mask] for c in term.columns if c in points}
+                out[mask] = term.distance(sub, term.ranges(own))
+        return out
+
     def _across(self, posterior, points) -> np.ndarray | float:
         """Decades of N from the law's compute-optimal size at each point's compute, per
         draw: where the tilt of the discrepancy acts (0 for a law without an allocation, a
