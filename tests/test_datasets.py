@@ -140,6 +140,8 @@ def test_porian_sweep_has_its_four_setups_and_twelve_doubling_budgets(loaded):
     runs = loaded["porian2024_owt2"]
     setups = runs.groupby(["hparams", "warmup", "decay"]).size()
     assert len(setups) == 4 and setups.sum() == 468
+    assert sorted(runs["setup"].unique()) == ["base/long/kaplan", "base/short/chinchilla",
+                                              "base/short/kaplan", "tuned/short/const"]
     budgets = np.unique(runs["flops"])
     np.testing.assert_allclose(budgets, 1.25e16 * 2.0 ** np.arange(12), rtol=1e-9)
     np.testing.assert_allclose(runs["flops"], 6 * runs["params"] * runs["tokens"], rtol=1e-6)

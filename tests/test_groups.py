@@ -156,3 +156,38 @@ def test_the_distance_past_the_runs_is_each_levels_own(runs):
         point, model.discrepancy_term.ranges(cut[cut["variant"] == "v1"]))[0])
     assert own > 1.0
     assert model.discrepancy_distance(point | {"variant": ["new"]})[0] == pytest.approx(0, abs=1e-3)
+
+
+def test_the_report_answers_per_level_with_the_multiplier(fit, tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from bayescale.report import answer, plots
+
+    table = answer.targets_table(fit, [1e20, 1e21])
+    assert list(table["variant"]) == ["v0", "v0", "v1", "v1", "v2", "v2", "v3", "v3"]
+    assert {"multiplier", "multiplier_lower", "multiplier_upper", "p_lower"} <= set(table)
+    reference = table[table["variant"] == "v0"]
+    np.testing.assert_allclose(reference["multiplier"], 1.0, rtol=1e-4)
+    # the answer per level is that level's: higher floors, higher losses at the optimum
+    at = table[table["budget"] == 1e20].set_index("variant")["loss_opt"]
+    assert list(at.index[np.argsort(at.to_numpy())]) == ["v0", "v1", "v2", "v3"]
+    text = answer.format_targets(table)
+    assert "compute multiplier" in text and "v0's loss" in text
+    ax = plots.plot_multiplier(fit, [1e21])
+    assert len(ax.get_lines()) >= 4
+    paths = answer.write_results(fit, tmp_path / "out", budgets=[1e21])
+    assert "multiplier.png" in {p.name for p in paths.values()}
+    assert len(pd.read_csv(paths["targets.csv"])) == 4
+
+
+def test_a_recipe_takes_the_group():
+    from bayescale.report.recipe import Recipe
+
+    recipe = Recipe.read("models/porian_owt2_setups.toml")
+    model = recipe.scaling_law()
+    assert model.groups.column == "setup" and len(model.groups.levels) == 4
+    assert model.groups.params == ("log_E", "alpha", "beta")
+    with pytest.raises(TypeError, match="group_params"):
+        Recipe.from_dict({"data": {"dataset": "porian2024_owt2"},
+                          "model": {"group": "setup", "group_params": "E"}})

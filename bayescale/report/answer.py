@@ -38,14 +38,50 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
     With hyperparameter offsets every loss is at the most probably best level of each offset
     column (:func:`bayescale.model.recommend.best_levels`), named in a ``level`` column
     (``"dataset=c4"``) after ``budget``; N* and D* do not depend on the level.
+
+    With a group column (``group=``), one row per budget and level of it (named in the
+    group's column), each level's answer, and ``multiplier`` (with its interval): the compute
+    that level needs to reach the first level's loss at the budget, over the budget
+    (:func:`bayescale.model.groups.group_draws`), and ``p_lower``, the probability that its
+    loss there is below the first level's.
     """
     budgets = check_budgets(budgets)
+    groups = fit.model.groups
+    if groups is None:
+        return _targets(fit, budgets, prob, None)
+    between = fit.groups(budgets, random_seed=0)
+    tables = []
+    for level in groups.levels:
+        table = _targets(fit, budgets, prob, level)
+        table.insert(1, groups.column, level)
+        m = between["multiplier"].sel({groups.column: level}).values.reshape(-1, budgets.size)
+        lo, mid, hi = np.quantile(m, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0,
+                                  method="inverted_cdf")  # inf: never reached
+        at = table.columns.get_loc("decades_flops")
+        for offset, (name, values) in enumerate((("multiplier", mid), ("multiplier_lower", lo),
+                                                 ("multiplier_upper", hi))):
+            table.insert(at + offset, name, values)
+        table.insert(at + 3, "p_lower",
+                     between["p_lower"].sel({groups.column: level}).values)
+        tables.append(table)
+    out = pd.concat(tables, ignore_index=True)
+    out.attrs = {"prob": prob, "reference": between.attrs["reference"],
+                 "warnings": [w for t in tables for w in t.attrs["warnings"]]}
+    return out
+
+
+def _targets(fit, budgets: np.ndarray, prob: float, group_level) -> pd.DataFrame:
+    """:func:`targets_table`'s rows for one level of the group column (None: the model's
+    population, or a model without one)."""
     best = best_levels(fit)
+    groups = fit.model.groups
     if fit.model.has_optimum:
-        ds = fit.optimal(budgets, random_seed=0)
+        ds = fit.optimal(budgets, random_seed=0, level=group_level)
         ds["loss_opt"] = ds["loss_opt"] * np.exp(level_shift(fit, best))
     else:
         points = {"flops": budgets, **{c: [lv] * budgets.size for c, lv in best.items()}}
+        if group_level is not None:
+            points[groups.column] = [group_level] * budgets.size
         ds = fit.predict(points, random_seed=0)[["loss"]].rename(loss="loss_mean")
         ds["loss_new_run"] = fit.predict(points, kind="new_run", random_seed=0)["loss"]
         ds = ds.rename(point="budget").drop_vars(list(points)).assign_coords(budget=budgets)
@@ -88,8 +124,11 @@ def format_targets(table: pd.DataFrame) -> str:
     names = names | {c: f"optimum of {c[:-4]}" for c in table.columns
                      if c.endswith("_opt") and c not in names and f"{c}_lower" in table}
     lines = []
+    group = table.columns[1] if "multiplier" in table else None
     for _, row in table.iterrows():
         lines.append(f"C = {row['budget']:.3g} FLOPs")
+        if group is not None:
+            lines.append(f"  {group:<18} {row[group]}")
         if "level" in table:
             lines.append(f"  {'at level':<18} {row['level']} (the most probably best)")
         for var, label in names.items():
@@ -97,6 +136,12 @@ def format_targets(table: pd.DataFrame) -> str:
                 lines.append(f"  {label:<18} {_number(row[var], '>10.4g')}  "
                              f"[{_number(row[var + '_lower'], '.4g')}, "
                              f"{_number(row[var + '_upper'], '.4g')}]")
+        if group is not None:
+            lines.append(f"  {'compute multiplier':<18} {_number(row['multiplier'], '>10.4g')}  "
+                         f"[{_number(row['multiplier_lower'], '.4g')}, "
+                         f"{_number(row['multiplier_upper'], '.4g')}] x C to reach "
+                         f"{table.attrs.get('reference', 'the first level')}'s loss "
+                         f"(P lower loss {row['p_lower']:.2f})")
         reach = [f"{name} {_number(row[col], '+.2f')}" for col, name in
                  (("decades_flops", "C"), ("decades_params", "N*"), ("decades_tokens", "D*"))
                  if col in table]
@@ -167,6 +212,8 @@ def _figures(fit, budgets, prob) -> dict:
         "checks.png": plots.plot_checks(fit, prob=prob), "ranks.png": plots.plot_ranks(fit)}
     if fit.hyperparameter_offsets:
         figures["offsets.png"] = plots.plot_offsets(fit, prob=prob)
+    if fit.model.groups is not None:
+        figures["multiplier.png"] = plots.plot_multiplier(fit, budgets, prob=prob).figure
     return figures
 
 

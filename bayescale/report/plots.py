@@ -31,7 +31,7 @@ from bayescale.model.points import decades_past  # noqa: E402
 from bayescale.model.recommend import best_levels, level_name, level_shift  # noqa: E402
 
 __all__ = ["plot_law", "plot_optimal", "plot_ranks", "plot_offsets", "plot_checks",
-           "plot_params", "plot_curves"]
+           "plot_params", "plot_curves", "plot_multiplier"]
 
 
 def _grid(fit, budgets, n: int = 120) -> np.ndarray:
@@ -176,6 +176,41 @@ def plot_optimal(fit, budgets=None, *, prob: float = 0.9, ax=None):
            ylabel="parameters / tokens", title="Compute-optimal allocation")
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.13), ncol=2,
               frameon=False)  # below the axes, off the runs and the bands
+    return ax
+
+
+def plot_multiplier(fit, budgets=None, *, reference=None, prob: float = 0.9, ax=None):
+    """The compute multiplier of each level of a fit's group column against compute: the
+    compute a level needs to reach the ``reference`` level's loss (default the first level)
+    at C, over C (:func:`bayescale.model.groups.group_draws`), median and ``prob`` band;
+    below 1 the level is the more compute-efficient. A level that never reaches the
+    reference's loss at some C has no band there."""
+    if fit.model.groups is None:
+        raise ValueError("this fit has no group column (ScalingLaw(..., group=..., "
+                         "group_params=[...]))")
+    budgets = list(budgets) if budgets is not None else []
+    if ax is None:
+        _, ax = plt.subplots(figsize=(7.5, 5))
+    grid = _grid(fit, budgets, n=60)
+    between = fit.groups(grid, reference=reference, random_seed=0)
+    column = fit.model.groups.column
+    _mark(ax, fit, budgets)
+    for i, level in enumerate(between[column].values):
+        draws = between["multiplier"].sel({column: level}).values
+        flat = draws.reshape(-1, grid.size)
+        lo, mid, hi = np.quantile(flat, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0,
+                                  method="inverted_cdf")
+        color = f"C{i}"
+        shown = np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
+        ax.fill_between(grid[shown], lo[shown], hi[shown], color=color, alpha=0.25, lw=0)
+        ax.plot(grid[np.isfinite(mid)], mid[np.isfinite(mid)], color=color,
+                label=f"{column} = {level}")
+    ax.axhline(1.0, color="k", lw=0.8, ls=":")
+    ax.set(xscale="log", yscale="log", xlabel="training compute C of the reference (FLOPs)",
+           ylabel="compute multiplier C' / C",
+           title=f"Compute to reach {between.attrs['reference']}'s loss "
+                 f"(median, {prob:.0%} interval)")
+    ax.legend(fontsize=8, frameon=False)
     return ax
 
 

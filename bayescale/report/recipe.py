@@ -18,6 +18,8 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     offsets = []                  # categorical hyperparameter columns (latent offsets)
     continuous = []               # continuous hyperparameters whose optimum moves with compute
     discrepancy = "backtest"      # backtest | prior | off: the law's misfit past the runs
+    group = "setup"               # a column whose levels have their own law parameters
+    group_params = ["E", "alpha"] # ... these (scaling_law; bayescale.model.groups)
 
     [priors]                      # overrides by name, e.g.
     alpha = { dist = "LogNormal", mu = -1.2, sigma = 0.5 }
@@ -69,7 +71,8 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
              "flops_per_param_token": (int, float), "query": (str,),
              "learning_curves": (dict,)},
     "model": {"family": (str,), "law": (str,), "noise": (str,), "offsets": (list,),
-              "continuous": (list,), "discrepancy": (str,)},
+              "continuous": (list,), "discrepancy": (str,), "group": (str,),
+              "group_params": (list,)},
     "priors": {},
     "fit": {"draws": (int,), "tune": (int,), "chains": (int,), "random_seed": (int,),
             "sampler": (str,), "target_accept": (float,)},

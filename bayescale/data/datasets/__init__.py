@@ -97,7 +97,9 @@ def _gemstones(file: str) -> pd.DataFrame:
 
 
 def _porian(file: str) -> pd.DataFrame:
-    return prepare(_read_csv(file), params="params", tokens="tokens", flops="flops", loss="loss")
+    runs = prepare(_read_csv(file), params="params", tokens="tokens", flops="flops", loss="loss")
+    runs["setup"] = runs["hparams"] + "/" + runs["warmup"] + "/" + runs["decay"]
+    return runs
 
 
 _EPOCH = ("epoch-research/analyzing-chinchilla @ 92258837 : data/svg_extracted_data.csv "
@@ -157,7 +159,8 @@ REGISTRY: dict[str, Dataset] = {
             "Language Models': IsoFLOP sweeps of decoder-only Transformers (5M-901M parameters) "
             "on OpenWebText2 at 12 budgets 1.25e16-2.56e19 FLOPs (doubling), under 4 training "
             "setups given by the columns hparams (base / tuned), warmup (long / short) and decay "
-            "(kaplan / chinchilla / const); params is the paper's 'standard' count and flops = "
+            "(kaplan / chinchilla / const), and the three joined in setup (e.g. "
+            "'base/long/kaplan'); params is the paper's 'standard' count and flops = "
             "6 params tokens. Select one setup with a query on those columns.",
             "loss (validation loss)",
             "formll/resolving-scaling-law-discrepancies @ 0dc60d91 : "
