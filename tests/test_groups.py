@@ -191,3 +191,24 @@ def test_a_recipe_takes_the_group():
     with pytest.raises(TypeError, match="group_params"):
         Recipe.from_dict({"data": {"dataset": "porian2024_owt2"},
                           "model": {"group": "setup", "group_params": "E"}})
+
+
+def test_groups_with_offsets_and_continuous_terms_match_pymc(runs):
+    """The graph and the answers from draws agree with a group beside an offset and a
+    continuous term: the log-likelihood of prior draws against PyMC's."""
+    import pymc as pm
+
+    rng = np.random.default_rng(5)
+    table = runs.assign(batch=np.tile([64, 128, 256], len(runs) // 3),
+                        lr=np.exp(rng.normal(-7, 0.5, len(runs))))
+    model = bs.ScalingLaw(table, offsets=["batch"], continuous=["lr"], group="variant",
+                          group_params=["E", "beta"], discrepancy="off")
+    with model.model:
+        prior = pm.sample_prior_predictive(draws=50, random_seed=1).prior.to_dataset()
+    fit = bs.Fit.from_sampler(xr.DataTree.from_dict({"posterior": prior}), spec=model.spec,
+                              runs=table, sampler="prior", seed=1)
+    reference = pm.compute_log_likelihood(fit.idata, model=model.model,
+                                          extend_inferencedata=False, progressbar=False)
+    ours = fit.idata["log_likelihood"]["log_loss"]
+    np.testing.assert_allclose(ours.values, reference["log_loss"].transpose(*ours.dims).values,
+                               rtol=1e-9, atol=1e-6)
