@@ -214,7 +214,9 @@ def _table(frame: pd.DataFrame, attrs: dict) -> pd.DataFrame:
 
 def porian_one(name: str, label: str, runs: pd.DataFrame, args) -> dict:
     slug = name.replace("/", "_") + "__" + label.split(" ")[0] + (
-        "_" + "".join(JOINT[label]) if label in JOINT else "")
+        "_" + "".join(JOINT[label]) if label in JOINT else "") + (
+        f"_{args.joint_discrepancy}" if label in JOINT and args.joint_discrepancy != "backtest"
+        else "")
     path = CACHE / f"porian_{slug}.npz"
     if path.exists() and not args.refit:
         with np.load(path, allow_pickle=False) as f:
@@ -229,7 +231,8 @@ def porian_one(name: str, label: str, runs: pd.DataFrame, args) -> dict:
         points = held.drop(columns="setup")
     else:
         train = _table(pd.concat([runs[runs["setup"] != name], cut]), runs.attrs)
-        model = bs.ScalingLaw(train, group="setup", group_params=JOINT[label])
+        model = bs.ScalingLaw(train, group="setup", group_params=JOINT[label],
+                              discrepancy=args.joint_discrepancy)
         points = held
     t0 = time.time()
     fit, warned, messages = _fit(model, 0, args.draws, args.draws)
@@ -277,7 +280,7 @@ def stage_porian(args) -> None:
                   f"{row['warned']} {out['messages']}", flush=True)
     table = pd.DataFrame(rows)
     CACHE.mkdir(parents=True, exist_ok=True)
-    table.to_csv(CACHE / "porian.csv", index=False)
+    table.to_csv(CACHE / f"porian_{args.joint_discrepancy}.csv", index=False)
     table["cov50"] = table["in50"] / table["n"]
     table["cov90"] = table["in90"] / table["n"]
     table["interval_score_%"] = table["score_sum"] / table["n"]
@@ -313,6 +316,9 @@ def main() -> None:
     parser.add_argument("--draws", type=int, default=None,
                         help="draws and tuning steps per chain (simulate 500, porian 1000)")
     parser.add_argument("--refit", action="store_true")
+    parser.add_argument("--joint-discrepancy", default="backtest", choices=["backtest", "prior"],
+                        help="porian: the joint fits' discrepancy (the separate fits keep the "
+                             "default; with 4 budgets they have no backtest and take the prior)")
     parser.add_argument("--fits", default="grouped", choices=["grouped", "separate"],
                         help="simulate: one grouped fit per data set (the benchmark), or each "
                              "variant fitted alone (a control)")

@@ -172,6 +172,8 @@ def test_the_report_answers_per_level_with_the_multiplier(fit, tmp_path):
     # the answer per level is that level's: higher floors, higher losses at the optimum
     at = table[table["budget"] == 1e20].set_index("variant")["loss_opt"]
     assert list(at.index[np.argsort(at.to_numpy())]) == ["v0", "v1", "v2", "v3"]
+    assert table.attrs["warnings"]  # 1e21 lies past the runs: each warning names its level
+    assert all(w.startswith("variant = v") for w in table.attrs["warnings"])
     text = answer.format_targets(table)
     assert "compute multiplier" in text and "v0's loss" in text
     ax = plots.plot_multiplier(fit, [1e21])

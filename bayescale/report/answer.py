@@ -100,6 +100,8 @@ def _targets(fit, budgets: np.ndarray, prob: float, group_level) -> pd.DataFrame
     out.attrs["prob"] = prob
     out = _with_reach(out, fit.runs)
     warnings = unidentified(fit) + optimum_messages(fit.runs, ds, budgets, prob=prob)
+    if group_level is not None:  # name the level each warning is about
+        warnings = [f"{groups.column} = {group_level}: {w}" for w in warnings]
     out["warning"] = " | ".join(warnings)
     out.attrs["warnings"] = warnings
     return out
