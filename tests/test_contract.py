@@ -106,12 +106,13 @@ def test_loo_comparison_runs(case):
 
 
 def test_checks_ranks_and_targets_plot(case):
-    _, fit = case
+    model, fit = case
     for figure in (plots.plot_checks(fit), plots.plot_ranks(fit)):
         assert figure.axes
         plt.close(figure)
     table = report.targets_table(fit, [1e21])
-    assert len(table) == 1 and (table.filter(like="loss").to_numpy() > 0).all()
+    rows = 1 if model.groups is None else len(model.groups.levels)  # a row per level
+    assert len(table) == rows and (table.filter(like="loss").to_numpy() > 0).all()
     # how far the answer reaches: decades past the largest run, in C (and N*, D*)
     runs = fit.runs
     assert table.loc[0, "decades_flops"] == pytest.approx(np.log10(1e21 / runs["flops"].max()))

@@ -4,9 +4,8 @@ families (``registry``), the families (``scaling``: :class:`bayescale.ScalingLaw
 :class:`bayescale.IsoFlop`), and what is derived from a fit or a known law (``recommend``,
 ``simulate``).
 
+The families register themselves when their modules are imported;
+:func:`bayescale.model.registry.families` imports every module here first.
+
 Imports ``bayescale.inference`` and ``bayescale.data``, never a layer above.
 """
-
-from bayescale.model.registry import families
-
-families()  # the families register themselves as their modules are imported

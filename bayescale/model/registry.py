@@ -13,6 +13,7 @@ from __future__ import annotations
 import importlib
 import pkgutil
 from collections.abc import Mapping
+from pathlib import Path
 
 __all__ = ["FAMILIES", "add", "families", "family_of", "spec_class"]
 
@@ -39,11 +40,9 @@ def families() -> dict[str, type]:
     """Every registered family, by name: bayescale's own (every module of
     :mod:`bayescale.model`, imported once) and any defined since."""
     global _LOADED
-    if not _LOADED:
-        import bayescale.model as package
-
-        for info in pkgutil.iter_modules(package.__path__):
-            importlib.import_module(f"{package.__name__}.{info.name}")
+    if not _LOADED:  # the modules beside this one: bayescale.model's
+        for info in pkgutil.iter_modules([str(Path(__file__).parent)]):
+            importlib.import_module(f"{__package__}.{info.name}")
         _LOADED = True
     return FAMILIES
 
