@@ -216,7 +216,8 @@ def porian_one(name: str, label: str, runs: pd.DataFrame, args) -> dict:
     slug = name.replace("/", "_") + "__" + label.split(" ")[0] + (
         "_" + "".join(JOINT[label]) if label in JOINT else "") + (
         f"_{args.joint_discrepancy}" if label in JOINT and args.joint_discrepancy != "backtest"
-        else "")
+        else "") + (f"_{args.joint_noise}" if label in JOINT and args.joint_noise != "student_t"
+                    else "")
     path = CACHE / f"porian_{slug}.npz"
     if path.exists() and not args.refit:
         with np.load(path, allow_pickle=False) as f:
@@ -232,7 +233,7 @@ def porian_one(name: str, label: str, runs: pd.DataFrame, args) -> dict:
     else:
         train = _table(pd.concat([runs[runs["setup"] != name], cut]), runs.attrs)
         model = bs.ScalingLaw(train, group="setup", group_params=JOINT[label],
-                              discrepancy=args.joint_discrepancy)
+                              discrepancy=args.joint_discrepancy, noise=args.joint_noise)
         points = held
     t0 = time.time()
     fit, warned, messages = _fit(model, 0, args.draws, args.draws)
@@ -280,7 +281,7 @@ def stage_porian(args) -> None:
                   f"{row['warned']} {out['messages']}", flush=True)
     table = pd.DataFrame(rows)
     CACHE.mkdir(parents=True, exist_ok=True)
-    table.to_csv(CACHE / f"porian_{args.joint_discrepancy}.csv", index=False)
+    table.to_csv(CACHE / f"porian_{args.joint_discrepancy}_{args.joint_noise}.csv", index=False)
     table["cov50"] = table["in50"] / table["n"]
     table["cov90"] = table["in90"] / table["n"]
     table["interval_score_%"] = table["score_sum"] / table["n"]
@@ -319,6 +320,8 @@ def main() -> None:
     parser.add_argument("--joint-discrepancy", default="backtest", choices=["backtest", "prior"],
                         help="porian: the joint fits' discrepancy (the separate fits keep the "
                              "default; with 4 budgets they have no backtest and take the prior)")
+    parser.add_argument("--joint-noise", default="student_t", choices=["student_t", "normal"],
+                        help="porian: the joint fits' noise (one noise for every setup)")
     parser.add_argument("--fits", default="grouped", choices=["grouped", "separate"],
                         help="simulate: one grouped fit per data set (the benchmark), or each "
                              "variant fitted alone (a control)")
