@@ -214,3 +214,28 @@ def test_groups_with_offsets_and_continuous_terms_match_pymc(runs):
     ours = fit.idata["log_likelihood"]["log_loss"]
     np.testing.assert_allclose(ours.values, reference["log_loss"].transpose(*ours.dims).values,
                                rtol=1e-9, atol=1e-6)
+
+
+def test_a_law_in_compute_answers_between_levels():
+    """Without an allocation the loss is the law at C; the multiplier and the report follow."""
+    rng = np.random.default_rng(0)
+    flops = np.geomspace(1e17, 1e20, 12)
+    rows = [pd.DataFrame({"flops": flops, "variant": name,
+                          "loss": (e + 20 * flops ** -a) * np.exp(0.005 * rng.standard_normal(12))})
+            for name, (e, a) in {"a": (1.8, 0.05), "b": (1.9, 0.06)}.items()]
+    runs = bs.prepare(pd.concat(rows, ignore_index=True))
+    model = bs.ScalingLaw(runs, law="flops", group="variant", group_params=["E", "alpha"],
+                          discrepancy="off")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplerWarning)
+        fit = model.fit(draws=200, tune=200, chains=2, random_seed=0, progressbar=False)
+    answer = fit.groups([1e19], reference="a")
+    assert "params_opt" not in answer
+    loss = answer["loss"].median(("chain", "draw")).values.ravel()
+    truth = [1.8 + 20 * 1e19 ** -0.05, 1.9 + 20 * 1e19 ** -0.06]
+    np.testing.assert_allclose(loss, truth, rtol=0.01)
+    # b's loss at 1e19 is below a's: a smaller multiplier, the truth's within its interval
+    a_loss = truth[0]
+    true_c = np.exp(np.log(20 / (a_loss - 1.9)) / 0.06)
+    lo, hi = np.quantile(answer["multiplier"].sel(variant="b").values, [0.01, 0.99])
+    assert lo <= true_c / 1e19 <= hi < 1
