@@ -52,7 +52,8 @@ from tests.test_groups import BUDGETS, TRUTHS, _sweep  # noqa: E402
 CACHE = Path(__file__).resolve().parent / "cache" / "groups"
 #: The joint fits' grouped parameters: name -> group_params.
 JOINT = {"joint (E, A, B, alpha, beta)": ["E", "A", "B", "alpha", "beta"],
-         "joint (E, alpha, beta)": ["E", "alpha", "beta"]}
+         "joint (E, alpha, beta)": ["E", "alpha", "beta"],
+         "joint (E, A, B, alpha, beta, sigma)": ["E", "A", "B", "alpha", "beta", "sigma"]}
 
 
 def _fit(model, seed: int, draws: int, tune: int):

@@ -239,3 +239,43 @@ def test_a_law_in_compute_answers_between_levels():
     true_c = np.exp(np.log(20 / (a_loss - 1.9)) / 0.06)
     lo, hi = np.quantile(answer["multiplier"].sel(variant="b").values, [0.01, 0.99])
     assert lo <= true_c / 1e19 <= hi < 1
+
+
+def test_a_noise_scale_per_level():
+    """``sigma`` among group_params: each level's runs scatter by their own scale; the
+    graph's likelihood and the draws' agree, and a new run of the noisy level is wider."""
+    import pymc as pm
+
+    rng = np.random.default_rng(2)
+    tokens = BUDGETS / (6 * PARAMS)
+    truth = TRUTHS["v1"]
+    mean = laws.mean("chinchilla", truth, {"params": PARAMS, "tokens": tokens})
+    runs = bs.prepare(pd.concat([
+        pd.DataFrame({"params": PARAMS, "tokens": tokens, "lab": name,
+                      "loss": mean * np.exp(scale * rng.standard_normal(PARAMS.size))})
+        for name, scale in (("quiet", 0.004), ("noisy", 0.03))], ignore_index=True))
+    model = bs.ScalingLaw(runs, group="lab", group_params=["E", "sigma"], discrepancy="off",
+                          noise="normal")
+    assert "lab_sigma_tau" in model.priors and model.groups.noise
+    with model.model:
+        prior = pm.sample_prior_predictive(draws=40, random_seed=1).prior.to_dataset()
+    prior_fit = bs.Fit.from_sampler(xr.DataTree.from_dict({"posterior": prior}),
+                                    spec=model.spec, runs=runs, sampler="prior", seed=1)
+    reference = pm.compute_log_likelihood(prior_fit.idata, model=model.model,
+                                          extend_inferencedata=False, progressbar=False)
+    ours = prior_fit.idata["log_likelihood"]["log_loss"]
+    np.testing.assert_allclose(ours.values, reference["log_loss"].transpose(*ours.dims).values,
+                               rtol=1e-9, atol=1e-6)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplerWarning)
+        fit = model.fit(draws=300, tune=300, chains=2, random_seed=0, progressbar=False)
+    sigma = fit.posterior["sigma"].values[..., None] * np.exp(fit.posterior["lab_sigma"].values)
+    for i, level in enumerate(fit.posterior["lab"].values):
+        lo, hi = np.quantile(sigma[..., i], [0.05, 0.95])
+        true = {"quiet": 0.004, "noisy": 0.03}[str(level)]
+        assert lo <= true <= hi, (level, lo, hi)
+    point = {"params": [1e9], "tokens": [2e10]}
+    quiet, noisy = (np.log(fit.predict(point | {"lab": [lv]}, kind="new_run",
+                                       random_seed=0)["loss"].values).std()
+                    for lv in ("quiet", "noisy"))
+    assert noisy > 3 * quiet

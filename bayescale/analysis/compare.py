@@ -412,7 +412,7 @@ def _score(fit: Fit, test: pd.DataFrame, y: np.ndarray, prob: tuple[float, ...],
            seed: int | None) -> tuple[np.ndarray, dict]:
     """Pointwise log predictive densities of the held-out runs, and the row of the table."""
     loc = np.log(fit.predict(test, kind="mean", random_seed=seed)["loss"].values)
-    lpd = log_predictive_density(y, loc, fit.model.noise_model(fit.posterior))
+    lpd = log_predictive_density(y, loc, fit.model.noise_model(fit.posterior, test))
     draws = fit.predict(test, kind="new_run", random_seed=seed)["loss"].values
     draws = draws.reshape(-1, draws.shape[-1])
     loss = np.exp(y)

@@ -150,7 +150,7 @@ def backtest_from_fit(sub, fit, held: pd.DataFrame, cut: float, seed: int) -> Ba
     n = post.sizes["chain"] * post.sizes["draw"]
     keep = rng.choice(n, size=min(KEPT_DRAWS, n), replace=False)
     log_mu = sub.log_mean_draws(post, held, rng).reshape(n, -1)[keep]
-    noise = sub.noise_model(post).flat(keep)
+    noise = sub.noise_model(post, held).flat(keep)
     term = sub.discrepancy_term
     diag = fit.diagnostics()
     return Backtest(cut=float(cut), log_loss=np.log(held["loss"].to_numpy(dtype=float)),
@@ -190,12 +190,12 @@ def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0):
     b = backtest
     nu = None if b.nu is None else float(np.median(b.nu))
     w, log_weights = _mixing_nodes(nu)
-    sigma2 = float(np.median(b.sigma)) ** 2
+    sigma2 = np.median(b.sigma, axis=0) ** 2  # a number, or one per run (a group's noise)
     tau = None if b.shortfall is None else float(np.median(b.shortfall))
     tau2 = 0.0 if tau is None else tau ** 2  # the shortfall's variance
     resid = b.log_loss - b.log_mu.mean(axis=0) - bias * b.distance
     v = b.log_mu.var(axis=0)
-    var = (v[:, None] + sigma2 / w[None, :])[:, :, None] \
+    var = (v[:, None] + np.broadcast_to(sigma2, v.shape)[:, None] / w[None, :])[:, :, None] \
         + (1.0 - shared) * (scale * b.distance[:, None, None]) ** 2          # runs x K x 1
     # z's nodes are placed by its posterior under Normal noise of the same mean and variance
     centred = resid if tau is None else resid - tau

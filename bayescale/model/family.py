@@ -241,7 +241,7 @@ class Family:
 
     def _likelihood(self, log_mu, create) -> None:
         """The observed log losses about ``log_mu`` (inside the model context)."""
-        sigma = create("sigma")
+        sigma = self._run_sigma(create("sigma"))
         observed = pm.Data(OBSERVED, np.log(self.runs["loss"].to_numpy()), dims="run")
         if self.noise == "student_t":
             pm.StudentT("log_loss", nu=create("nu"), mu=log_mu, sigma=sigma, observed=observed,
@@ -251,6 +251,10 @@ class Family:
                           observed=observed, dims="run")
         else:
             pm.Normal("log_loss", mu=log_mu, sigma=sigma, observed=observed, dims="run")
+
+    def _run_sigma(self, sigma):
+        """The noise scale of each run in the graph (one for every run here)."""
+        return sigma
 
     # -- inference ---------------------------------------------------------------------------
     def fit(self, *, draws: int = 1000, tune: int = 1000, chains: int = 4,
@@ -407,32 +411,35 @@ class Family:
         raise NotImplementedError
 
     def noise_draws(self, posterior: xr.Dataset, shape: tuple,
-                    rng: np.random.Generator) -> np.ndarray:
-        """A fresh draw of the log-scale noise per posterior draw (for new runs)."""
-        return self.noise_model(posterior).draw(shape, rng)
+                    rng: np.random.Generator, table=None) -> np.ndarray:
+        """A fresh draw of the log-scale noise per posterior draw (for new runs at the rows of
+        ``table``, where the noise differs by row)."""
+        return self.noise_model(posterior, table).draw(shape, rng)
 
     def profile_minima(self, posterior: xr.Dataset) -> pd.DataFrame:
         """The runs' own isoFLOP minima that the family's N* answers follow (``flops``,
         ``params_opt``, ``runs``); none here (a family that measures them overrides this)."""
         return pd.DataFrame(columns=["flops", "params_opt", "runs"])
 
-    def noise_model(self, posterior: xr.Dataset) -> Noise:
+    def noise_model(self, posterior: xr.Dataset, table=None) -> Noise:
         """A run's noise per draw with a trailing point axis (:class:`bayescale.model.noise.
-        Noise`). With ``"skewed"`` noise a new run is a run like the fitted ones: seed noise
-        plus the shortfall of under-tuning that they showed."""
+        Noise`), at the rows of ``table`` where it differs by row (a group's noise scale per
+        level; the population's without a table). With ``"skewed"`` noise a new run is a run
+        like the fitted ones: seed noise plus the shortfall of under-tuning that they
+        showed."""
         return Noise.of(self.noise, posterior)
 
     def log_likelihood(self, posterior: xr.Dataset, y: np.ndarray) -> np.ndarray:
         """log p(y_run | draw) for the model's runs: (chain, draw, run), in chunks of runs
         (:data:`CHUNK_ELEMENTS` draws x runs at a time)."""
-        noise = self.noise_model(posterior)
         n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
         ll = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(self.runs)))
         step = max(1, CHUNK_ELEMENTS // n_draws)  # bounds the temporaries on large tables
         for start in range(0, len(self.runs), step):
             part = slice(start, start + step)
-            log_mu = self.log_mean_draws(posterior, self.runs.iloc[part], np.random.default_rng(0))
-            ll[..., part] = noise.logpdf(y[part], log_mu)
+            table = self.runs.iloc[part]
+            log_mu = self.log_mean_draws(posterior, table, np.random.default_rng(0))
+            ll[..., part] = self.noise_model(posterior, table).logpdf(y[part], log_mu)
         return ll
 
     def summary_variables(self, posterior: xr.Dataset) -> xr.Dataset:

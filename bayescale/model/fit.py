@@ -177,7 +177,7 @@ class Fit(PosteriorResult):
         post = self.posterior
         log_loss = self.model.log_mean_draws(post, table, rng)
         if kind == "new_run":
-            log_loss = log_loss + self.model.noise_draws(post, log_loss.shape, rng)
+            log_loss = log_loss + self.model.noise_draws(post, log_loss.shape, rng, table)
         coords = {c: ("point", table[c].to_numpy()) for c in table.columns}
         with np.errstate(over="ignore"):  # heavy-tailed new runs (nu < 1) may reach +inf
             loss = np.exp(log_loss)

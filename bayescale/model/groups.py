@@ -6,6 +6,7 @@ values of the law parameters the user names (``group_params=``)::
 
     p_g = p + delta_g                    (p on a log scale: log E, log A0, log B0, ...)
     p_g = p * exp(delta_g)               (an exponent: alpha, beta, ...)
+    sigma_g = sigma * exp(delta_g)       (with "sigma" among them: the noise scale per level)
     delta ~ ZeroSumNormal(tau_p)         (per parameter, over the column's levels)
 
 ``p`` is the population: the law of the average observed level (the deviations sum to zero,
@@ -47,28 +48,32 @@ _BISECTIONS = 60
 _SPAN = 8.0
 
 
-def resolve_group_params(law, names: object) -> tuple[str, ...]:
+def resolve_group_params(law, names: object) -> tuple[tuple[str, ...], bool]:
     """The law's sampled parameters that ``names`` (natural or sampled names: ``E`` or
-    ``log_E``, ``A`` or ``log_A_ref``, ``alpha``) designate; a ValueError naming an unknown
-    one and the allowed names."""
+    ``log_E``, ``A`` or ``log_A_ref``, ``alpha``) designate, and whether ``sigma`` (the noise
+    scale) is among them; a ValueError naming an unknown one and the allowed names."""
     if isinstance(names, str) or not isinstance(names, Sequence) or not names:
         raise TypeError(f"group_params must be a non-empty list of law parameters, got "
                         f"{names!r}")
     natural = dict(zip(law.params, law.params))
-    out = []
+    out, noise = [], False
     for name in names:
         if not isinstance(name, str):
             raise TypeError(f"group_params holds {name!r}, not a parameter name")
+        if name == "sigma":
+            noise = True
+            continue
         for candidate in (name, f"log_{name}", f"log_{name}_ref"):
             if candidate in law.sampled:
                 out.append(candidate)
                 break
         else:
             raise ValueError(f"group_params names {name!r}, which law {law.name!r} does not "
-                             f"have; it has {list(natural)} (sampled as {list(law.sampled)})")
-    if len(set(out)) != len(out):
+                             f"have; it has {list(natural)} (sampled as {list(law.sampled)}) "
+                             "and the noise scale 'sigma'")
+    if len(set(out)) + noise != len(names):
         raise ValueError(f"group_params names a parameter twice: {list(names)}")
-    return tuple(out)
+    return tuple(out), noise
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,13 @@ class LawGroups:
     params: tuple[str, ...]
     exponents: frozenset[str] = frozenset()
     centred: bool = False
+    #: whether the noise scale differs by level too (``sigma`` in ``group_params``)
+    noise: bool = False
+
+    @property
+    def grouped(self) -> tuple[str, ...]:
+        """Every grouped parameter: the law's, then ``sigma`` with the noise."""
+        return (*self.params, *(("sigma",) if self.noise else ()))
 
     def tau(self, param: str) -> str:
         return f"{self.column}_{param}_tau"
@@ -92,15 +104,15 @@ class LawGroups:
 
     @property
     def names(self) -> list[str]:
-        return [n for p in self.params for n in (self.tau(p), self.variable(p))]
+        return [n for p in self.grouped for n in (self.tau(p), self.variable(p))]
 
     @property
     def positive(self) -> frozenset[str]:
-        return frozenset(self.tau(p) for p in self.params)
+        return frozenset(self.tau(p) for p in self.grouped)
 
     def default_priors(self) -> dict:
         """``<col>_<param>_tau ~ HalfNormal(0.2)`` (:data:`GROUP_TAU_PRIOR`) per parameter."""
-        return {self.tau(p): dict(GROUP_TAU_PRIOR) for p in self.params}
+        return {self.tau(p): dict(GROUP_TAU_PRIOR) for p in self.grouped}
 
     def index(self, values) -> np.ndarray:
         """Position of each value among the levels (-1 for a level the fit has not seen)."""
@@ -118,16 +130,30 @@ class LawGroups:
         each run's level's deviations."""
         index = pm.Data(f"{self.column}_group_index", self.index(family.runs[self.column]),
                         dims="run")
-        deviation = {}
-        for name in self.params:
-            tau = family.prior(self.tau(name))
-            if self.centred:
-                dev = pm.ZeroSumNormal(self.variable(name), sigma=tau, dims=self.column)
-            else:
-                z = pm.ZeroSumNormal(f"{self.variable(name)}_z", sigma=1.0, dims=self.column)
-                dev = pm.Deterministic(self.variable(name), tau * z, dims=self.column)
-            deviation[name] = dev[index]
+        deviation = {name: self._deviation(family, name)[index] for name in self.params}
         return self.apply(pt, p, deviation)
+
+    def _deviation(self, family, name: str):
+        """The deviations of ``name`` over the levels, in the graph."""
+        tau = family.prior(self.tau(name))
+        if self.centred:
+            return pm.ZeroSumNormal(self.variable(name), sigma=tau, dims=self.column)
+        z = pm.ZeroSumNormal(f"{self.variable(name)}_z", sigma=1.0, dims=self.column)
+        return pm.Deterministic(self.variable(name), tau * z, dims=self.column)
+
+    def run_sigma(self, family, sigma):
+        """The noise scale of each run in the graph: ``sigma`` times its level's factor."""
+        index = pm.modelcontext(None)[f"{self.column}_group_index"]
+        return sigma * pt.exp(self._deviation(family, "sigma")[index])
+
+    def sigma_factor(self, posterior, table) -> np.ndarray | float:
+        """Each row's noise-scale factor per draw, (chain, draw, n): its level's; 1 for a
+        level the fit has not seen or a table without the column (the population's)."""
+        if not self.noise or table is None or self.column not in table:
+            return 1.0
+        index = self.index(table[self.column])
+        dev = posterior[self.variable("sigma")].values[..., np.maximum(index, 0)]
+        return np.exp(np.where(index >= 0, dev, 0.0))
 
     def deviations(self, posterior, index: np.ndarray, rng: np.random.Generator) -> dict:
         """Each parameter's deviation per draw at levels ``index`` (chain, draw, n): a known

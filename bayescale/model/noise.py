@@ -45,8 +45,12 @@ class Noise:
                        for v in (self.sigma, self.nu, self.shortfall)))
 
     def flat(self, keep=None) -> Noise:
-        """Draws flattened to one axis (chain * draw), optionally only the draws ``keep``."""
-        return self.map(lambda v: v.reshape(-1) if keep is None else v.reshape(-1)[keep])
+        """Draws flattened to one axis (chain * draw), optionally only the draws ``keep``; a
+        parameter that differs by point keeps its point axis last (draws x points)."""
+        def flatten(v):
+            v = v.reshape(-1, v.shape[-1]) if v.ndim > 2 and v.shape[-1] > 1 else v.reshape(-1)
+            return v if keep is None else v[keep]
+        return self.map(flatten)
 
     def draw(self, shape: tuple, rng: np.random.Generator) -> np.ndarray:
         """A fresh draw of the noise on log loss per posterior draw (a new run)."""

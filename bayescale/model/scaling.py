@@ -98,7 +98,8 @@ class ScalingLaw(Family):
     group, group_params
         A run column (dataset, architecture, tokenizer, optimizer, study) whose levels get
         their own values of the law parameters ``group_params`` names (natural or sampled
-        names: ``["E", "alpha", "beta"]``), partially pooled about the population, the law of
+        names: ``["E", "alpha", "beta"]``; ``"sigma"`` for a noise scale per level), partially
+        pooled about the population, the law of
         the average observed level (:mod:`bayescale.model.groups`); a level the fit has not
         seen is drawn from the population. :func:`bayescale.model.groups.group_draws` gives
         the answers between levels (loss, N*, D*, the compute multiplier).
@@ -273,7 +274,7 @@ class ScalingLaw(Family):
                      "offsets": {c: len(self.levels[c]) for c in self.offsets},
                      "centred": list(self.centred), "continuous": list(self.continuous),
                      "groups": None if self.groups is None else
-                     [self.groups.column, len(self.groups.levels), list(self.groups.params),
+                     [self.groups.column, len(self.groups.levels), list(self.groups.grouped),
                       self.groups.centred],
                      "priors": [[name, spec["dist"], key] for name, spec, key, _
                                 in self._prior_parameters()]}
@@ -370,6 +371,22 @@ class ScalingLaw(Family):
     @property
     def tilts(self) -> bool:
         return self.law.has_optimum
+
+    def _run_sigma(self, sigma):
+        """With ``sigma`` grouped, each run's level's noise scale."""
+        if self.groups is None or not self.groups.noise:
+            return sigma
+        return self.groups.run_sigma(self, sigma)
+
+    def noise_model(self, posterior, table=None):
+        """The noise (:meth:`bayescale.model.family.Family.noise_model`); with ``sigma``
+        grouped, each row's level's scale (a new level's, or a table without the column: the
+        population's)."""
+        noise = super().noise_model(posterior, table)
+        if self.groups is None or not self.groups.noise:
+            return noise
+        factor = self.groups.sigma_factor(posterior, table)
+        return type(noise)(noise.sigma * factor, noise.nu, noise.shortfall)
 
     def discrepancy_distance(self, points) -> np.ndarray | float:
         """Decades from the nearest run; with a group column, from the nearest run of the
@@ -593,11 +610,11 @@ def _check_groups(runs: pd.DataFrame, law: Law, group: object, group_params: obj
     if group_params is None:
         raise ValueError(f"group={group!r} needs group_params: the law parameters that differ "
                          f"by level, e.g. ['E', 'alpha'] (the law's are {list(law.params)})")
-    params = resolve_group_params(law, group_params)
+    params, noise = resolve_group_params(law, group_params)
     counts = runs[column].value_counts()
     return LawGroups(column, tuple(_levels(runs[column])), params,
                      frozenset(params) & law.positive,
-                     centred=bool(counts.min() >= CENTRED_MIN_RUNS))
+                     centred=bool(counts.min() >= CENTRED_MIN_RUNS), noise=noise)
 
 
 def _check_offsets(runs: pd.DataFrame, offsets: object) -> tuple[str, ...]:
