@@ -24,15 +24,14 @@ law's misfit past the runs is shared, so the comparison is made on the law alone
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
-import pandas as pd
 import xarray as xr
 
 from bayescale.data import lazy
+from bayescale.model.terms import Offsets, level_draws, pooled_levels
 
 pm = lazy.module("pymc")
 pt = lazy.module("pytensor.tensor")
@@ -116,7 +115,7 @@ class LawGroups:
 
     def index(self, values) -> np.ndarray:
         """Position of each value among the levels (-1 for a level the fit has not seen)."""
-        return pd.Index(self.levels).get_indexer(np.asarray(values))
+        return Offsets.index(self.levels, np.asarray(values))
 
     def apply(self, xp, p: dict, deviation: dict) -> dict:
         """The parameters ``p`` moved by ``deviation`` (per parameter, broadcasting)."""
@@ -135,11 +134,8 @@ class LawGroups:
 
     def _deviation(self, family, name: str):
         """The deviations of ``name`` over the levels, in the graph."""
-        tau = family.prior(self.tau(name))
-        if self.centred:
-            return pm.ZeroSumNormal(self.variable(name), sigma=tau, dims=self.column)
-        z = pm.ZeroSumNormal(f"{self.variable(name)}_z", sigma=1.0, dims=self.column)
-        return pm.Deterministic(self.variable(name), tau * z, dims=self.column)
+        return pooled_levels(self.variable(name), family.prior(self.tau(name)), self.column,
+                             self.centred)
 
     def run_sigma(self, family, sigma):
         """The noise scale of each run in the graph: ``sigma`` times its level's factor."""
@@ -158,12 +154,8 @@ class LawGroups:
     def deviations(self, posterior, index: np.ndarray, rng: np.random.Generator) -> dict:
         """Each parameter's deviation per draw at levels ``index`` (chain, draw, n): a known
         level's posterior, a new level's fresh draw (sd ``tau sqrt(1 + 1/k)``)."""
-        out = {}
-        for name in self.params:
-            known = posterior[self.variable(name)].values[..., np.maximum(index, 0)]
-            tau = posterior[self.tau(name)].values[..., None] * math.sqrt(1 + 1 / len(self.levels))
-            out[name] = np.where(index >= 0, known, tau * rng.standard_normal(known.shape))
-        return out
+        return {name: level_draws(posterior, self.variable(name), self.tau(name), index,
+                                  len(self.levels), rng) for name in self.params}
 
     def draws(self, posterior, p: dict, table, rng: np.random.Generator) -> dict:
         """The law's parameters per draw at the rows of ``table``: the population where the

@@ -32,7 +32,31 @@ pm = lazy.module("pymc")
 pt = lazy.module("pytensor.tensor")
 spatial = lazy.module("scipy.spatial")
 
-__all__ = ["Term", "Offsets", "ContinuousOptimum", "Discrepancy"]
+__all__ = ["Term", "Offsets", "ContinuousOptimum", "Discrepancy", "pooled_levels",
+           "level_draws"]
+
+
+def pooled_levels(variable: str, tau, dims: str, centred: bool):
+    """Zero-sum deviations of a column's levels with scale ``tau``, in the PyMC model:
+    ``variable ~ ZeroSumNormal(tau)`` (``centred``: every level pinned by its runs), else
+    ``variable = tau * <variable>_z``, ``<variable>_z ~ ZeroSumNormal(1)``."""
+    if centred:
+        return pm.ZeroSumNormal(variable, sigma=tau, dims=dims)
+    z = pm.ZeroSumNormal(f"{variable}_z", sigma=1.0, dims=dims)
+    return pm.Deterministic(variable, tau * z, dims=dims)
+
+
+def level_draws(posterior, variable: str, tau_name: str, index: np.ndarray, n_levels: int,
+                rng: np.random.Generator, *, sum_to_zero: bool = True) -> np.ndarray:
+    """The deviations :func:`pooled_levels` drew, per draw at levels ``index`` (chain, draw,
+    n): a known level's posterior, a level the fit has not seen (-1) a fresh draw, sd ``tau
+    sqrt(1 + 1/k)`` seen from the observed levels' mean (``sum_to_zero``; ``tau`` for a
+    bayescale 0.1 fit made before offsets summed to zero)."""
+    known = posterior[variable].values[..., np.maximum(index, 0)]
+    tau = posterior[tau_name].values[..., None]
+    if sum_to_zero:
+        tau = tau * math.sqrt(1 + 1 / n_levels)
+    return np.where(index >= 0, known, tau * rng.standard_normal(known.shape))
 
 
 class Term:
@@ -117,12 +141,7 @@ class Offsets(Term):
 
     def graph(self, family):
         col = self.column
-        tau = family.prior(f"{col}_tau")
-        if self.centred:
-            offset = pm.ZeroSumNormal(self.variable, sigma=tau, dims=col)
-        else:
-            z = pm.ZeroSumNormal(f"{col}_z", sigma=1.0, dims=col)
-            offset = pm.Deterministic(self.variable, tau * z, dims=col)
+        offset = pooled_levels(self.variable, family.prior(f"{col}_tau"), col, self.centred)
         index = pm.Data(f"{col}_level_index", self.index(self.levels, family.runs[col]),
                         dims="run")
         return self.effect(pt, offset, index)
@@ -131,11 +150,8 @@ class Offsets(Term):
         if self.column not in table:
             return 0.0  # absent column: the average of the observed levels
         index = self.index(self.levels, np.asarray(table[self.column]))
-        known = self.effect(np, posterior[self.variable].values, np.maximum(index, 0))
-        (tau,) = self.parameters(posterior, [f"{self.column}_tau"])
-        if self.sum_to_zero:
-            tau = tau * math.sqrt(1 + 1 / len(self.levels))
-        return np.where(index >= 0, known, tau * rng.standard_normal(known.shape))
+        return level_draws(posterior, self.variable, f"{self.column}_tau", index,
+                           len(self.levels), rng, sum_to_zero=self.sum_to_zero)
 
 
 @dataclass(frozen=True)
