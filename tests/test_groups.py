@@ -279,3 +279,26 @@ def test_a_noise_scale_per_level():
                                        random_seed=0)["loss"].values).std()
                     for lv in ("quiet", "noisy"))
     assert noisy > 3 * quiet
+
+
+def test_a_levels_optimum_is_as_far_past_the_runs_as_its_own_runs_make_it(runs):
+    """optimal(level=...) measures the discrepancy from that level's runs, as predict does:
+    a level cut to small budgets is far past its runs at a budget the others reach."""
+    from bayescale.model.discrepancy import without_discrepancy
+
+    cut = runs[~((runs["variant"] == "v1") & (runs["flops"] > 2e18))]
+    model = bs.ScalingLaw(cut, group="variant", group_params=["E"], discrepancy="prior")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", bs.SamplerWarning)
+        fit = model.fit(draws=200, tune=200, chains=2, random_seed=0, progressbar=False)
+    exact = without_discrepancy(fit.posterior)
+    spread = {}
+    for level in ("v0", "v1"):
+        bent = model.optimal(fit.posterior, np.array([1e20]), np.random.default_rng(0),
+                             level=level)["loss_opt"]
+        plain = model.optimal(exact, np.array([1e20]), np.random.default_rng(0),
+                              level=level)["loss_opt"]
+        spread[level] = np.std(np.log(bent / plain))
+    scale = float(np.median(fit.posterior["discrepancy_scale"]))
+    assert spread["v1"] > 0.5 * scale  # about a decade past v1's own runs
+    assert spread["v1"] > 5 * spread["v0"]  # v0 has runs at 1e20

@@ -440,14 +440,14 @@ class ScalingLaw(Family):
         slope = None
         if "discrepancy_tilt" in posterior:  # the tilt's distance, at the law's own N*
             log_n = self.law.allocation(theta, log_c)
-            term, draws = self.discrepancy_term, discrepancy_draws(posterior)
-            d = term.distance({"params": np.exp(log_n), "tokens": np.exp(log_c - log_n),
-                               "flops": np.broadcast_to(budgets, log_n.shape)},
-                              term.ranges(self.runs))
+            draws = discrepancy_draws(posterior)
+            d = self.discrepancy_distance(self._at_level(
+                {"params": np.exp(log_n), "tokens": np.exp(log_c - log_n),
+                 "flops": np.broadcast_to(budgets, log_n.shape)}, level))
             slope = d * draws["scale"] * draws["tilt"]
         out = self.law.optimum(theta, budgets, flops_per_param_token=k, slope=slope)
-        at = {"params": out["params_opt"], "tokens": out["tokens_opt"],
-              "flops": np.broadcast_to(budgets, out["loss_opt"].shape)}
+        at = self._at_level({"params": out["params_opt"], "tokens": out["tokens_opt"],
+                             "flops": np.broadcast_to(budgets, out["loss_opt"].shape)}, level)
         # the terms at the optimum: offsets at the average level, continuous hyperparameters
         # at their optimum (both absent from ``at``), a family's own terms as they are there
         out["loss_opt"] = out["loss_opt"] * np.exp(self.term_draws(posterior, at, rng)
@@ -458,6 +458,14 @@ class ScalingLaw(Family):
             out["tokens_opt"] = np.exp(log_c) / out["params_opt"]
             out["tokens_per_param"] = out["tokens_opt"] / out["params_opt"]
         return out
+
+    def _at_level(self, points: dict, level) -> dict:
+        """``points`` of one level of the group column (its distance past the runs is from
+        that level's runs); unchanged without a level."""
+        if level is None or self.groups is None:
+            return points
+        shape = np.shape(points["flops"])
+        return points | {self.groups.column: np.full(shape, level, dtype=object)}
 
     #: whether the runs' isoFLOP profiles measure the law's allocation (runs trained to their
     #: budget; a learning curve's points are not)
