@@ -37,7 +37,7 @@ pm = lazy.module("pymc")
 pt = lazy.module("pytensor.tensor")
 
 __all__ = ["LawGroups", "resolve_group_params", "group_draws", "parameter_differences",
-           "GROUP_TAU_PRIOR"]
+           "multiplier_interval", "GROUP_TAU_PRIOR"]
 
 #: Default prior of each grouped parameter's scale: a level's log E, log A0 or log B0 within
 #: about 20% of the population's, an exponent within about 20% of it.
@@ -247,10 +247,21 @@ def group_draws(fit, budgets, *, reference=None, levels=None,
               "budget": budgets}
     data = {k: (dims, np.stack([np.broadcast_to(a, target.shape) for a in v], axis=2))
             for k, v in out.items()}
-    ds = xr.Dataset(data, coords=coords, attrs={"reference": str(reference)})
+    ds = xr.Dataset(data, coords=coords, attrs={"reference": str(reference),
+                                                "column": model.groups.column})
     ds["p_lower"] = (ds["loss"] < xr.DataArray(target, dims=("chain", "draw", "budget"))).mean(
         ("chain", "draw"))
     return ds
+
+
+def multiplier_interval(between: xr.Dataset, level, prob: float):
+    """Median and ``prob`` interval (lower, median, upper) of ``level``'s multiplier per
+    budget in :func:`group_draws`' answer: quantiles of the draws themselves, not
+    interpolated, since a multiplier is inf where the level never reaches the reference."""
+    draws = between["multiplier"].sel({between.attrs["column"]: level}).values
+    draws = draws.reshape(-1, draws.shape[-1])
+    return np.quantile(draws, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0,
+                       method="inverted_cdf")
 
 
 def parameter_differences(fit, *, reference=None, levels=None,

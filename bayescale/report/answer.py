@@ -10,6 +10,7 @@ import pandas as pd
 
 from bayescale.data.runs import run_flops
 from bayescale.model.discrepancy import backtest_summary
+from bayescale.model.groups import multiplier_interval
 from bayescale.model.identify import unidentified
 from bayescale.model.reach import optimum_messages
 from bayescale.inference.intervals import interval
@@ -47,16 +48,15 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
     """
     budgets = check_budgets(budgets)
     groups = fit.model.groups
+    identified = unidentified(fit)  # the population's optima: once, not per level
     if groups is None:
-        return _targets(fit, budgets, prob, None)
+        return _targets(fit, budgets, prob, None, identified)
     between = fit.groups(budgets, random_seed=0)
     tables = []
     for level in groups.levels:
-        table = _targets(fit, budgets, prob, level)
+        table = _targets(fit, budgets, prob, level, identified)
         table.insert(1, groups.column, level)
-        m = between["multiplier"].sel({groups.column: level}).values.reshape(-1, budgets.size)
-        lo, mid, hi = np.quantile(m, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0,
-                                  method="inverted_cdf")  # inf: never reached
+        lo, mid, hi = multiplier_interval(between, level, prob)
         at = table.columns.get_loc("decades_flops")
         for offset, (name, values) in enumerate((("multiplier", mid), ("multiplier_lower", lo),
                                                  ("multiplier_upper", hi))):
@@ -65,14 +65,16 @@ def targets_table(fit, budgets, *, prob: float = 0.9) -> pd.DataFrame:
                      between["p_lower"].sel({groups.column: level}).values)
         tables.append(table)
     out = pd.concat(tables, ignore_index=True)
-    out.attrs = {"prob": prob, "reference": between.attrs["reference"],
-                 "warnings": [w for t in tables for w in t.attrs["warnings"]]}
+    out.attrs = {"prob": prob, "reference": between.attrs["reference"], "group": groups.column,
+                 "warnings": identified + [w for t in tables for w in t.attrs["warnings"]
+                                           if w not in identified]}
     return out
 
 
-def _targets(fit, budgets: np.ndarray, prob: float, group_level) -> pd.DataFrame:
+def _targets(fit, budgets: np.ndarray, prob: float, group_level,
+             identified: list[str]) -> pd.DataFrame:
     """:func:`targets_table`'s rows for one level of the group column (None: the model's
-    population, or a model without one)."""
+    population, or a model without one); ``identified``: :func:`unidentified`'s messages."""
     best = best_levels(fit)
     groups = fit.model.groups
     if fit.model.has_optimum:
@@ -99,9 +101,10 @@ def _targets(fit, budgets: np.ndarray, prob: float, group_level) -> pd.DataFrame
         out[f"{var}_upper"] = wide[("upper", var)].to_numpy()
     out.attrs["prob"] = prob
     out = _with_reach(out, fit.runs)
-    warnings = unidentified(fit) + optimum_messages(fit.runs, ds, budgets, prob=prob)
+    warnings = optimum_messages(fit.runs, ds, budgets, prob=prob)
     if group_level is not None:  # name the level each warning is about
         warnings = [f"{groups.column} = {group_level}: {w}" for w in warnings]
+    warnings = identified + warnings
     out["warning"] = " | ".join(warnings)
     out.attrs["warnings"] = warnings
     return out
@@ -126,7 +129,7 @@ def format_targets(table: pd.DataFrame) -> str:
     names = names | {c: f"optimum of {c[:-4]}" for c in table.columns
                      if c.endswith("_opt") and c not in names and f"{c}_lower" in table}
     lines = []
-    group = table.columns[1] if "multiplier" in table else None
+    group = table.attrs.get("group")
     for _, row in table.iterrows():
         lines.append(f"C = {row['budget']:.3g} FLOPs")
         if group is not None:

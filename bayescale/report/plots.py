@@ -27,6 +27,7 @@ from bayescale.data.curves import CURVE, LR_LEFT  # noqa: E402
 from bayescale.data.runs import require_columns  # noqa: E402
 from bayescale.inference.trees import group  # noqa: E402
 from bayescale.model.fit import Fit  # noqa: E402
+from bayescale.model.groups import multiplier_interval  # noqa: E402
 from bayescale.model.points import decades_past  # noqa: E402
 from bayescale.model.recommend import best_levels, level_name, level_shift  # noqa: E402
 
@@ -196,10 +197,7 @@ def plot_multiplier(fit, budgets=None, *, reference=None, prob: float = 0.9, ax=
     column = fit.model.groups.column
     _mark(ax, fit, budgets)
     for i, level in enumerate(between[column].values):
-        draws = between["multiplier"].sel({column: level}).values
-        flat = draws.reshape(-1, grid.size)
-        lo, mid, hi = np.quantile(flat, [(1 - prob) / 2, 0.5, (1 + prob) / 2], axis=0,
-                                  method="inverted_cdf")
+        lo, mid, hi = multiplier_interval(between, level, prob)
         color = f"C{i}"
         shown = np.isfinite(lo) & np.isfinite(hi) & (lo > 0)
         ax.fill_between(grid[shown], lo[shown], hi[shown], color=color, alpha=0.25, lw=0)
