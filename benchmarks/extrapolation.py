@@ -25,6 +25,15 @@ parabola in log N fitted to that budget's own runs (Porian's setups, Chinchilla)
     python benchmarks/extrapolation.py fit [--draws 1000] [--chains 2]
     python benchmarks/extrapolation.py score [--plot benchmarks/extrapolation.png]
 
+Stage ``stack`` (issue 21's hypothesis 4; after ``fit`` and ``score --variants V`` with the
+Chinchilla law and with ``--law L``): each split's answer as the mixture of the two laws'
+new-run draws (variant V of the discrepancy, learned as scored), weighted by stacking on the
+split's own inner backtests (leave-future-out: the law-exact refits below each backtest cut,
+scored on the training runs above it; :func:`bayescale.analysis.compare.stacking_weights`),
+beside equal weights and each law alone. Nothing of the held-out runs informs the weights.
+
+    python benchmarks/extrapolation.py stack --law chinchilla_sized --variants package
+
 ``--budget-effect`` (both stages; its own cache, ``benchmarks/cache/budget/``) tests issue 21's
 hypothesis 2: every fit gets a partially pooled, zero-sum offset per compute budget (column
 ``budget_level``: runs within ``SAME_BUDGET_DECADES`` of each other share a level; a held-out
@@ -60,6 +69,9 @@ PORIAN = [("base", "long", "kaplan"), ("base", "short", "chinchilla"),
           ("base", "short", "kaplan"), ("tuned", "short", "const")]
 HUBER_GRID = {"e": [-1.0, 0.5, 1.0], "a": [0, 5, 10], "b": [0, 5, 10],
               "alpha": [0.2, 0.5], "beta": [0.2, 0.5]}
+#: The law every split is fitted with (``--law``; each law other than Chinchilla has its own
+#: cache, ``benchmarks/cache/<law>/``).
+LAW = "chinchilla"
 KEEP = ["params", "tokens", "flops", "loss", "num_heads", "learning_rate", "batch_size",
         "aspect_ratio", "budget_level"]
 
@@ -152,7 +164,7 @@ def _flat(values: np.ndarray) -> np.ndarray:
 
 def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame, args) -> dict:
     """The law-exact fit of ``train``: its new-run draws at ``test`` and its inner backtests."""
-    model = bs.ScalingLaw(train, law="chinchilla", discrepancy="off", noise=args.noise, **options)
+    model = bs.ScalingLaw(train, law=args.law, discrepancy="off", noise=args.noise, **options)
     fit, warned = quiet_fit(model, args)
     post, rng = fit.posterior, np.random.default_rng(0)
     log_mu = model.log_mean_draws(post, test, rng)
@@ -161,7 +173,7 @@ def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame,
     out = {"log_mu": _flat(log_mu), "noise": _flat(noise), "sigma": params.sigma,
            "nu": _nan_for_none(params.nu, params.sigma.size),
            "shortfall": _nan_for_none(params.shortfall, params.sigma.size),
-           **{k: post[k].values.reshape(-1) for k in ("E", "A", "B", "alpha", "beta")},
+           **{k: post[k].values.reshape(-1) for k in model.law.params},
            "max_r_hat": float(fit.diagnostics()["max_r_hat"]), "warned": warned,
            **({"budget_level_tau": post["budget_level_tau"].values.reshape(-1)}
               if "budget_level_tau" in post else {})}
@@ -359,7 +371,7 @@ CHINCHILLA_BUDGETS = np.array([6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3
 def _posterior(cached: dict, scale=None, bias=None, seed: int = 13) -> xr.Dataset:
     """The cached law-exact draws as a posterior, with the discrepancy's learned draws (its
     directions z and tilt drawn from their N(0, 1) priors) when ``scale`` is given."""
-    data = {k: cached[k] for k in ("E", "A", "B", "alpha", "beta")}
+    data = {k: cached[k] for k in get_law(LAW).params}
     if scale is not None:
         rng = np.random.default_rng(seed)
         data |= {"discrepancy_scale": scale, "discrepancy_bias": bias,
@@ -389,7 +401,7 @@ def allocation(table, learned: dict[str, dict]) -> pd.DataFrame:
         options = {**options, "offsets": [c for c in options.get("offsets", [])
                                           if c != "budget_level"] or None}
         model = bs.ScalingLaw(train.drop(columns="budget_level", errors="ignore"),
-                              law="chinchilla", **options)
+                              law=LAW, **options)
         flops = measured["flops"].to_numpy()
         answers = {"law exact": (_posterior(cached), True)}
         for v in learned:
@@ -426,6 +438,81 @@ def stage_score(args) -> None:
         report_allocation(allocation(table, learned), args)
 
 
+# -- stacking two laws on the splits' own backtests (hypothesis 4) ------------------------------
+def backtest_lpd(cached: dict, train: pd.DataFrame) -> np.ndarray | None:
+    """Log predictive densities of the inner backtests' held-out training runs (law exact,
+    the backtest fit's own noise), pooled over the backtests; None without backtests."""
+    from bayescale.analysis.compare import log_predictive_density
+    from bayescale.model.noise import Noise
+
+    y_all, out = np.log(train["loss"].to_numpy(float)), []
+    for j in range(len(disc.BACKTEST_CUTS)):
+        if f"bt{j}_below" not in cached:
+            continue
+        below = cached[f"bt{j}_below"]
+        noise = Noise(sigma=cached[f"bt{j}_sigma"][:, None],
+                      nu=_none_or_column(cached[f"bt{j}_nu"]),
+                      shortfall=_none_or_column(cached.get(f"bt{j}_shortfall")))
+        out.append(log_predictive_density(y_all[~below], cached[f"bt{j}_log_mu"], noise))
+    return np.concatenate(out) if out else None
+
+
+def _none_or_column(values):
+    values = _nan_none(values)
+    return None if values is None else np.asarray(values, float)[:, None]
+
+
+def cache_dir(law: str, args) -> Path:
+    """Where the fits of ``law`` under the noise and terms of ``args`` are cached."""
+    out = Path(__file__).resolve().parent / "cache"
+    out = out / law if law != "chinchilla" else out
+    out = out / args.noise if args.noise != "student_t" else out
+    return out / "budget" if args.budget_effect else out
+
+
+def stage_stack(args) -> None:
+    from bayescale.analysis.compare import stacking_weights
+
+    if args.law == "chinchilla" or len(args.variants) != 1:
+        raise SystemExit("stack: name the second law (--law) and one variant (--variants)")
+    variant = args.variants[0]
+    caches = {law: cache_dir(law, args) for law in ("chinchilla", args.law)}
+    table = {k: v for k, v in splits(args.budget_effect).items()
+             if not args.studies or v[0] in args.studies}
+    rows = []
+    for name, (study, options, train, test) in table.items():
+        preds, lpd = {}, {}
+        for law, cache in caches.items():
+            with np.load(cache / f"{name}.npz", allow_pickle=False) as f:
+                cached = dict(f)
+            with np.load(cache / f"learned_{variant}_{name}.npz", allow_pickle=False) as f:
+                scale, b = f["scale"], f["bias"]
+            z = np.random.default_rng(11).standard_normal(scale.size)  # as run_variant draws
+            d = nearest_run(test, train, _columns(options, train))
+            preds[law] = cached["log_mu"] + cached["noise"] + (b + scale * z)[:, None] * d[None, :]
+            lpd[law] = backtest_lpd(cached, train)
+        laws = list(caches)
+        stacked = (stacking_weights(np.stack([lpd[k] for k in laws]))
+                   if all(lpd[k] is not None for k in laws) else np.full(len(laws), 0.5))
+        y = np.log(test["loss"].to_numpy(float))
+        size = min(p.shape[0] for p in preds.values())
+        for label, w in (("stacked (backtests)", stacked), ("equal weights", np.full(2, 0.5)),
+                         *((f"{k} alone", np.eye(2)[i]) for i, k in enumerate(laws))):
+            counts = np.round(np.asarray(w) * size).astype(int)
+            counts[-1] = size - counts[:-1].sum()
+            mix = np.concatenate([preds[k][:c] for k, c in zip(laws, counts)])
+            rows.append({"variant": label, "split": name, "study": study,
+                         f"weight_{args.law}": float(w[1])} | score(mix, y))
+    rows = pd.DataFrame(rows)
+    rows.to_csv(CACHE / f"stack_{variant}.csv", index=False)
+    with pd.option_context("display.width", 250, "display.max_columns", 30,
+                           "display.float_format", "{:.3f}".format):
+        print(rows[rows["variant"] == "stacked (backtests)"].drop(columns=["score_sum"])
+              .to_string(index=False))
+        print(summarise(rows, ["variant", "study"]).to_string())
+        print(summarise(rows, ["variant"]).to_string())
+
+
 def stage_allocation(args) -> None:
     """The allocation check alone, from the learned draws a score stage saved."""
     table = {k: v for k, v in splits(args.budget_effect).items()
@@ -456,7 +543,7 @@ def report_allocation(alloc: pd.DataFrame, args) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("stage", choices=["fit", "score", "allocation"])
+    parser.add_argument("stage", choices=["fit", "score", "allocation", "stack"])
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--chains", type=int, default=2)
     parser.add_argument("--refit", action="store_true")
@@ -467,16 +554,18 @@ def main() -> None:
                         help="issue 21's hypothesis 2: a partially pooled offset per compute "
                              "budget (column budget_level) in every fit; its own cache, "
                              "benchmarks/cache/budget/ (benchmarks/cache/<noise>/budget/)")
+    parser.add_argument("--law", default="chinchilla",
+                        help="the law of every fit (another than chinchilla: its own cache, "
+                             "benchmarks/cache/<law>/)")
     parser.add_argument("--variants", nargs="+", default=list(VARIANTS))
     parser.add_argument("--studies", nargs="+", default=None,
                         help="score only these studies (a quick check; priors from the rest)")
     args = parser.parse_args()
-    global CACHE
-    if args.noise != "student_t":
-        CACHE = CACHE / args.noise
-    if args.budget_effect:
-        CACHE = CACHE / "budget"
-    {"fit": stage_fit, "score": stage_score, "allocation": stage_allocation}[args.stage](args)
+    global CACHE, LAW
+    LAW = args.law
+    CACHE = cache_dir(args.law, args)
+    {"fit": stage_fit, "score": stage_score, "allocation": stage_allocation,
+     "stack": stage_stack}[args.stage](args)
 
 
 if __name__ == "__main__":

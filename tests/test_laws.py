@@ -17,7 +17,7 @@ def chinchilla(theta, n, d):
 
 
 def test_registry():
-    assert set(laws.LAWS) == {"chinchilla", "flops", "flops_pure", "kaplan"}
+    assert set(laws.LAWS) == {"chinchilla", "flops", "flops_pure", "kaplan", "chinchilla_sized"}
     assert laws.get_law("chinchilla").inputs == ("params", "tokens")
     assert laws.get_law("flops").inputs == ("flops",)
     assert laws.get_law("flops_pure").params == ("A", "alpha")
@@ -153,7 +153,8 @@ def test_kaplan_optimum_matches_numerical_minimisation(budget):
 
 
 def test_a_law_in_compute_alone_has_no_optimum():
-    assert [name for name, law in laws.LAWS.items() if law.has_optimum] == ["chinchilla", "kaplan"]
+    assert [name for name, law in laws.LAWS.items() if law.has_optimum] == ["chinchilla", "kaplan",
+                                                                        "chinchilla_sized"]
     with pytest.raises(ValueError, match="law 'flops' .* has no compute-optimal allocation"):
         laws.get_law("flops").optimum({"E": 1.0, "A": 1.0, "alpha": 0.1}, 1e20)
 
@@ -175,3 +176,70 @@ def test_sampled_parameters_round_trip_to_natural_units(name, theta):
     symbolic = law.natural(pt, {k: pt.as_tensor(v) for k, v in sampled.items()}, ref)
     for key in law.params:
         np.testing.assert_allclose(symbolic[key].eval(), theta[key], rtol=1e-12, err_msg=key)
+
+
+# -- the Chinchilla law with a size-dependent data exponent -------------------------------------
+SIZED = {"E": 1.7, "A": 400.0, "B": 0.6, "alpha": 0.34, "beta": 0.3, "gamma": 0.08}
+PIVOT = {"params": np.log(2e8), "tokens": np.log(3e10)}
+
+
+def sized(theta, n, d, pivot=PIVOT):
+    beta_n = theta["beta"] * (n / np.exp(pivot["params"])) ** theta["gamma"]
+    return (theta["E"] + theta["A"] / n ** theta["alpha"]
+            + theta["B"] * (d / np.exp(pivot["tokens"])) ** -beta_n)
+
+
+def test_sized_law_is_the_formula_and_chinchilla_at_gamma_zero():
+    law = laws.get_law("chinchilla_sized").bind(PIVOT)
+    n, d = np.array([1e7, 3e8, 7e10]), np.array([1e9, 2e10, 1.4e12])
+    np.testing.assert_allclose(laws.mean(law, SIZED, {"params": n, "tokens": d}),
+                               sized(SIZED, n, d), rtol=1e-12)
+    flat = dict(SIZED, gamma=0.0)
+    chin = {k: v for k, v in flat.items() if k != "gamma"}
+    chin["B"] = flat["B"] * np.exp(flat["beta"] * PIVOT["tokens"])  # B D_p^beta
+    np.testing.assert_allclose(laws.mean(law, flat, {"params": n, "tokens": d}),
+                               chinchilla(chin, n, d), rtol=1e-12)
+    # the law alone pivots at N = D = 1
+    alone = laws.get_law("chinchilla_sized")
+    np.testing.assert_allclose(laws.mean(alone, SIZED, {"params": n, "tokens": d}),
+                               sized(SIZED, n, d, {"params": 0.0, "tokens": 0.0}), rtol=1e-12)
+
+
+@pytest.mark.parametrize("gamma", [-0.05, 0.0, 0.1])
+@pytest.mark.parametrize("budget", [1e18, 1e21, 1e24])
+def test_sized_law_optimum_matches_numerical_minimisation(gamma, budget):
+    theta = dict(SIZED, gamma=gamma)
+
+    def loss(log_n):
+        n = np.exp(log_n)
+        return sized(theta, n, budget / (6 * n))
+    res = optimize.minimize_scalar(loss, bounds=(np.log(1e4), np.log(budget / 6) - np.log(1e4)),
+                                   method="bounded", options={"xatol": 1e-10})
+    opt = laws.get_law("chinchilla_sized").bind(PIVOT).optimum(theta, budget)
+    np.testing.assert_allclose(opt["params_opt"], np.exp(res.x), rtol=1e-4)
+    np.testing.assert_allclose(opt["loss_opt"], res.fun, rtol=1e-10)
+
+
+def test_sized_law_round_trips_and_predicts_the_same_in_any_frame():
+    """natural(sampled_from(theta, ref), ref) == theta, and the formula in a frame centred at
+    ``ref`` (the graph's) gives the loss the natural parameters give."""
+    law = laws.get_law("chinchilla_sized").bind(PIVOT)
+    n, d = np.array([1e7, 3e8, 7e10]), np.array([1e9, 2e10, 1.4e12])
+    for ref in (PIVOT, {"params": 15.0, "tokens": 25.0}):
+        sampled = law.sampled_from(SIZED, ref)
+        assert set(law.sampled) <= set(sampled)
+        back = law.natural(np, sampled, ref)
+        for key in law.params:
+            np.testing.assert_allclose(back[key], SIZED[key], rtol=1e-12, err_msg=key)
+        z = {"params": np.log(n) - ref["params"], "tokens": np.log(d) - ref["tokens"]}
+        np.testing.assert_allclose(np.exp(law.log_mean_sampled(np, sampled, z)),
+                                   sized(SIZED, n, d), rtol=1e-12)
+
+
+def test_a_fit_pivots_the_sized_law_at_its_runs_centre():
+    import bayescale as bs
+
+    model = bs.ScalingLaw(bs.ScalingLaw.example().runs, law="chinchilla_sized",
+                          discrepancy="off")
+    assert model.law.pivot == (model.log_reference["params"], model.log_reference["tokens"])
+    assert model.priors["gamma"] == {"dist": "Normal", "mu": 0.0, "sigma": laws.GAMMA_SD}

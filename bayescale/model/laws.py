@@ -21,11 +21,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import partial
 
 import numpy as np
 
-__all__ = ["Law", "Power", "Irreducible", "SumLaw", "KaplanLaw", "LAWS", "get_law",
+__all__ = ["Law", "Power", "Irreducible", "SumLaw", "KaplanLaw", "SizedDataLaw", "LAWS", "get_law",
            "log_mean", "mean", "compute_optimal", "register_law"]
 
 #: Prior on an exponent: LogNormal(log 0.3, 0.75), 90% mass in 0.09-1.0.
@@ -116,6 +117,12 @@ class Law:
         return self.allocation is not None
 
     allocation: Callable | None = None
+
+    def bind(self, log_reference: Mapping) -> Law:
+        """This law for a fit whose inputs are centred on ``log_reference`` (the runs'
+        geometric means). Most laws do not depend on it (``self``); a law whose formula
+        pivots about the runs' centre (:class:`SizedDataLaw`) takes its pivot from it."""
+        return self
 
     def optimum(self, theta: Mapping, flops, *, flops_per_param_token: float = 6.0,
                 slope=None) -> dict:
@@ -243,6 +250,103 @@ class KaplanLaw(Law):
                 "alpha_N": a_n, "alpha_D": a_d}
 
 
+#: Prior sd of ``gamma``, the change of log beta per e-fold of N in :class:`SizedDataLaw`:
+#: over a sweep's 7-9 e-folds of N (3-4 decades) beta may change by a factor of about
+#: e^(+-0.4), and gamma = 0 (the Chinchilla law) is the centre.
+GAMMA_SD = 0.05
+
+
+@dataclass(frozen=True)
+class SizedDataLaw(Law):
+    """The Chinchilla law with a data exponent that changes with model size:
+    ``L = E + A N^-alpha + B (D / D_p)^-beta(N)``, ``beta(N) = beta (N / N_p)^gamma``.
+
+    Larger models gain more from more tokens than smaller ones in several sweeps (Li et al.
+    2025, "Farseer"); one exponent for every size makes a law fitted on small models flatten
+    too early at large ones. ``gamma = 0`` is the Chinchilla law (with ``B`` the data term at
+    ``D_p`` tokens). The data term turns about the pivot ``(N_p, D_p)``, which a fit sets to
+    its runs' geometric means (:meth:`bind`; ``(1, 1)`` for the law alone), so that ``B`` and
+    ``beta`` are the data term and exponent at the runs' centre and stay nearly independent
+    of ``gamma`` for NUTS. The compute-optimal N has no closed form: Newton steps on the
+    isoFLOP profile from the Chinchilla optimum of the pivot's exponent.
+    """
+
+    params: tuple[str, ...] = ("E", "A", "B", "gamma", "alpha", "beta")
+    sampled: tuple[str, ...] = ("log_E", "log_A_ref", "log_B_ref", "alpha", "beta", "gamma")
+    positive: frozenset[str] = frozenset({"alpha", "beta"})
+    #: ``(log N_p, log D_p)``, natural logs.
+    pivot: tuple[float, float] = (0.0, 0.0)
+
+    def bind(self, log_reference: Mapping) -> SizedDataLaw:
+        pivot = (float(log_reference["params"]), float(log_reference["tokens"]))
+        return replace(self, pivot=pivot, allocation=partial(_sized_allocation, pivot=pivot))
+
+    def default_priors(self, log_loss: np.ndarray) -> dict:
+        """E, A and B as the Chinchilla law's; ``gamma ~ Normal(0, GAMMA_SD)``."""
+        share = float(np.median(log_loss) - math.log(3))
+        return (Irreducible().default_priors(log_loss, 3)
+                | {"log_A_ref": {"dist": "Normal", "mu": share, "sigma": 2.0},
+                   "log_B_ref": {"dist": "Normal", "mu": share, "sigma": 2.0},
+                   "alpha": dict(_EXPONENT_PRIOR), "beta": dict(_EXPONENT_PRIOR),
+                   "gamma": {"dist": "Normal", "mu": 0.0, "sigma": GAMMA_SD}})
+
+    @staticmethod
+    def log_data_term(xp, log_b, beta, gamma, z_n, z_d):
+        """``log B - beta exp(gamma z_n) z_d`` (``z``: log N, log D less the pivot's)."""
+        return log_b - beta * xp.exp(gamma * z_n) * z_d
+
+    def log_mean_sampled(self, xp, p: Mapping, z: Mapping):
+        # a frame centred elsewhere than the pivot carries the pivot's offset (sampled_from)
+        z_n = z["params"] - p.get("pivot_params", 0.0)
+        z_d = z["tokens"] - p.get("pivot_tokens", 0.0)
+        data = self.log_data_term(xp, p["log_B_ref"], p["beta"], p["gamma"], z_n, z_d)
+        return xp.logaddexp(xp.logaddexp(p["log_E"], p["log_A_ref"] - p["alpha"] * z["params"]),
+                            data)
+
+    def natural(self, xp, p: Mapping, ref: Mapping) -> dict:
+        return {"E": xp.exp(p["log_E"]), "A": xp.exp(p["log_A_ref"] + p["alpha"] * ref["params"]),
+                "B": xp.exp(p["log_B_ref"]), "gamma": p["gamma"], "alpha": p["alpha"],
+                "beta": p["beta"]}
+
+    def sampled_from(self, theta: Mapping, ref: Mapping) -> dict:
+        alpha = np.asarray(theta["alpha"], float)
+        return {"log_E": np.log(np.asarray(theta["E"], float)),
+                "log_A_ref": np.log(np.asarray(theta["A"], float)) - alpha * ref["params"],
+                "log_B_ref": np.log(np.asarray(theta["B"], float)), "alpha": alpha,
+                "beta": np.asarray(theta["beta"], float),
+                "gamma": np.asarray(theta["gamma"], float),
+                "pivot_params": self.pivot[0] - ref["params"],
+                "pivot_tokens": self.pivot[1] - ref["tokens"]}
+
+
+#: Newton steps (and the largest step, in e-folds of N) of :class:`SizedDataLaw`'s optimum.
+_SIZED_STEPS, _SIZED_MAX_STEP, _SIZED_H = 12, 1.0, 0.01
+
+
+def _sized_allocation(theta: Mapping, log_c, pivot=(0.0, 0.0)):
+    """log N* of :class:`SizedDataLaw` at ``C / k = N D``: Newton steps (finite differences)
+    on the log loss along the isoFLOP profile in log N, from the Chinchilla optimum with the
+    pivot's exponent (``B D_p^beta`` as Chinchilla's B)."""
+    alpha, beta, gamma = theta["alpha"], theta["beta"], theta["gamma"]
+    log_e, log_a, log_b = np.log(theta["E"]), np.log(theta["A"]), np.log(theta["B"])
+    log_n_p, log_d_p = pivot
+
+    def profile(n):
+        data = SizedDataLaw.log_data_term(np, log_b, beta, gamma, n - log_n_p,
+                                          log_c - n - log_d_p)
+        return np.logaddexp(np.logaddexp(log_e, log_a - alpha * n), data)
+
+    n = _chinchilla_allocation({"alpha": alpha, "beta": beta, "A": theta["A"],
+                                "B": np.exp(log_b + beta * log_d_p)}, log_c)
+    h = _SIZED_H
+    for _ in range(_SIZED_STEPS):
+        f0, up, down = profile(n), profile(n + h), profile(n - h)
+        grad, curv = (up - down) / (2 * h), (up + down - 2 * f0) / h ** 2
+        step = np.where(curv > 1e-9, -grad / np.maximum(curv, 1e-9), -np.sign(grad))
+        n = n + np.clip(step, -_SIZED_MAX_STEP, _SIZED_MAX_STEP)
+    return n
+
+
 def _chinchilla_allocation(theta: Mapping, log_c):
     """log N* of ``E + A N^-alpha + B D^-beta`` at ``C / k = N D`` (Hoffmann et al. eq. 4):
     ``N* = G (C/k)^(beta/(alpha+beta))``, ``G = (alpha A / (beta B))^(1/(alpha+beta))``."""
@@ -278,6 +382,8 @@ for _law in (
            terms=(Power("A", "alpha", "flops"),)),
     KaplanLaw("kaplan", "L = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D",
               ("params", "tokens"), _kaplan_allocation),
+    SizedDataLaw("chinchilla_sized", "L = E + A * N^-alpha + B * (D / D_p)^-(beta * (N / N_p)^gamma)",
+                 ("params", "tokens"), partial(_sized_allocation, pivot=(0.0, 0.0))),
 ):
     register_law(_law)
 

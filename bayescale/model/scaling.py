@@ -74,8 +74,9 @@ class ScalingLaw(Family):
         A run table (see :func:`bayescale.prepare`): the columns the law needs (``params`` and
         ``tokens`` for ``chinchilla``, ``flops`` for ``flops``) and ``loss``.
     law
-        ``"chinchilla"`` (E + A N^-alpha + B D^-beta), ``"flops"`` (E + A C^-alpha) or
-        ``"flops_pure"`` (A C^-alpha); see :data:`bayescale.model.laws.LAWS`.
+        ``"chinchilla"`` (E + A N^-alpha + B D^-beta), ``"flops"`` (E + A C^-alpha),
+        ``"flops_pure"`` (A C^-alpha), ``"kaplan"`` or ``"chinchilla_sized"`` (Chinchilla with
+        a data exponent ``beta (N / N_p)^gamma``); see :data:`bayescale.model.laws.LAWS`.
     offsets
         Columns of categorical hyperparameters (batch size, learning rate, ...) that get a
         latent offset on log loss per level, pooled with scale ``<column>_tau``; a column's
@@ -145,6 +146,7 @@ class ScalingLaw(Family):
                                     (*self.offsets, *self.continuous))
         used = {*self.law.inputs, *self.continuous} | ({"flops"} if self.continuous else set())
         self.log_reference = {x: float(np.mean(np.log(self.runs[x]))) for x in sorted(used)}
+        self.law = self.law.bind(self.log_reference)  # a law pivoting about the runs' centre
         self.priors = _priors.check_priors(priors, self.default_priors(), self._positive())
         self.user_priors = dict(priors or {})
 

@@ -13,7 +13,7 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     [model]
     family = "scaling_law"        # scaling_law | isoflop (Hoffmann's approach 2) |
                                   # learning_curves (with [data] learning_curves)
-    law = "chinchilla"            # chinchilla | flops | flops_pure | kaplan (scaling_law only)
+    law = "chinchilla"            # chinchilla | flops | flops_pure | kaplan | chinchilla_sized
     noise = "student_t"           # student_t | normal | skewed
     offsets = []                  # categorical hyperparameter columns (latent offsets)
     continuous = []               # continuous hyperparameters whose optimum moves with compute
