@@ -208,3 +208,16 @@ def test_the_predictive_density_is_the_convolution(nu):
                                      -1, 1, points=[0, yi], limit=200)[0])
                for yi, di in zip(y, d))
     assert got == pytest.approx(want, abs=0.01)
+
+
+def test_a_backtests_log_density_is_the_mixture_over_its_draws():
+    """Each held-out run's log density: log of the mean over draws of the noise's density
+    about that draw's law (here Normal, checked against the formula)."""
+    rng = np.random.default_rng(4)
+    log_mu, sigma = rng.normal(1.0, 0.02, (50, 3)), rng.uniform(0.01, 0.02, 50)
+    y = np.array([0.99, 1.0, 1.05])
+    b = disc.Backtest(cut=1.0, log_loss=y, log_mu=log_mu, sigma=sigma, nu=None,
+                      distance=np.zeros(3))
+    pdf = np.exp(-0.5 * ((y - log_mu) / sigma[:, None]) ** 2) / (sigma[:, None] * np.sqrt(2 * np.pi))
+    np.testing.assert_allclose(b.log_density(), np.log(pdf.mean(axis=0)), rtol=1e-12)
+    np.testing.assert_allclose(b.table()["log_density"], np.log(pdf.mean(axis=0)), rtol=1e-12)

@@ -74,3 +74,45 @@ def test_cli_compare_stack_prints_the_stacked_answer(tmp_path, capsys, chinchill
     printed = capsys.readouterr().out
     assert "Stacked answer" in printed and "N* (params)" in printed and "C = 1e+24" in printed
     assert main(["compare", str(tmp_path / "first"), "--stack"]) == 2
+
+
+# -- stacking on the fits' own backtests (method="backtest": no refit) ---------------------------
+@pytest.fixture(scope="module")
+def backtested(chinchilla_runs, tiny):
+    """The Chinchilla law and the law with a size-dependent data exponent, each fitted with
+    its backtests (discrepancy="backtest") on the Chinchilla runs up to 1.3e21 FLOPs."""
+    runs = chinchilla_runs[chinchilla_runs["flops"] <= 1.3e21]
+    out = {}
+    for law in ("chinchilla", "chinchilla_sized"):
+        with pytest.warns(bs.SamplerWarning):
+            out[law] = bs.ScalingLaw(runs, law=law, discrepancy="backtest").fit(**tiny)
+    return out
+
+
+def test_backtest_stacking_scores_the_fits_own_backtests(backtested):
+    table = bs.compare(backtested, method="backtest")
+    assert list(table.columns) == list(bs.analysis.compare.BACKTEST_COLUMNS)
+    assert table["weight"].sum() == pytest.approx(1)
+    for name, fit in backtested.items():
+        held = fit.idata["backtests"].to_dataset().to_dataframe()
+        # the elpd is the sum of the held-out runs' densities, each a mixture over the draws
+        assert table.loc[name, "elpd"] == pytest.approx(held["log_density"].sum())
+        assert table.loc[name, "n_holdout"] == len(held) > 0
+    dens = np.stack([fit.idata["backtests"]["log_density"].values
+                     for fit in backtested.values()])
+    np.testing.assert_allclose(table.loc[list(backtested), "weight"], stacking_weights(dens),
+                               atol=1e-6)
+    stacked = bs.stack(backtested, method="backtest")
+    assert stacked.weights.to_dict() == pytest.approx(table["weight"].to_dict())
+    loss = stacked.loss_at([1e24], random_seed=0)["loss"].values
+    assert np.isfinite(loss).all()
+
+
+def test_backtest_stacking_needs_backtests_of_the_same_runs(backtested):
+    fit = backtested["chinchilla"]
+    tree = fit.idata.copy(deep=True)
+    del tree["backtests"]  # as a fit with discrepancy="prior" has none
+    with pytest.raises(ValueError, match="fit 'none' has none: fit it with discrepancy="):
+        bs.compare({"a": fit, "none": bs.Fit(tree, fit.spec)}, method="backtest")
+    with pytest.raises(ValueError, match="method='backtest' does not refit"):
+        bs.compare(backtested, method="backtest", holdout=0.25)

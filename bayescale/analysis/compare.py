@@ -4,6 +4,9 @@
 estimated from the fitted posterior by Pareto-smoothed importance sampling (ArviZ).
 ``method="lfo"`` asks the question scaling laws are for: refit each law on the runs below a
 compute threshold and score its predictions for the larger runs it never saw.
+``method="backtest"`` asks the same without refitting: it scores the backtests each fit
+already ran to learn its discrepancy (``discrepancy="backtest"``: refits below two cuts, the
+runs above each scored with the law taken as exact).
 
 Every refit goes through one worker, :func:`refit` (and :func:`fit_many` for several), which
 accepts any :class:`concurrent.futures.Executor` so that refits can run in parallel.
@@ -34,9 +37,9 @@ azs = lazy.module("arviz_stats")
 optimize = lazy.module("scipy.optimize")
 
 __all__ = ["compare", "refit", "fit_many", "stacking_weights", "ParetoKWarning", "METHODS", "LOO_COLUMNS",
-           "LFO_COLUMNS", "PARETO_K_MAX", "DEFAULT_HOLDOUT"]
+           "LFO_COLUMNS", "BACKTEST_COLUMNS", "PARETO_K_MAX", "DEFAULT_HOLDOUT"]
 
-METHODS = ("loo", "lfo")
+METHODS = ("loo", "lfo", "backtest")
 #: Pareto k above which a run's PSIS-LOO estimate is unreliable (Vehtari et al. 2024).
 PARETO_K_MAX = 0.7
 #: The default ``holdout`` of leave-future-out: the top quarter of distinct budgets.
@@ -47,6 +50,9 @@ LOO_COLUMNS = ("rank", "elpd", "se", "elpd_diff", "dse", "weight", "p_loo", "par
 #: Columns of the ``method="lfo"`` table (the coverage columns follow ``prob``).
 LFO_COLUMNS = ("rank", "elpd", "se", "elpd_diff", "dse", "weight", "elpd_mean", "rel_error",
                "coverage_50", "coverage_90", "n_train", "n_holdout")
+#: Columns of the ``method="backtest"`` table.
+BACKTEST_COLUMNS = ("rank", "elpd", "se", "elpd_diff", "dse", "weight", "elpd_mean",
+                    "rel_error", "n_holdout")
 
 
 class ParetoKWarning(UserWarning):
@@ -127,13 +133,13 @@ def compare(fits: Mapping[str, Fit], *, method: str = "loo", holdout: float | No
     if not isinstance(method, str) or method not in METHODS:
         raise ValueError(f"method must be one of {list(METHODS)}, got {method!r}")
     _check_fits(fits)
-    if method == "loo":
+    if method in ("loo", "backtest"):
         given = {"holdout": holdout, "executor": executor} | fit_kwargs
         extra = sorted(k for k, v in given.items() if v is not None)
         if extra or _check_prob(prob) != (0.5, 0.9):
-            raise ValueError(f"method='loo' does not refit; {extra or ['prob']} apply only to "
-                             "method='lfo'")
-        return _compare_loo(fits)
+            raise ValueError(f"method={method!r} does not refit; {extra or ['prob']} apply "
+                             "only to method='lfo'")
+        return _compare_loo(fits) if method == "loo" else _compare_backtest(fits)
     return _compare_lfo(fits, holdout=holdout, executor=executor, prob=_check_prob(prob),
                         fit_kwargs=fit_kwargs)
 
@@ -395,6 +401,37 @@ def _compare_lfo(fits: Mapping[str, Fit], *, holdout, executor, prob, fit_kwargs
     table.index.name = "fit"
     table.attrs.update(method="lfo", threshold=threshold, prob=list(prob),
                        held_out_runs=[plain(r) for r in test.index])
+    return table
+
+
+def _compare_backtest(fits: Mapping[str, Fit]) -> pd.DataFrame:
+    """Each fit's own backtests (its ``backtests`` group), scored by their held-out runs' log
+    predictive densities; the fits must hold the same backtests (the same runs and cuts)."""
+    pointwise, rows, held = {}, {}, None
+    for name, fit in fits.items():
+        table = (fit.idata["backtests"].to_dataset().to_dataframe()
+                 if "backtests" in fit.idata.children else pd.DataFrame())
+        if table.empty or "log_density" not in table:
+            raise ValueError(
+                f"method='backtest' scores each fit's own backtests, and fit {name!r} has "
+                "none: fit it with discrepancy='backtest' (the default) on runs of enough "
+                "budgets for a backtest, or use method='lfo'")
+        key = table[["cut_decades", "loss"]].to_numpy(dtype=float)
+        if held is None:
+            held, first = key, name
+        elif key.shape != held.shape or not np.allclose(key, held):
+            raise ValueError(f"method='backtest' needs the same backtests in every fit: fits "
+                             f"{first!r} and {name!r} held out different runs ({len(held)} "
+                             f"and {len(key)}); use method='lfo'")
+        pointwise[name] = table["log_density"].to_numpy(dtype=float)
+        rows[name] = {"elpd": float(pointwise[name].sum()),
+                      "elpd_mean": float(pointwise[name].mean()),
+                      "rel_error": float(table["relative_error"].abs().mean()),
+                      "n_holdout": len(table)}
+    table = _rank(pd.DataFrame.from_dict(rows, orient="index"), pointwise)
+    table.index.name = "fit"
+    table.attrs.update(method="backtest",
+                       cuts=sorted({float(c) for c in held[:, 0]}))
     return table
 
 

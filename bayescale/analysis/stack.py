@@ -4,7 +4,8 @@ Stacking (Yao, Vehtari, Simpson & Gelman 2018) chooses weights ``w`` on the simp
 maximise the log score of the mixture on held-out runs, ``sum_i log sum_k w_k p_k(y_i)``:
 by PSIS-LOO (``method="loo"``: ArviZ's stacking weights, interpolation) or on the runs of the
 largest budgets after refitting each law below them (``method="lfo"``: extrapolation, the
-question a scaling law is asked). The stacked answer at a point is the mixture: each of its
+question a scaling law is asked), or on the backtests the fits ran to learn their
+discrepancy (``method="backtest"``: extrapolation without refitting). The stacked answer at a point is the mixture: each of its
 draws comes from one law, picked with probability ``w_k``, so the intervals carry the
 uncertainty about which law holds as well as each law's own.
 """
@@ -117,7 +118,8 @@ def stack(fits: Mapping[str, Fit], *, method: str = "loo", **compare_kwargs) -> 
     fits
         Name -> :class:`bayescale.Fit` of the same observed runs (any families).
     method
-        ``"loo"`` (PSIS-LOO stacking weights, ArviZ) or ``"lfo"`` (stacking weights on the
+        ``"loo"`` (PSIS-LOO stacking weights, ArviZ), ``"backtest"`` (stacking weights on the
+        held-out runs of the fits' own backtests: no refit) or ``"lfo"`` (stacking weights on the
         held-out largest budgets after refitting each law below them; see
         :func:`bayescale.compare` for ``holdout`` and the refits' settings).
     **compare_kwargs

@@ -41,10 +41,12 @@ from bayescale.inference.progress import phase
 from bayescale.inference.sampling import sample
 from bayescale.inference.trees import set_groups
 from bayescale.model import priors as _priors
+from bayescale.model.noise import Noise
 
 pm = lazy.module("pymc")
 pt = lazy.module("pytensor.tensor")
 stats = lazy.module("scipy.stats")
+special = lazy.module("scipy.special")
 
 __all__ = ["DEFAULT_SCALE_PRIOR", "DEFAULT_BIAS_PRIOR", "SHARED_FRACTION", "BACKTEST_CUTS",
            "DISCREPANCIES", "Backtest", "run_backtests", "scale_model", "population_model",
@@ -100,11 +102,23 @@ class Backtest:
     shortfall: np.ndarray | None = None
 
     def table(self) -> pd.DataFrame:
-        """One row per held-out run: the cut, its distance, observed and predicted loss."""
+        """One row per held-out run: the cut, its distance, observed and predicted loss, and
+        the log predictive density of its log loss under the backtest's fit taken as exact
+        (its law and noise; what :func:`bayescale.compare` ``method="backtest"`` scores)."""
         median = np.exp(np.median(self.log_mu, axis=0))
         return pd.DataFrame({"cut_decades": self.cut, "decades_past": self.distance,
                              "loss": np.exp(self.log_loss), "predicted": median,
-                             "relative_error": np.exp(self.log_loss) / median - 1})
+                             "relative_error": np.exp(self.log_loss) / median - 1,
+                             "log_density": self.log_density()})
+
+    def log_density(self) -> np.ndarray:
+        """``log mean_s p(y | draw s)`` per held-out run (the law exact, the fit's noise)."""
+        column = lambda v: None if v is None else np.asarray(v, float).reshape(  # noqa: E731
+            len(self.log_mu), -1)
+        noise = Noise(sigma=column(self.sigma), nu=column(self.nu),
+                      shortfall=column(self.shortfall))
+        logp = noise.logpdf(self.log_loss[None, :], self.log_mu)
+        return special.logsumexp(logp, axis=0) - math.log(logp.shape[0])
 
 
 def run_backtests(model, *, cuts: Sequence[float] = BACKTEST_CUTS, fit_kwargs: Mapping,

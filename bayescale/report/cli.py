@@ -77,7 +77,10 @@ def _compare_parser(sub) -> None:
                           "or leave-future-out refits scored on the largest budgets "
                           "(extrapolation). Each fit is named after its folder or file.")
     comp.add_argument("posteriors", nargs="+", help="posterior.nc files or results folders")
-    comp.add_argument("--method", choices=("loo", "lfo"), default="loo")
+    comp.add_argument("--method", choices=("loo", "lfo", "backtest"), default="loo",
+                      help="loo: PSIS-LOO (interpolation); lfo: refit below --holdout and score "
+                           "the larger runs; backtest: score the fits' own backtests (no "
+                           "refit; fits with discrepancy = \"backtest\")")
     comp.add_argument("--holdout", type=float, help="lfo: fraction of the largest budgets "
                       "(0-1) or a FLOPs threshold (>= 1) to hold out")
     comp.add_argument("--draws", type=int, help="lfo: draws per chain of the refits")
@@ -372,10 +375,10 @@ def _compare(args) -> int:
         raise ValueError("--stack and --budgets go together: the stacked answer at budgets")
     with progress.phase(f"loading {len(args.posteriors)} fits", after=2):
         fits = _load_fits(args.posteriors)
-    kwargs = {} if args.method == "loo" else {
+    kwargs = {} if args.method in ("loo", "backtest") else {
         "holdout": args.holdout, "draws": args.draws, "chains": args.chains,
         "random_seed": args.seed, "progressbar": False}
-    if args.method == "loo" and args.holdout is not None:
+    if args.method != "lfo" and args.holdout is not None:
         raise ValueError("--holdout applies to --method lfo only")
     kwargs = {k: v for k, v in kwargs.items() if v is not None}
     # lfo: each refit has its phase line; loo: one, if it takes long (an error in the arguments
