@@ -53,6 +53,17 @@ def test_every_recipe_runs(recipe, tmp_path, capsys):
         assert (out / "design.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
         section = report.split("## The next runs")[1]  # the same runs as design.csv
         assert f"{len(plan)} runs, {plan['total_flops'].iloc[-1]:.4g} FLOPs" in section
+    if "[stack]" in recipe.read_text():  # the mixture of the laws, and each law's posterior
+        stack = Recipe.read(recipe).stack
+        stacked = pd.read_csv(out / "stacked.csv")
+        weights = stacked[[f"weight_{law}" for law in [fit.model.law.name, *stack["laws"]]]]
+        assert np.allclose(weights.sum(axis=1), 1.0)
+        assert list(stacked["budget"]) == Recipe.read(recipe).budgets
+        assert (stacked["loss_lower"] < stacked["loss"]).all()
+        assert (stacked["loss"] < stacked["loss_upper"]).all()
+        assert "Stacked answer" in printed and "## Stacked answer" in report
+        for law in stack["laws"]:
+            assert bs.load(out / "stacked" / f"{law}.nc").model.law.name == law
 
 
 def test_fit_refuses_to_overwrite_without_force(tmp_path, capsys):
@@ -90,10 +101,18 @@ def test_missing_recipe_exits_2(tmp_path, capsys):
         ('[data]\ndataset = "chinchilla"\n[fit]\ndraws = "many"\n', "'many'"),
         ('[data]\ndataset = "chinchilla"\n[priors]\ngamma = { dist = "Normal" }\n', "'gamma'"),
         ('[data]\ndataset = "chinchilla"\n[data\n', "not valid TOML"),
+        ('[data]\ndataset = "chinchilla"\n[stack]\nlaws = ["hestness"]\n', "'hestness'"),
+        ('[data]\ndataset = "chinchilla"\n[stack]\nlaws = ["chinchilla"]\n', "must differ"),
+        ('[data]\ndataset = "chinchilla"\n[stack]\nlaws = ["kaplan"]\nmethod = "waic"\n',
+         "'waic'"),
+        ('[data]\ndataset = "chinchilla"\n[model]\ndiscrepancy = "prior"\n[stack]\n'
+         'laws = ["kaplan"]\n', "'prior'"),
         ('[data]\npath = "missing.csv"\n', "missing.csv"),
     ],
     ids=["unknown-key", "unknown-table", "unknown-dataset", "unknown-law", "unknown-offset",
-         "negative-budget", "wrong-type", "unknown-prior", "bad-toml", "missing-data-file"],
+         "negative-budget", "wrong-type", "unknown-prior", "bad-toml", "stack-unknown-law",
+         "stack-own-law", "stack-unknown-method", "stack-without-backtests",
+         "missing-data-file"],
 )
 def test_bad_recipe_exits_2_with_one_line(text, named, tmp_path, capsys):
     recipe = tmp_path / "bad.toml"

@@ -257,7 +257,7 @@ def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayesca
             if "design" in paths:  # the report lists the runs design.csv holds
                 with paths["report.md"].open("a") as report:
                     report.write(_design_section(pd.read_csv(paths["design"])))
-    return {key: out / path.name for key, path in paths.items()}
+    return {key: out / path.relative_to(staging) for key, path in paths.items()}
 
 
 def _write_into(folder: Path, fit, budgets, prob, title, targets=None) -> dict[str, Path]:

@@ -224,9 +224,10 @@ def _fit(args) -> int:
         print(f"\nAt the target budgets (median [{prob:.0%} interval]):")
         print(format_answer(fit, prob=prob, table=targets))
     _print_diagnostics(fit, caught)
+    stacked = _recipe_stack(recipe, runs, fit, kwargs, args) if recipe.stack else None
     paths = write_results(fit, out, budgets=recipe.budgets, prob=prob,
                           title=f"bayescale fit {args.recipe}", overwrite=args.force,
-                          targets=targets, also=_recipe_design(fit, recipe))
+                          targets=targets, also=_also(_recipe_design(fit, recipe), stacked))
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
 
@@ -239,6 +240,46 @@ def _check_fit_settings(model, kwargs: dict) -> None:
     if kwargs["chains"] < 2:
         raise ValueError(f"chains={kwargs['chains']}: the report's rank plots compare chains; "
                          "give --chains 2 or more")
+
+
+def _recipe_stack(recipe, runs, fit, kwargs, args):
+    """The recipe's [stack]: the further laws' fits, their weights and the mixture's answer
+    at the target budgets, printed; returns (stack, table) for the results folder."""
+    import pandas as pd
+
+    from bayescale.report.stacked import fit_stack, format_stack, stack_table
+
+    stacked, caught = fit_stack(recipe, runs, fit, kwargs, progressbar=not args.no_progress)
+    interrupts.check()
+    for law, w in caught:
+        print(f"WARNING (law {law!r}): {w.message}")
+    with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160,
+                           "display.max_columns", 30):
+        print(f"\n{recipe.stack['method'].upper()} comparison of the stacked laws (best first):")
+        print(stacked.table.to_string())
+    table = stack_table(stacked, recipe.budgets, prob=recipe.prob) if recipe.budgets else None
+    if table is not None:
+        print("\n" + format_stack(table))
+    return stacked, table
+
+
+def _also(design, stacked):
+    """One writer of the results folder's further outputs: the design, the stacked answer."""
+    if design is None and stacked is None:
+        return None
+
+    def write(folder):
+        from bayescale.report.stacked import stack_section, stack_table, write_stack
+
+        paths = design(folder) if design is not None else {}
+        if stacked is not None:
+            stack, table = stacked
+            table = table if table is not None else stack_table(stack, [])
+            paths |= write_stack(stack, table, folder)
+            with (folder / "report.md").open("a") as report:
+                report.write(stack_section(stack, table))
+        return paths
+    return write
 
 
 def _recipe_design(fit, recipe):

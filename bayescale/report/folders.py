@@ -31,7 +31,7 @@ __all__ = ["OUTPUTS", "outputs_in", "check_outputs", "recover", "staged_folder",
 #: The names bayescale writes into a results folder: present ones need ``--force``.
 OUTPUTS = frozenset({"posterior.nc", "summary.csv", "targets.csv", "report.md", "design.csv",
                      "law.png", "optimal.png", "checks.png", "ranks.png", "offsets.png",
-                     "isoflop.png", "design.png", "multiplier.png"})
+                     "isoflop.png", "design.png", "multiplier.png", "stacked.csv", "stacked"})
 #: The test-only environment variable: seconds to sleep between the files of a write.
 PAUSE_VARIABLE = "BAYESCALE_TEST_PAUSE_WRITE"
 #: The folders and files this process has swapped in (the command line reports them when a

@@ -36,6 +36,11 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     budgets = [5.88e23, 1e24]     # FLOPs at which to report the answer
     prob = 0.9                    # interval probability
 
+    [stack]                       # answer also as a mixture of laws (bayescale.stack)
+    laws = ["chinchilla_sized"]   # more laws, each fitted with the [model]'s other options
+    method = "backtest"           # backtest | lfo | loo: how the stacking weights are scored
+                                  # (backtest: the fits' own backtests, no refit)
+
     [design]                      # the next runs (bayescale.design), written as design.csv
     budget = 2e18                 # FLOPs to spend on them (required in this table)
     candidates = "grid.csv"       # candidate runs, relative to the recipe, or
@@ -79,6 +84,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
     "targets": {"budgets": (list, int, float), "prob": (float,)},
     "design": {"budget": (int, float), "candidates": (str,), "grid_budgets": (list,),
                "target": (list, str), "at": (int, float), "max_runs": (int,)},
+    "stack": {"laws": (list,), "method": (str,)},
 }
 _COLUMN_KEYS = ("params", "tokens", "flops", "loss")
 _FIT_DEFAULTS = {"draws": 1000, "tune": 1000, "chains": 4, "random_seed": None,
@@ -95,6 +101,7 @@ class Recipe:
     fit: dict = field(default_factory=dict)
     targets: dict = field(default_factory=dict)
     design: dict = field(default_factory=dict)
+    stack: dict = field(default_factory=dict)
     source: Path | None = None
 
     @classmethod
@@ -141,7 +148,9 @@ class Recipe:
             targets["budgets"] = check_budgets(targets["budgets"], argument="[targets] budgets").tolist()
         return cls(data=data, model=raw.get("model", {}), priors=raw.get("priors", {}),
                    fit=raw.get("fit", {}), targets=targets,
-                   design=_check_design(where, raw.get("design", {})), source=source)
+                   design=_check_design(where, raw.get("design", {})),
+                   stack=_check_stack(where, raw.get("stack", {}), raw.get("model", {})),
+                   source=source)
 
     # -- what the recipe makes -------------------------------------------------------------
     def runs(self) -> pd.DataFrame:
@@ -165,13 +174,14 @@ class Recipe:
             runs = learning_curves(runs, **self.data["learning_curves"])
         return runs
 
-    def scaling_law(self, runs: pd.DataFrame | None = None):
+    def scaling_law(self, runs: pd.DataFrame | None = None, *, law: str | None = None):
         """The model of the recipe: its ``[model] family`` (default ``scaling_law``, a
-        :class:`bayescale.ScalingLaw`) built on the runs with the table's other keys."""
+        :class:`bayescale.ScalingLaw`) built on the runs with the table's other keys (and
+        ``law`` in place of ``[model] law`` when given: the ``[stack]`` laws)."""
         import inspect
 
         runs = self.runs() if runs is None else runs
-        options = dict(self.model)
+        options = dict(self.model) | ({"law": law} if law is not None else {})
         name = options.pop("family", "scaling_law")
         known = families()
         if name not in known:
@@ -216,6 +226,44 @@ def _check_design(where: str, table: dict) -> dict:
             values = check_budgets(table[key], argument=f"[design] {key}").tolist()
             out[key] = values if key == "grid_budgets" else values[0]
     return out
+
+
+#: How ``[stack] method`` may score the stacking weights (:func:`bayescale.compare`).
+STACK_METHODS = ("backtest", "lfo", "loo")
+
+
+def _check_stack(where: str, table: dict, model: dict) -> dict:
+    """The [stack] table: more laws of a scaling law, each once and none the model's own, and
+    how to weigh them (``method="backtest"`` needs the fits' backtests)."""
+    if not table:
+        return {}
+    from bayescale.model.laws import get_law
+
+    if model.get("family", "scaling_law") != "scaling_law":
+        raise ValueError(f"{where}: [stack] stacks laws of family 'scaling_law', not "
+                         f"{model['family']!r}")
+    laws = table.get("laws")
+    if not laws or not all(isinstance(law, str) for law in laws):
+        raise ValueError(f"{where}: [stack] laws must be a non-empty list of law names, got "
+                         f"{laws!r}")
+    for law in laws:
+        try:
+            get_law(law)
+        except ValueError as err:
+            raise ValueError(f"{where}: [stack] laws: {err}") from None
+    own = model.get("law", "chinchilla")
+    if own in laws or len(set(laws)) != len(laws):
+        raise ValueError(f"{where}: [stack] laws {laws} must differ from each other and from "
+                         f"[model] law = {own!r}")
+    method = table.get("method", "backtest")
+    if method not in STACK_METHODS:
+        raise ValueError(f"{where}: [stack] method must be one of {list(STACK_METHODS)}, got "
+                         f"{method!r}")
+    if method == "backtest" and model.get("discrepancy", "backtest") != "backtest":
+        raise ValueError(f"{where}: [stack] method = 'backtest' weighs the fits by their own "
+                         f"backtests, which [model] discrepancy = {model['discrepancy']!r} does "
+                         "not run; use method = 'lfo' or discrepancy = 'backtest'")
+    return {"laws": list(laws), "method": method}
 
 
 def _check_keys(where: str, section: str, table: dict) -> None:
