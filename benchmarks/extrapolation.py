@@ -368,10 +368,10 @@ def summarise(rows: pd.DataFrame, by: list[str]) -> pd.DataFrame:
 CHINCHILLA_BUDGETS = np.array([6e18, 1e19, 3e19, 6e19, 1e20, 3e20, 6e20, 1e21, 3e21])
 
 
-def _posterior(cached: dict, scale=None, bias=None, seed: int = 13) -> xr.Dataset:
+def _posterior(cached: dict, scale=None, bias=None, seed: int = 13, law=None) -> xr.Dataset:
     """The cached law-exact draws as a posterior, with the discrepancy's learned draws (its
     directions z and tilt drawn from their N(0, 1) priors) when ``scale`` is given."""
-    data = {k: cached[k] for k in get_law(LAW).params}
+    data = {k: cached[k] for k in get_law(law or LAW).params}
     if scale is not None:
         rng = np.random.default_rng(seed)
         data |= {"discrepancy_scale": scale, "discrepancy_bias": bias,
@@ -479,14 +479,22 @@ def stage_stack(args) -> None:
     caches = {law: cache_dir(law, args) for law in ("chinchilla", args.law)}
     table = {k: v for k, v in splits(args.budget_effect).items()
              if not args.studies or v[0] in args.studies}
-    rows = []
+    rows, alloc = [], []
     for name, (study, options, train, test) in table.items():
-        preds, lpd = {}, {}
+        preds, lpd, nstar = {}, {}, {}
+        measured = (profile_optima(test, budgets=CHINCHILLA_BUDGETS if study == "chinchilla"
+                                   else None) if study in ("porian", "chinchilla") else None)
         for law, cache in caches.items():
             with np.load(cache / f"{name}.npz", allow_pickle=False) as f:
                 cached = dict(f)
             with np.load(cache / f"learned_{variant}_{name}.npz", allow_pickle=False) as f:
-                scale, b = f["scale"], f["bias"]
+                scale, b = f["scale"], np.broadcast_to(f["bias"], f["scale"].shape)
+            if measured is not None and not measured.empty:  # N* as the package answers it
+                model = bs.ScalingLaw(train, law=law, **options)
+                flops = measured["flops"].to_numpy()
+                post = _posterior(cached, scale, b, law=law)
+                nstar[law] = model.optimal(post, flops, np.random.default_rng(5))[
+                    "params_opt"].reshape(-1, flops.size)
             z = np.random.default_rng(11).standard_normal(scale.size)  # as run_variant draws
             d = nearest_run(test, train, _columns(options, train))
             preds[law] = cached["log_mu"] + cached["noise"] + (b + scale * z)[:, None] * d[None, :]
@@ -503,6 +511,17 @@ def stage_stack(args) -> None:
             mix = np.concatenate([preds[k][:c] for k, c in zip(laws, counts)])
             rows.append({"variant": label, "split": name, "study": study,
                          f"weight_{args.law}": float(w[1])} | score(mix, y))
+            if nstar:
+                n = min(v.shape[0] for v in nstar.values())
+                c = np.round(np.asarray(w) * n).astype(int)
+                c[-1] = n - c[:-1].sum()
+                opt = np.concatenate([nstar[k][:m] for k, m in zip(laws, c)])
+                lo, hi = np.quantile(opt, [0.05, 0.95], axis=0)
+                alloc += [{"variant": label, "split": name, "flops": f, "measured": t,
+                           "inside": bool(a <= t <= bb), "width_decades": float(np.log10(bb / a)),
+                           "decades_off": float(np.log10(np.median(o) / t))}
+                          for f, t, a, bb, o in zip(measured["flops"], measured["params_opt"],
+                                                    lo, hi, opt.T)]
     rows = pd.DataFrame(rows)
     rows.to_csv(CACHE / f"stack_{variant}.csv", index=False)
     with pd.option_context("display.width", 250, "display.max_columns", 30,
@@ -511,6 +530,13 @@ def stage_stack(args) -> None:
               .to_string(index=False))
         print(summarise(rows, ["variant", "study"]).to_string())
         print(summarise(rows, ["variant"]).to_string())
+        alloc = pd.DataFrame(alloc)
+        alloc.to_csv(CACHE / f"stack_allocation_{variant}.csv", index=False)
+        print("N* at the held-out isoFLOP budgets (the package's answer: tilt and profiles):")
+        print(alloc.groupby("variant").agg(
+            inside=("inside", "sum"), budgets=("inside", "size"),
+            width_decades=("width_decades", "median"),
+            abs_off=("decades_off", lambda x: np.median(np.abs(x)))).to_string())
 
 
 def stage_allocation(args) -> None:
