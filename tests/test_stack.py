@@ -116,3 +116,18 @@ def test_backtest_stacking_needs_backtests_of_the_same_runs(backtested):
         bs.compare({"a": fit, "none": bs.Fit(tree, fit.spec)}, method="backtest")
     with pytest.raises(ValueError, match="method='backtest' does not refit"):
         bs.compare(backtested, method="backtest", holdout=0.25)
+
+
+def test_cli_compare_by_backtests_reads_them_from_the_saved_fits(backtested, tmp_path, capsys):
+    paths = []
+    for name, fit in backtested.items():
+        paths.append(tmp_path / f"{name}.nc")
+        fit.save(paths[-1])
+    assert main(["compare", *map(str, paths), "--method", "backtest", "--stack",
+                 "--budgets", "1e23"]) == 0
+    printed = capsys.readouterr().out
+    expected = bs.compare(backtested, method="backtest")
+    assert "BACKTEST comparison" in printed and "Stacked answer" in printed
+    for name, weight in expected["weight"].items():  # the saved backtests give the same weights
+        assert f"{name} {weight:.3g}" in printed
+    assert main(["compare", *map(str, paths), "--method", "backtest", "--holdout", "0.25"]) == 2
