@@ -6,7 +6,9 @@ draws with ``--draws``), predicts every answer at 3e15 FLOPs or more in
 and prints how many lie inside the 50% and 90% intervals, with the recipe's answer at 1e19
 (N*, D*/N*, loss and the identification warning).
 
-    python benchmarks/cs336_answers.py [--draws 1000] [--noise skewed]
+    python benchmarks/cs336_answers.py [--draws 1000] [--noise skewed] [--query "loss < 8.3"]
+
+``--query`` replaces the recipe's ``[data] query`` (which runs count as trained).
 """
 
 from __future__ import annotations
@@ -39,9 +41,16 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--draws", type=int, default=None, help="draws and tune per chain")
     parser.add_argument("--noise", default=None, help="override the recipe's noise")
+    parser.add_argument("--query", default=None, help="override the recipe's [data] query")
     args = parser.parse_args()
     recipe = Recipe.read(ROOT / "models" / "cs336_api.toml")
-    model = recipe.scaling_law()
+    if args.query:
+        recipe = Recipe.from_dict({"data": {**recipe.data, "query": args.query},
+                                   "model": recipe.model, "fit": recipe.fit,
+                                   "targets": recipe.targets})
+    runs = recipe.runs()
+    print(f"{len(runs)} runs (query {recipe.data['query']!r})")
+    model = recipe.scaling_law(runs)
     if args.noise:
         model = type(model)(model.runs, **{**type(model).options(model.spec), "noise": args.noise})
     kwargs = recipe.fit_kwargs(**({"draws": args.draws, "tune": args.draws} if args.draws else {}))
