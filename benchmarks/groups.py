@@ -142,6 +142,8 @@ def stage_simulate(args) -> None:
             for name in ("E", "alpha"):
                 lo, hi = np.quantile(out[f"{level}_{name}"], [0.05, 0.95])
                 row[f"{level} {name}"] = bool(lo <= truth[name] <= hi)
+                # where the truth falls among the draws (uniform for a calibrated posterior)
+                row[f"{level} {name} pit"] = float(np.mean(out[f"{level}_{name}"] < truth[name]))
         for level in ("v1", "v2", "v3"):
             draws, true = out[f"{level}_multiplier"], float(out[f"{level}_multiplier_truth"])
             lo, hi = _quantiles(draws, [0.05, 0.95])
@@ -167,6 +169,14 @@ def stage_simulate(args) -> None:
     print(f"every quantity >= 0.8: {bool((coverage >= 0.8).all())}; "
           f"data sets with all {len(quantities)} inside: "
           f"{table[quantities].all(axis=1).mean():.2f}")
+    bins = [0, 0.05, 0.25, 0.5, 0.75, 0.95, 1]
+    print(f"where the truth falls among the draws (PIT), data sets per bin {bins} "
+          f"(calibrated: {', '.join(f'{len(table) * (b - a):.1f}' for a, b in zip(bins, bins[1:]))}):")
+    for name in ("E", "alpha"):
+        for lv in TRUTHS:
+            pit = table[f"{lv} {name} pit"].to_numpy()
+            print(f"  {lv} {name:<5} {np.histogram(pit, bins=bins)[0]}  below the median "
+                  f"{np.mean(pit < 0.5):.2f}")
     print("true multipliers: " + ", ".join(f"{lv} {table[f'{lv} mult truth'].iloc[0]:.4g}"
                                            for lv in ("v1", "v2", "v3")))
     for lv in ("v1", "v2", "v3"):
