@@ -8,7 +8,11 @@ recipe. Prints per size: wall time of model building + compilation + sampling + 
 log-likelihood, the stages, worst R-hat, and peak resident memory; then the growth factor
 per 10x more runs.
 
-    python benchmarks/bench_scale.py [--sizes 1000 10000 100000]
+    python benchmarks/bench_scale.py [--sizes 1000 10000 100000] [--discrepancy prior]
+
+``--discrepancy`` (default ``backtest``, the package's default: two backtest fits and the
+scale's fit after the main fit) is the model's option; ``prior`` makes one NUTS fit. Each
+size's stages (the package's phase lines, with their times) go to stderr as they happen.
 """
 
 from __future__ import annotations
@@ -27,7 +31,7 @@ BUDGETS = {1000: 10, 10000: 10, 100000: 50}
 OFFSETS = ["num_heads", "batch_size", "learning_rate"]
 
 
-def one(size: int, draws: int) -> dict:
+def one(size: int, draws: int, discrepancy: str = "backtest") -> dict:
     """Fit one simulated sweep of ``size`` runs in this process; return its figures."""
     import numpy as np
 
@@ -36,10 +40,17 @@ def one(size: int, draws: int) -> dict:
     n_budgets = BUDGETS.get(size, max(10, size // 2000))
     budgets = np.geomspace(1e16, 1e19, n_budgets)
     runs = bs.simulate(budgets=budgets, runs_per_budget=size // n_budgets, random_seed=0)
+    from bayescale.inference.progress import listening
+
     start = time.perf_counter()
-    model = bs.ScalingLaw(runs, law="chinchilla", offsets=OFFSETS)
+
+    def stage(what: str, depth: int) -> None:  # the profile: each phase as it starts
+        print(f"  [{time.perf_counter() - start:7.1f} s] {'  ' * depth}{what}", file=sys.stderr,
+              flush=True)
+
+    model = bs.ScalingLaw(runs, law="chinchilla", offsets=OFFSETS, discrepancy=discrepancy)
     built = time.perf_counter()
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), listening(stage):
         warnings.simplefilter("ignore", bs.SamplerWarning)  # reported below
         fit = model.fit(draws=draws, tune=draws, chains=4, random_seed=0, progressbar=False)
     done = time.perf_counter()
@@ -58,15 +69,17 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[1000, 10000, 100000])
     parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--discrepancy", default="backtest", choices=["backtest", "prior", "off"])
     parser.add_argument("--one", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(one(args.one, args.draws)))
+        print(json.dumps(one(args.one, args.draws, args.discrepancy)))
         return
     rows = []
     for size in args.sizes:
         proc = subprocess.run([sys.executable, __file__, "--one", str(size), "--draws",
-                               str(args.draws)], capture_output=True, text=True, check=True)
+                               str(args.draws), "--discrepancy", args.discrepancy],
+                              stdout=subprocess.PIPE, text=True, check=True)
         row = json.loads(proc.stdout.strip().splitlines()[-1])
         # the largest child so far: the sizes grow, so this is this size's own peak
         row["peak_mib"] = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
