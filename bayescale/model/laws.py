@@ -282,13 +282,12 @@ class SizedDataLaw(Law):
         return replace(self, pivot=pivot, allocation=partial(_sized_allocation, pivot=pivot))
 
     def default_priors(self, log_loss: np.ndarray) -> dict:
-        """E, A and B as the Chinchilla law's; ``gamma ~ Normal(0, GAMMA_SD)``."""
-        share = float(np.median(log_loss) - math.log(3))
-        return (Irreducible().default_priors(log_loss, 3)
-                | {"log_A_ref": {"dist": "Normal", "mu": share, "sigma": 2.0},
-                   "log_B_ref": {"dist": "Normal", "mu": share, "sigma": 2.0},
-                   "alpha": dict(_EXPONENT_PRIOR), "beta": dict(_EXPONENT_PRIOR),
-                   "gamma": {"dist": "Normal", "mu": 0.0, "sigma": GAMMA_SD}})
+        """E, A, alpha, B and beta as the Chinchilla law's terms; ``gamma ~ Normal(0,
+        GAMMA_SD)``."""
+        out: dict = {}
+        for term in _SIZED_TERMS:
+            out |= term.default_priors(log_loss, len(_SIZED_TERMS))
+        return out | {"gamma": {"dist": "Normal", "mu": 0.0, "sigma": GAMMA_SD}}
 
     @staticmethod
     def log_data_term(xp, log_b, beta, gamma, z_n, z_d):
@@ -300,24 +299,26 @@ class SizedDataLaw(Law):
         z_n = z["params"] - p.get("pivot_params", 0.0)
         z_d = z["tokens"] - p.get("pivot_tokens", 0.0)
         data = self.log_data_term(xp, p["log_B_ref"], p["beta"], p["gamma"], z_n, z_d)
-        return xp.logaddexp(xp.logaddexp(p["log_E"], p["log_A_ref"] - p["alpha"] * z["params"]),
-                            data)
+        e, n = _SIZED_TERMS[0].log_value(xp, p, z), _SIZED_TERMS[1].log_value(xp, p, z)
+        return xp.logaddexp(xp.logaddexp(e, n), data)
 
     def natural(self, xp, p: Mapping, ref: Mapping) -> dict:
-        return {"E": xp.exp(p["log_E"]), "A": xp.exp(p["log_A_ref"] + p["alpha"] * ref["params"]),
-                "B": xp.exp(p["log_B_ref"]), "gamma": p["gamma"], "alpha": p["alpha"],
-                "beta": p["beta"]}
+        e, n = _SIZED_TERMS[0].natural(xp, p, ref), _SIZED_TERMS[1].natural(xp, p, ref)
+        return e | {"A": n["A"], "B": xp.exp(p["log_B_ref"]), "gamma": p["gamma"],
+                    "alpha": p["alpha"], "beta": p["beta"]}
 
     def sampled_from(self, theta: Mapping, ref: Mapping) -> dict:
-        alpha = np.asarray(theta["alpha"], float)
-        return {"log_E": np.log(np.asarray(theta["E"], float)),
-                "log_A_ref": np.log(np.asarray(theta["A"], float)) - alpha * ref["params"],
-                "log_B_ref": np.log(np.asarray(theta["B"], float)), "alpha": alpha,
-                "beta": np.asarray(theta["beta"], float),
-                "gamma": np.asarray(theta["gamma"], float),
-                "pivot_params": self.pivot[0] - ref["params"],
-                "pivot_tokens": self.pivot[1] - ref["tokens"]}
+        out = {k: v for t in _SIZED_TERMS[:2] for k, v in t.sampled_from(theta, ref).items()}
+        return out | {"log_B_ref": np.log(np.asarray(theta["B"], float)),
+                      "beta": np.asarray(theta["beta"], float),
+                      "gamma": np.asarray(theta["gamma"], float),
+                      "pivot_params": self.pivot[0] - ref["params"],
+                      "pivot_tokens": self.pivot[1] - ref["tokens"]}
 
+
+#: The Chinchilla terms :class:`SizedDataLaw` keeps as they are (E, the N term) and the data
+#: term whose priors it keeps (its formula turns about the pivot instead).
+_SIZED_TERMS = (Irreducible(), Power("A", "alpha", "params"), Power("B", "beta", "tokens"))
 
 #: Newton steps (and the largest step, in e-folds of N) of :class:`SizedDataLaw`'s optimum.
 _SIZED_STEPS, _SIZED_MAX_STEP, _SIZED_H = 12, 1.0, 0.01
