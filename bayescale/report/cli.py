@@ -439,22 +439,9 @@ def _compare(args) -> int:
 
 def _print_stacked(stacked, budgets) -> None:
     """The stacked mixture's loss of a new run (and N*, D* where the fits have them)."""
-    import bayescale as bs
+    from bayescale.report.stacked import format_stack, stack_table
 
-    print(f"\nStacked answer (weights {', '.join(f'{n} {w:.3g}' for n, w in stacked.weights.items())};"
-          " median [90% interval]):")
-    loss = bs.interval(stacked.loss_at(budgets, random_seed=0)["loss"], prob=0.9)
-    able = any(f.model.has_optimum for f in stacked.fits.values())
-    opt = bs.interval(stacked.optimal(budgets, random_seed=0), prob=0.9) if able else None
-    for i, budget in enumerate(budgets):
-        row = loss.iloc[i]
-        print(f"C = {budget:.3g} FLOPs\n  {'loss (new run)':<22} {row['median']:>10.4g}  "
-              f"[{row['lower']:.4g}, {row['upper']:.4g}]")
-        for var, label in (("loss_opt", "loss at optimum"), ("params_opt", "N* (params)"),
-                           ("tokens_opt", "D* (tokens)")):
-            if opt is not None:
-                r = opt[(opt["variable"] == var) & (opt["budget"] == budget)].iloc[0]
-                print(f"  {label:<22} {r['median']:>10.4g}  [{r['lower']:.4g}, {r['upper']:.4g}]")
+    print("\n" + format_stack(stack_table(stacked, budgets)))
 
 
 def _datasets(args) -> int:

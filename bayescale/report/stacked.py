@@ -14,7 +14,6 @@ import pandas as pd
 from bayescale.inference.diagnostics import SamplerWarning
 from bayescale.inference.intervals import interval
 from bayescale.inference.progress import phase
-from bayescale.model.reach import ExtrapolationWarning
 
 __all__ = ["STACK_FILE", "STACK_FOLDER", "fit_stack", "stack_table", "write_stack", "stack_section",
            "format_stack"]
@@ -64,9 +63,7 @@ def stack_table(stacked, budgets, *, prob: float = 0.9, random_seed: int = 0) ->
                           "loss_lower": loss["lower"].to_numpy(),
                           "loss_upper": loss["upper"].to_numpy()})
     if any(f.model.has_optimum for f in stacked.fits.values()):
-        with warnings.catch_warnings():  # the main fit's table already warned past the runs
-            warnings.simplefilter("ignore", ExtrapolationWarning)
-            opt = interval(stacked.optimal(budgets, random_seed=random_seed), prob=prob)
+        opt = interval(stacked.optimal(budgets, random_seed=random_seed), prob=prob)
         for var in ("params_opt", "tokens_opt", "loss_opt"):
             rows = opt[opt["variable"] == var].set_index("budget").loc[budgets]
             table[var] = rows["median"].to_numpy()
@@ -116,15 +113,15 @@ def stack_section(stacked, table: pd.DataFrame) -> str:
 
 
 def format_stack(table: pd.DataFrame) -> str:
-    """The stacked answer for the terminal: the weights, then per budget the mixture's loss
-    of a new run and N*, D* with their intervals."""
+    """The stacked answer (:func:`stack_table`) for the terminal: the weights, then per budget
+    the mixture's loss of a new run and, where the laws have one, the loss at the optimum, N*
+    and D* with their intervals."""
     weights = {c[len("weight_"):]: table[c].iloc[0] for c in table if c.startswith("weight_")}
     prob = table.attrs.get("prob", 0.9)
-    lines = [f"Stacked answer ({table.attrs.get('method')} weights: "
-             + ", ".join(f"{n} {w:.3g}" for n, w in weights.items())
+    lines = ["Stacked answer (weights " + ", ".join(f"{n} {w:.3g}" for n, w in weights.items())
              + f"; median [{prob:.0%} interval]):"]
-    labels = {"loss": "loss (new run)", "params_opt": "N* (params)", "tokens_opt": "D* (tokens)",
-              "loss_opt": "loss at optimum"}
+    labels = {"loss": "loss (new run)", "loss_opt": "loss at optimum",
+              "params_opt": "N* (params)", "tokens_opt": "D* (tokens)"}
     for _, row in table.iterrows():
         lines.append(f"C = {row['budget']:.3g} FLOPs")
         for var, label in labels.items():
