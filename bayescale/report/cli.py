@@ -206,11 +206,7 @@ def _fit(args) -> int:
     print(f"bayescale {bs.__version__}: recipe {args.recipe}: {_describe(model)} on "
           f"{len(runs)} runs; {kwargs['chains']} chains x {kwargs['draws']} draws "
           f"({kwargs['sampler']})", flush=True)
-    with warnings.catch_warnings(record=True) as caught:
-        warnings.simplefilter("always", bs.SamplerWarning)
-        # PyTensor's C backend is not what samples here (nutpie compiles with numba)
-        warnings.filterwarnings("ignore", message=".*could not link to a BLAS", category=UserWarning)
-        fit = model.fit(progressbar=not args.no_progress, **kwargs)
+    fit, caught = _fit_recording(model, kwargs, args)
     interrupts.check()  # a signal that the sampler swallowed
     prob = recipe.prob
     import pandas as pd
@@ -232,6 +228,19 @@ def _fit(args) -> int:
     return 0
 
 
+def _fit_recording(model, kwargs: dict, args):
+    """``model.fit(**kwargs)`` and the warnings it raised (every SamplerWarning, reported by
+    the caller)."""
+    import bayescale as bs
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", bs.SamplerWarning)
+        # PyTensor's C backend is not what samples here (nutpie compiles with numba)
+        warnings.filterwarnings("ignore", message=".*could not link to a BLAS", category=UserWarning)
+        fit = model.fit(progressbar=not args.no_progress, **kwargs)
+    return fit, caught
+
+
 def _check_fit_settings(model, kwargs: dict) -> None:
     """Every check of the sampler settings before any work: the model's own
     (:meth:`bayescale.model.family.Family.check_fit`) and the report's two chains."""
@@ -247,12 +256,16 @@ def _recipe_stack(recipe, runs, fit, kwargs, args):
     at the target budgets, printed; returns (stack, table) for the results folder."""
     import pandas as pd
 
-    from bayescale.report.stacked import fit_stack, format_stack, stack_table
+    from bayescale.report.stacked import format_stack, stack_fits, stack_table
 
-    stacked, caught = fit_stack(recipe, runs, fit, kwargs, progressbar=not args.no_progress)
-    interrupts.check()
-    for law, w in caught:
-        print(f"WARNING (law {law!r}): {w.message}")
+    fits, laws = {fit.model.law.name: fit}, recipe.stack["laws"]
+    for k, law in enumerate(laws):  # the recipe's model under each further law
+        with progress.phase(f"stack {k + 1} of {len(laws)}: law {law!r}"):
+            fits[law], caught = _fit_recording(recipe.scaling_law(runs, law=law), kwargs, args)
+        interrupts.check()
+        for w in caught:
+            print(f"WARNING (law {law!r}): {w.message}")
+    stacked = stack_fits(fits, recipe.stack["method"], kwargs)
     with pd.option_context("display.float_format", "{:.4g}".format, "display.width", 160,
                            "display.max_columns", 30):
         print(f"\n{recipe.stack['method'].upper()} comparison of the stacked laws (best first):")

@@ -5,47 +5,31 @@ fit's results as ``stacked.csv`` (the weights and the mixture's answer) and ``st
 
 from __future__ import annotations
 
-import warnings
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-from bayescale.inference.diagnostics import SamplerWarning
 from bayescale.inference.intervals import interval
 from bayescale.inference.progress import phase
 
-__all__ = ["STACK_FILE", "STACK_FOLDER", "fit_stack", "stack_table", "write_stack", "stack_section",
+__all__ = ["STACK_FILE", "STACK_FOLDER", "stack_fits", "stack_table", "write_stack", "stack_section",
            "format_stack"]
 
 #: The stacked answer's table and the folder of the further laws' posteriors.
 STACK_FILE, STACK_FOLDER = "stacked.csv", "stacked"
 
 
-def fit_stack(recipe, runs: pd.DataFrame, fit, fit_kwargs: dict, *, progressbar: bool):
-    """Fit the recipe's model under each ``[stack] laws`` (same runs, options and sampler
-    settings) and stack them with ``fit`` by ``[stack] method``. Returns the
-    :class:`bayescale.analysis.stack.Stack` and the warnings the further fits raised."""
+def stack_fits(fits: dict, method: str, fit_kwargs: dict):
+    """The :class:`bayescale.analysis.stack.Stack` of the recipe's fits (the ``[model]``
+    law's first) by ``[stack] method``; ``lfo``'s refits take the fits' sampler settings."""
     from bayescale.analysis.stack import stack
 
-    fits = {fit.model.law.name: fit}
-    caught_all = []
-    for k, law in enumerate(recipe.stack["laws"]):
-        model = recipe.scaling_law(runs, law=law)
-        with phase(f"stack {k + 1} of {len(recipe.stack['laws'])}: law {law!r}"), \
-                warnings.catch_warnings(record=True) as caught:
-            warnings.simplefilter("always", SamplerWarning)
-            warnings.filterwarnings("ignore", message=".*could not link to a BLAS",
-                                    category=UserWarning)
-            fits[law] = model.fit(progressbar=progressbar, **fit_kwargs)
-        caught_all += [(law, w) for w in caught]
-    method = recipe.stack["method"]
     extra = {} if method != "lfo" else {k: fit_kwargs[k] for k in ("draws", "tune", "chains",
                                                                  "random_seed")
                                         if fit_kwargs.get(k) is not None}
     with phase(f"stacking {len(fits)} laws by {method}"):
-        stacked = stack(fits, method=method, **extra)
-    return stacked, caught_all
+        return stack(fits, method=method, **extra)
 
 
 def stack_table(stacked, budgets, *, prob: float = 0.9, random_seed: int = 0) -> pd.DataFrame:
