@@ -326,9 +326,8 @@ def run_variant(label, metric, shared, bias, table, args) -> tuple[list[dict], d
         b = learned.get("discrepancy_bias", np.zeros((1, 1))).reshape(-1)
         draws[name] = (scale, b)
         np.savez_compressed(CACHE / f"learned_{label}_{name}.npz", scale=scale, bias=b)
-        z = np.random.default_rng(11).standard_normal(scale.size)
         d = metric(test, train, _columns(options, train))
-        pred = cached["log_mu"] + cached["noise"] + (b + scale * z)[:, None] * d[None, :]
+        pred = new_run_draws(cached, scale, b, d)
         rows.append({"variant": label, "split": name, "study": study,
                      "prior_median": float(np.exp(priors[study]["discrepancy_scale"]["mu"])),
                      "scale": float(np.median(scale)), "bias": float(np.median(b)),
@@ -337,6 +336,22 @@ def run_variant(label, metric, shared, bias, table, args) -> tuple[list[dict], d
     print(f"  {label}: priors " + "; ".join(f"{k} {json.dumps(v)}" for k, v in priors.items()),
           flush=True)
     return rows, draws
+
+
+def new_run_draws(cached: dict, scale, bias, distance) -> np.ndarray:
+    """New-run draws of log loss at a split's held-out runs (draws x runs): the cached
+    law-exact draws and noise, plus the discrepancy ``d (b + s z)`` with the learned ``s``,
+    ``b`` and a direction ``z`` per draw (seed 11, the same for every variant and law)."""
+    z = np.random.default_rng(11).standard_normal(scale.size)
+    return cached["log_mu"] + cached["noise"] + (bias + scale * z)[:, None] * distance[None, :]
+
+
+def measured_optima(study: str, test: pd.DataFrame) -> pd.DataFrame | None:
+    """N* at each held-out budget that holds an isoFLOP profile, measured by a parabola in log
+    N of that budget's own runs (as the studies did); None for a study without profiles."""
+    if study not in ("porian", "chinchilla"):
+        return None
+    return profile_optima(test, budgets=CHINCHILLA_BUDGETS if study == "chinchilla" else None)
 
 
 def baselines(table) -> list[dict]:
@@ -389,14 +404,10 @@ def allocation(table, learned: dict[str, dict]) -> pd.DataFrame:
     measured from that budget's own runs."""
     rows = []
     for name, (study, options, train, test) in table.items():
-        if study not in ("porian", "chinchilla"):
+        measured = measured_optima(study, test)
+        if measured is None or measured.empty:
             continue
         cached = load_cache(name)
-        # each held-out budget's N*: a parabola in log N of the loss, as the studies measured it
-        measured = profile_optima(test, budgets=CHINCHILLA_BUDGETS if study == "chinchilla"
-                                  else None)
-        if measured.empty:
-            continue
         # the allocation is answered without the budget-level term (its offsets aren't cached)
         options = {**options, "offsets": [c for c in options.get("offsets", [])
                                           if c != "budget_level"] or None}
@@ -482,8 +493,7 @@ def stage_stack(args) -> None:
     rows, alloc = [], []
     for name, (study, options, train, test) in table.items():
         preds, lpd, nstar = {}, {}, {}
-        measured = (profile_optima(test, budgets=CHINCHILLA_BUDGETS if study == "chinchilla"
-                                   else None) if study in ("porian", "chinchilla") else None)
+        measured = measured_optima(study, test)
         for law, cache in caches.items():
             with np.load(cache / f"{name}.npz", allow_pickle=False) as f:
                 cached = dict(f)
@@ -495,9 +505,8 @@ def stage_stack(args) -> None:
                 post = _posterior(cached, scale, b, law=law)
                 nstar[law] = model.optimal(post, flops, np.random.default_rng(5))[
                     "params_opt"].reshape(-1, flops.size)
-            z = np.random.default_rng(11).standard_normal(scale.size)  # as run_variant draws
             d = nearest_run(test, train, _columns(options, train))
-            preds[law] = cached["log_mu"] + cached["noise"] + (b + scale * z)[:, None] * d[None, :]
+            preds[law] = new_run_draws(cached, scale, b, d)
             lpd[law] = backtest_lpd(cached, train)
         laws = list(caches)
         stacked = (stacking_weights(np.stack([lpd[k] for k in laws]))
