@@ -273,9 +273,12 @@ def population_backtest(cached, train, test, options, metric) -> disc.Backtest:
 
 
 #: name -> (distance, shared fraction of the misfit in the backtests' likelihood, bias: False
-#: none, True its prior learned from the other studies, "default" the package's default prior)
+#: none, True its prior learned from the other studies, "default" the prior the package offers
+#: (``DEFAULT_BIAS_PRIOR``; the package's default before 2026-12-06 learned it). ``package`` is
+#: what ``discrepancy="backtest"`` does now: the same as ``nearest``.
 VARIANTS = {
-    "package": (nearest_run, 0.0, "default"),
+    "package": (nearest_run, 0.0, False),
+    "package+bias": (nearest_run, 0.0, "default"),
     "today": (farthest_coordinate, 0.0, False),
     "nearest": (nearest_run, 0.0, False),
     "nearest+shared": (nearest_run, 1.0, False),

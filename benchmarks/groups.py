@@ -84,7 +84,7 @@ def simulate_one(seed: int, args) -> dict:
     budget = 100 * BUDGETS.max()
     t0 = time.time()
     if args.fits == "grouped":
-        model = bs.ScalingLaw(runs, group="variant", group_params=["E", "alpha"],
+        model = bs.ScalingLaw(runs, law="chinchilla", group="variant", group_params=["E", "alpha"],
                               discrepancy="off", noise=args.noise)
         fit, warned, messages = _fit(model, seed, args.draws, args.draws)
         out = {"warned": warned, "messages": messages}
@@ -97,7 +97,8 @@ def simulate_one(seed: int, args) -> dict:
         thetas, diags, out = {}, [], {"warned": 0, "messages": ""}
         for lv in TRUTHS:
             model = bs.ScalingLaw(_table(runs[runs["variant"] == lv].drop(columns="variant"),
-                                         runs.attrs), discrepancy="off", noise=args.noise)
+                                         runs.attrs), law="chinchilla", discrepancy="off",
+                                  noise=args.noise)
             fit, warned, messages = _fit(model, seed, args.draws, args.draws)
             thetas[lv] = fit.model.law_theta(fit.posterior)
             diags.append(fit.diagnostics())
@@ -236,14 +237,14 @@ def porian_one(name: str, label: str, runs: pd.DataFrame, args) -> dict:
     cut, held, _ = cut_setup(runs, name)
     if label == "whole setup":  # the reference: all 12 budgets of the setup, alone
         model = bs.ScalingLaw(_table(runs[runs["setup"] == name].drop(columns="setup"),
-                                     runs.attrs))
+                                     runs.attrs), law="chinchilla")
         points = held.drop(columns="setup")
     elif label == "separate":
-        model = bs.ScalingLaw(_table(cut.drop(columns="setup"), runs.attrs))
+        model = bs.ScalingLaw(_table(cut.drop(columns="setup"), runs.attrs), law="chinchilla")
         points = held.drop(columns="setup")
     else:
         train = _table(pd.concat([runs[runs["setup"] != name], cut]), runs.attrs)
-        model = bs.ScalingLaw(train, group="setup", group_params=JOINT[label],
+        model = bs.ScalingLaw(train, law="chinchilla", group="setup", group_params=JOINT[label],
                               discrepancy=args.joint_discrepancy, noise=args.joint_noise)
         points = held
     t0 = time.time()

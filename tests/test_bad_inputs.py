@@ -222,9 +222,9 @@ def test_offset_column_named_run_is_refused():
 # 15 ----------------------------------------------------------------------------------------
 def test_priors_with_unknown_names():
     runs = prepare(runs_table())
-    with pytest.raises(ValueError, match=r"priors has unknown name\(s\) \['gamma'\]; valid names "
-                                         r"are \['alpha'"):
-        bs.ScalingLaw(runs, priors={"gamma": {"dist": "Normal", "mu": 0, "sigma": 1}})
+    with pytest.raises(ValueError, match=r"priors has unknown name\(s\) \['exponent'\]; valid "
+                                         r"names are \['alpha'"):
+        bs.ScalingLaw(runs, priors={"exponent": {"dist": "Normal", "mu": 0, "sigma": 1}})
 
 
 @pytest.mark.parametrize("name, spec, error, pattern", [

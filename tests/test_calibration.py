@@ -63,6 +63,31 @@ def test_fixed_mode_uses_one_truth_and_noise_only():
     assert truth.nunique().max() == 1
 
 
+def test_the_size_dependent_law_is_calibrated_about_the_designs_centre():
+    """``chinchilla_sized`` (the default law): gamma keeps its default prior, and the truths'
+    N* and loss at the optimum are those of the law turning about the design's centre, as the
+    fits' law does (a law alone would turn about N = D = 1)."""
+    from bayescale.model import laws
+
+    priors = calibration.default_priors("chinchilla_sized")
+    assert priors["gamma"] == {"dist": "Normal", "mu": 0.0, "sigma": laws.GAMMA_SD}
+    truth = dict(calibration.REFERENCE_TRUTHS["chinchilla_sized"], gamma=0.1)
+    r = calibration.calibrate("chinchilla_sized", datasets=1, mode="fixed", truth=truth,
+                              random_seed=0, **SMALL)
+    design = calibration.default_design("chinchilla_sized")
+    d = np.log(design["tokens"].to_numpy())
+    n = np.log(design["params"].to_numpy())
+    law = laws.get_law("chinchilla_sized").bind({"params": n.mean(), "tokens": d.mean()})
+    top = design["flops"].max()
+    expected = law.optimum({k: np.array([v]) for k, v in truth.items()}, 10 * top)
+    got = r["truth"].to_pandas().iloc[0]
+    np.testing.assert_allclose(got["N_opt_10x"], expected["params_opt"][0], rtol=1e-10)
+    np.testing.assert_allclose(got["loss_10x"], expected["loss_opt"][0], rtol=1e-10)
+    unbound = laws.get_law("chinchilla_sized").optimum({k: np.array([v]) for k, v in
+                                                         truth.items()}, 10 * top)
+    assert abs(np.log(unbound["params_opt"][0] / got["N_opt_10x"])) > 0.1  # it matters
+
+
 def test_coverage_table_counts_known_indicators():
     quantities = ["a", "b"]
     inside_90 = np.array([[True, False]] * 9 + [[False, False]])  # a: 0.9, b: 0.0

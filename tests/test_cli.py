@@ -99,10 +99,10 @@ def test_missing_recipe_exits_2(tmp_path, capsys):
         ('[data]\ndataset = "chinchilla"\n[model]\noffsets = ["lr"]\n', "'lr'"),
         ('[data]\ndataset = "chinchilla"\n[targets]\nbudgets = [1e24, -5.0]\n', "-5.0"),
         ('[data]\ndataset = "chinchilla"\n[fit]\ndraws = "many"\n', "'many'"),
-        ('[data]\ndataset = "chinchilla"\n[priors]\ngamma = { dist = "Normal" }\n', "'gamma'"),
+        ('[data]\ndataset = "chinchilla"\n[priors]\nexponent = { dist = "Normal" }\n', "'exponent'"),
         ('[data]\ndataset = "chinchilla"\n[data\n', "not valid TOML"),
         ('[data]\ndataset = "chinchilla"\n[stack]\nlaws = ["hestness"]\n', "'hestness'"),
-        ('[data]\ndataset = "chinchilla"\n[stack]\nlaws = ["chinchilla"]\n', "must differ"),
+        ('[data]\ndataset = "chinchilla"\n[stack]\nlaws = ["chinchilla_sized"]\n', "must differ"),
         ('[data]\ndataset = "chinchilla"\n[stack]\nlaws = ["kaplan"]\nmethod = "waic"\n',
          "'waic'"),
         ('[data]\ndataset = "chinchilla"\n[model]\ndiscrepancy = "prior"\n[stack]\n'
@@ -167,7 +167,7 @@ def test_predict_points_csv(tmp_path, capsys, chinchilla_fit):
     assert list(table.columns) == ["params", "tokens", "loss", "loss_lower", "loss_upper"]
     assert (table["loss_lower"] < table["loss"]).all() and (table["loss"] < table["loss_upper"]).all()
     # the mean law at 70B x 1.4T, computed from the posterior by hand
-    # times exp(past * (b + s (z + t x))), past = decades from the nearest run, jointly in N,
+    # times exp(past * s (z + t x)), past = decades from the nearest run, jointly in N,
     # D, C, and x = decades of N from the law's N* at C (Hoffmann et al. eq. 4)
     post, runs = chinchilla_fit.posterior, chinchilla_fit.runs
     a, b = post["alpha"], post["beta"]
@@ -177,7 +177,7 @@ def test_predict_points_csv(tmp_path, capsys, chinchilla_fit):
                    abs(np.log10(6 * 7e10 * 1.4e12 / r.flops))) for r in runs.itertuples())
     by_hand = ((post["E"] + post["A"] * 7e10 ** -post["alpha"]
                 + post["B"] * 1.4e12 ** -post["beta"])
-               * np.exp(past * (post["discrepancy_bias"] + post["discrepancy_scale"] * (
+               * np.exp(past * (post["discrepancy_scale"] * (
                    post["discrepancy_z"] + post["discrepancy_tilt"] * np.log10(7e10 / n_opt))))
                ).median()
     assert table.loc[0, "loss"] == pytest.approx(float(by_hand), rel=1e-9)

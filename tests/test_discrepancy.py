@@ -49,18 +49,43 @@ def test_prior_mode_leaves_the_runs_alone_and_widens_past_them(chinchilla_fit, c
     a = model.log_mean_draws(fit.posterior, far, rng()).reshape(-1, 2)
     b = model.log_mean_draws(_without_scale(fit), far, rng()).reshape(-1, 2)
     assert (d > 0.9).all()
-    # what is added is d * (bias + s * (z + t * x)): z and t standard normal, one per draw
-    # (shared by the points), x the decades of N from the law's own N* at the point's compute
+    # what is added is d * s * (z + t * x): z and t standard normal, one per draw (shared by
+    # the points), x the decades of N from the law's own N* at the point's compute; no bias
     post = fit.posterior
+    assert "discrepancy_bias" not in post and "discrepancy_bias" not in model.priors
     flat = lambda name: post[name].values.reshape(-1, 1)  # noqa: E731
     n_opt = bs.laws.compute_optimal({k: flat(k) for k in ("E", "A", "B", "alpha", "beta")},
                                far["flops"].to_numpy())["params_opt"]
     x = np.log10(far["params"].to_numpy() / n_opt)
-    z = ((a - b) / d - flat("discrepancy_bias")) / flat("discrepancy_scale")
+    z = (a - b) / d / flat("discrepancy_scale")
     np.testing.assert_allclose(z, flat("discrepancy_z") + flat("discrepancy_tilt") * x,
                                rtol=1e-7, atol=1e-9)
     for name in ("discrepancy_z", "discrepancy_tilt"):
         assert abs(flat(name).std() - 1) < 0.12 and abs(flat(name).mean()) < 0.15  # 400 draws
+    # a posterior with a bias b per decade (a fit whose priors gave it one) adds d * b more
+    bias = np.random.default_rng(4).normal(-0.02, 0.01, post["discrepancy_scale"].shape)
+    biased = post.assign(discrepancy_bias=(("chain", "draw"), bias))
+    c = model.log_mean_draws(biased, far, rng()).reshape(-1, 2)
+    np.testing.assert_allclose(c - a, d * bias.reshape(-1, 1), rtol=1e-9, atol=1e-12)
+
+
+def test_the_bias_is_learned_only_when_its_prior_is_given(chinchilla_runs):
+    plain = bs.ScalingLaw(chinchilla_runs, law="chinchilla")
+    assert "discrepancy_bias" not in plain.priors
+    with_bias = bs.ScalingLaw(chinchilla_runs, law="chinchilla",
+                              priors={"discrepancy_bias": disc.DEFAULT_BIAS_PRIOR})
+    assert with_bias.priors["discrepancy_bias"] == disc.DEFAULT_BIAS_PRIOR
+    with pytest.raises(ValueError, match="unknown name.*'discrepancy_bias'"):  # nothing to bias
+        bs.ScalingLaw(chinchilla_runs, discrepancy="off", priors={"discrepancy_bias":
+                                                                  disc.DEFAULT_BIAS_PRIOR})
+    # with no backtests the learned variables are drawn from the priors given, the bias too
+    drawn = disc.learn_discrepancy([], {n: with_bias.priors[n] for n in disc.LEARNED},
+                                   chains=2, draws=2000, tune=0, seed=0)
+    assert drawn["discrepancy_bias"].shape == (2, 2000)
+    assert abs(drawn["discrepancy_bias"].std() - 0.01) < 0.001
+    assert "discrepancy_bias" not in disc.learn_discrepancy(
+        [], {"discrepancy_scale": plain.priors["discrepancy_scale"]}, chains=2, draws=10,
+        tune=0, seed=0)
 
 
 def test_loss_at_the_optimum_carries_the_discrepancy(chinchilla_fit, monkeypatch):

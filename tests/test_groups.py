@@ -44,7 +44,8 @@ def runs() -> pd.DataFrame:
 
 @pytest.fixture(scope="module")
 def fit(runs) -> bs.Fit:
-    model = bs.ScalingLaw(runs, group="variant", group_params=["E", "alpha"], discrepancy="off")
+    model = bs.ScalingLaw(runs, law="chinchilla", group="variant", group_params=["E", "alpha"],
+                          discrepancy="off")  # the truths are Chinchilla laws
     return model.fit(draws=400, tune=400, chains=2, random_seed=1, progressbar=False)
 
 
@@ -114,7 +115,7 @@ def test_bad_group_arguments(runs):
     with pytest.raises(ValueError, match="group='variant' needs group_params"):
         bs.ScalingLaw(runs, group="variant")
     with pytest.raises(ValueError, match="group_params names 'gamma'.*has \\['E', 'A', 'B'"):
-        bs.ScalingLaw(runs, group="variant", group_params=["gamma"])
+        bs.ScalingLaw(runs, law="chinchilla", group="variant", group_params=["gamma"])
     with pytest.raises(ValueError, match="needs a group column"):
         bs.ScalingLaw(runs, group_params=["E"])
     with pytest.raises(ValueError, match="group names column 'dataset', which the run table"):

@@ -179,14 +179,16 @@ def test_sampled_parameters_round_trip_to_natural_units(name, theta):
 
 
 # -- the Chinchilla law with a size-dependent data exponent -------------------------------------
-SIZED = {"E": 1.7, "A": 400.0, "B": 0.6, "alpha": 0.34, "beta": 0.3, "gamma": 0.08}
+SIZED = {"E": 1.7, "A": 400.0, "B": 800.0, "alpha": 0.34, "beta": 0.3, "gamma": 0.08}
 PIVOT = {"params": np.log(2e8), "tokens": np.log(3e10)}
 
 
 def sized(theta, n, d, pivot=PIVOT):
+    """``E + A N^-alpha + B D^-beta (D / D_p)^-(beta(N) - beta)``."""
     beta_n = theta["beta"] * (n / np.exp(pivot["params"])) ** theta["gamma"]
     return (theta["E"] + theta["A"] / n ** theta["alpha"]
-            + theta["B"] * (d / np.exp(pivot["tokens"])) ** -beta_n)
+            + theta["B"] * d ** -theta["beta"]
+            * (d / np.exp(pivot["tokens"])) ** -(beta_n - theta["beta"]))
 
 
 def test_sized_law_is_the_formula_and_chinchilla_at_gamma_zero():
@@ -196,9 +198,12 @@ def test_sized_law_is_the_formula_and_chinchilla_at_gamma_zero():
                                sized(SIZED, n, d), rtol=1e-12)
     flat = dict(SIZED, gamma=0.0)
     chin = {k: v for k, v in flat.items() if k != "gamma"}
-    chin["B"] = flat["B"] * np.exp(flat["beta"] * PIVOT["tokens"])  # B D_p^beta
     np.testing.assert_allclose(laws.mean(law, flat, {"params": n, "tokens": d}),
                                chinchilla(chin, n, d), rtol=1e-12)
+    # at N = N_p the law is Chinchilla's of the same parameters, whatever gamma
+    at_pivot = np.full(3, np.exp(PIVOT["params"]))
+    np.testing.assert_allclose(laws.mean(law, SIZED, {"params": at_pivot, "tokens": d}),
+                               chinchilla(chin, at_pivot, d), rtol=1e-12)
     # the law alone pivots at N = D = 1
     alone = laws.get_law("chinchilla_sized")
     np.testing.assert_allclose(laws.mean(alone, SIZED, {"params": n, "tokens": d}),

@@ -21,9 +21,11 @@ def _sweep(gamma: float, seed: int) -> pd.DataFrame:
     budgets = np.repeat(np.geomspace(1e17, 1e21, 7), 6)
     params = np.sqrt(budgets / 120.0) * np.tile(np.geomspace(1 / 5, 5, 6), 7)
     tokens = budgets / (6 * params)
+    log_d_p = np.log(tokens).mean()
     law = laws.get_law("chinchilla_sized").bind({"params": np.log(params).mean(),
-                                                 "tokens": np.log(tokens).mean()})
-    theta = {"E": 1.8, "A": 400.0, "B": 0.5, "alpha": 0.34, "beta": 0.3, "gamma": gamma}
+                                                 "tokens": log_d_p})
+    theta = {"E": 1.8, "A": 400.0, "B": 0.5 * np.exp(0.3 * log_d_p), "alpha": 0.34,
+             "beta": 0.3, "gamma": gamma}  # the data term 0.5 at the pivot
     loss = laws.mean(law, theta, {"params": params, "tokens": tokens})
     return bs.prepare(pd.DataFrame({"params": params, "tokens": tokens,
                                     "loss": loss * np.exp(0.01 * rng.standard_normal(loss.size))}))

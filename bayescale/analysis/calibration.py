@@ -36,7 +36,7 @@ import xarray as xr
 
 from bayescale.data import lazy
 from bayescale.analysis.compare import fit_many
-from bayescale.model.laws import get_law, log_mean
+from bayescale.model.laws import GAMMA_SD, get_law, log_mean
 from bayescale.model.scaling import ScalingLaw
 from bayescale.data.runs import prepare, run_flops
 from bayescale.inference.diagnostics import SamplerWarning
@@ -59,6 +59,8 @@ _PERCENTS = tuple(round(100 * p) for p in PROBS)
 REFERENCE_TRUTHS = {
     "chinchilla": {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.36,
                    "sigma": 0.01, "nu": 5.0},
+    "chinchilla_sized": {"E": 1.8, "A": 400.0, "B": 2000.0, "alpha": 0.34, "beta": 0.36,
+                         "gamma": 0.0, "sigma": 0.01, "nu": 5.0},
     "flops": {"E": 1.8, "A": 1e19 ** 0.17, "alpha": 0.17, "sigma": 0.01, "nu": 5.0},
     "flops_pure": {"A": 2.8 * 1e19 ** 0.05, "alpha": 0.05, "sigma": 0.01, "nu": 5.0},
 }
@@ -91,16 +93,22 @@ def default_priors(law: str = "chinchilla", design: pd.DataFrame | None = None) 
 
     ``log_E ~ Normal(log E, 0.15)``; each term's size at the design's geometric-mean input
     ``~ Normal(its reference value, 0.3)``; exponents ``~ LogNormal(log exponent, 0.15)``;
-    ``sigma ~ HalfNormal(0.02)``; ``nu ~ Gamma(2, 0.1)`` (the default).
+    ``gamma`` (``chinchilla_sized``) its default ``Normal(0, 0.05)``; ``sigma ~
+    HalfNormal(0.02)``; ``nu ~ Gamma(2, 0.1)`` (the default).
     """
     law = get_law(law)
     design = default_design(law.name) if design is None else design
     ref = REFERENCE_TRUTHS[law.name]
     out = {"sigma": {"dist": "HalfNormal", "sigma": 0.02},
            "nu": {"dist": "Gamma", "alpha": 2.0, "beta": 0.1}}
-    centre = law.sampled_from(ref, {x: float(np.mean(np.log(design[x]))) for x in law.inputs})
-    for name, value in centre.items():
-        if name in law.positive:  # exponents
+    log_reference = {x: float(np.mean(np.log(design[x]))) for x in law.inputs}
+    law = law.bind(log_reference)  # as the fits' (a law that pivots turns about the design's centre)
+    centre = law.sampled_from(ref, log_reference)
+    for name in law.sampled:
+        value = centre[name]
+        if name == "gamma":
+            out[name] = {"dist": "Normal", "mu": float(value), "sigma": GAMMA_SD}
+        elif name in law.positive:  # exponents
             out[name] = {"dist": "LogNormal", "mu": math.log(float(value)), "sigma": 0.15}
         else:  # log_E and the terms' sizes at the design's geometric mean
             out[name] = {"dist": "Normal", "mu": float(value),
@@ -170,6 +178,7 @@ def calibrate(law: str = "chinchilla", *, datasets: int = 100, mode: str = "prio
         missing = sorted(set(model.priors) - set(priors))
         raise ValueError(f"priors must give every prior of the model so that the simulation and "
                          f"the fits share it; missing {missing}")
+    law_ = model.law  # bound to the design (a law that pivots turns about the runs' centre)
     params = [*law_.params, *ScalingLaw._NOISE_PARAMS[noise]]
     budget_top = float(np.max(run_flops(design)))
     targets = budget_top * np.asarray(MULTIPLES, float)

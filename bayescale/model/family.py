@@ -232,12 +232,21 @@ class Family:
 
     def _discrepancy_priors(self) -> dict:
         """With a discrepancy, ``discrepancy_scale`` (log loss per decade past the runs):
-        :data:`bayescale.model.discrepancy.DEFAULT_SCALE_PRIOR`, and ``discrepancy_bias`` (its
-        mean per decade): :data:`bayescale.model.discrepancy.DEFAULT_BIAS_PRIOR`."""
+        :data:`bayescale.model.discrepancy.DEFAULT_SCALE_PRIOR`. Its bias per decade has no
+        default: it is learned only when ``priors`` give ``discrepancy_bias`` one
+        (:meth:`_checked_priors`)."""
         if self.discrepancy == "off":
             return {}
-        return {"discrepancy_scale": dict(_discrepancy.DEFAULT_SCALE_PRIOR),
-                "discrepancy_bias": dict(_discrepancy.DEFAULT_BIAS_PRIOR)}
+        return {"discrepancy_scale": dict(_discrepancy.DEFAULT_SCALE_PRIOR)}
+
+    def _checked_priors(self, priors, positive: frozenset[str] = frozenset()) -> dict:
+        """``priors`` (a user's) merged over :meth:`default_priors` after the checks of
+        :func:`bayescale.model.priors.check_priors`; with a discrepancy a user may also give
+        its bias (:data:`bayescale.model.discrepancy.OPTIONAL`) a prior, which has none by
+        default."""
+        optional = frozenset() if self.discrepancy == "off" else frozenset(_discrepancy.OPTIONAL)
+        return _priors.check_priors(priors, self.default_priors(), self._positive() | positive,
+                                    optional)
 
     def _likelihood(self, log_mu, create) -> None:
         """The observed log losses about ``log_mu`` (inside the model context)."""

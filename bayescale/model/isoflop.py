@@ -33,7 +33,6 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data import lazy
-from bayescale.model import priors as _priors
 from bayescale.model.family import Family
 from bayescale.inference.trees import group, set_groups
 from bayescale.model.points import points_table
@@ -92,7 +91,7 @@ class IsoFlop(Family):
     >>> from bayescale.model.isoflop import IsoFlop
     >>> model = IsoFlop(bs.datasets.load("cs336_isoflops"))
     >>> len(model.budgets), sorted(model.priors)[:3]
-    (9, ['a', 'discrepancy_bias', 'discrepancy_scale'])
+    (9, ['a', 'discrepancy_scale', 'gamma'])
     """
 
     def __init__(self, runs: pd.DataFrame, *, priors: dict | None = None,
@@ -103,8 +102,7 @@ class IsoFlop(Family):
         self.budget_index = np.searchsorted(self.budgets, self.runs["flops"].to_numpy())
         self.log_flops_reference = float(np.mean(np.log(self.budgets)))
         self.log_params_reference = float(np.mean(np.log(self.runs["params"])))
-        self.priors = _priors.check_priors(priors, self.default_priors(),
-                                           self._positive() | _POSITIVE)
+        self.priors = self._checked_priors(priors, _POSITIVE)
         self.user_priors = dict(priors or {})
 
     family = "isoflop"

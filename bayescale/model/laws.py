@@ -26,7 +26,8 @@ from functools import partial
 
 import numpy as np
 
-__all__ = ["Law", "Power", "Irreducible", "SumLaw", "KaplanLaw", "SizedDataLaw", "LAWS", "get_law",
+__all__ = ["Law", "Power", "Irreducible", "SumLaw", "KaplanLaw", "SizedDataLaw", "LAWS", "DEFAULT_LAW",
+           "get_law",
            "log_mean", "mean", "compute_optimal", "register_law"]
 
 #: Prior on an exponent: LogNormal(log 0.3, 0.75), 90% mass in 0.09-1.0.
@@ -259,16 +260,18 @@ GAMMA_SD = 0.05
 @dataclass(frozen=True)
 class SizedDataLaw(Law):
     """The Chinchilla law with a data exponent that changes with model size:
-    ``L = E + A N^-alpha + B (D / D_p)^-beta(N)``, ``beta(N) = beta (N / N_p)^gamma``.
+    ``L = E + A N^-alpha + B D^-beta (D / D_p)^-(beta(N) - beta)``, ``beta(N) = beta (N /
+    N_p)^gamma``.
 
     Larger models gain more from more tokens than smaller ones in several sweeps (Li et al.
     2025, "Farseer"); one exponent for every size makes a law fitted on small models flatten
-    too early at large ones. ``gamma = 0`` is the Chinchilla law (with ``B`` the data term at
-    ``D_p`` tokens). The data term turns about the pivot ``(N_p, D_p)``, which a fit sets to
-    its runs' geometric means (:meth:`bind`; ``(1, 1)`` for the law alone), so that ``B`` and
-    ``beta`` are the data term and exponent at the runs' centre and stay nearly independent
-    of ``gamma`` for NUTS. The compute-optimal N has no closed form: Newton steps on the
-    isoFLOP profile from the Chinchilla optimum of the pivot's exponent.
+    too early at large ones. ``gamma = 0`` is the Chinchilla law, and at every ``gamma`` the
+    law at ``N = N_p`` is the Chinchilla law of the same ``E, A, B, alpha, beta``: they read
+    as Chinchilla's. The data term's exponent turns about the pivot ``(N_p, D_p)``, which a
+    fit sets to its runs' geometric means (:meth:`bind`; ``(1, 1)`` for the law alone). NUTS
+    samples the data term's size at the pivot (``log_B_ref = log B - beta log D_p``), which
+    stays nearly independent of ``gamma``. The compute-optimal N has no closed form: Newton
+    steps on the isoFLOP profile from the Chinchilla optimum of the pivot's exponent.
     """
 
     params: tuple[str, ...] = ("E", "A", "B", "gamma", "alpha", "beta")
@@ -304,13 +307,14 @@ class SizedDataLaw(Law):
 
     def natural(self, xp, p: Mapping, ref: Mapping) -> dict:
         e, n = _SIZED_TERMS[0].natural(xp, p, ref), _SIZED_TERMS[1].natural(xp, p, ref)
-        return e | {"A": n["A"], "B": xp.exp(p["log_B_ref"]), "gamma": p["gamma"],
-                    "alpha": p["alpha"], "beta": p["beta"]}
+        return e | {"A": n["A"], "B": xp.exp(p["log_B_ref"] + p["beta"] * self.pivot[1]),
+                    "gamma": p["gamma"], "alpha": p["alpha"], "beta": p["beta"]}
 
     def sampled_from(self, theta: Mapping, ref: Mapping) -> dict:
         out = {k: v for t in _SIZED_TERMS[:2] for k, v in t.sampled_from(theta, ref).items()}
-        return out | {"log_B_ref": np.log(np.asarray(theta["B"], float)),
-                      "beta": np.asarray(theta["beta"], float),
+        beta = np.asarray(theta["beta"], float)
+        return out | {"log_B_ref": np.log(np.asarray(theta["B"], float)) - beta * self.pivot[1],
+                      "beta": beta,
                       "gamma": np.asarray(theta["gamma"], float),
                       "pivot_params": self.pivot[0] - ref["params"],
                       "pivot_tokens": self.pivot[1] - ref["tokens"]}
@@ -326,11 +330,12 @@ _SIZED_STEPS, _SIZED_MAX_STEP, _SIZED_H = 12, 1.0, 0.01
 
 def _sized_allocation(theta: Mapping, log_c, pivot=(0.0, 0.0)):
     """log N* of :class:`SizedDataLaw` at ``C / k = N D``: Newton steps (finite differences)
-    on the log loss along the isoFLOP profile in log N, from the Chinchilla optimum with the
-    pivot's exponent (``B D_p^beta`` as Chinchilla's B)."""
+    on the log loss along the isoFLOP profile in log N, from the Chinchilla optimum of the
+    same E, A, B, alpha, beta (the law at ``N = N_p``)."""
     alpha, beta, gamma = theta["alpha"], theta["beta"], theta["gamma"]
-    log_e, log_a, log_b = np.log(theta["E"]), np.log(theta["A"]), np.log(theta["B"])
     log_n_p, log_d_p = pivot
+    log_e, log_a = np.log(theta["E"]), np.log(theta["A"])
+    log_b = np.log(theta["B"]) - beta * log_d_p  # the data term at the pivot
 
     def profile(n):
         data = SizedDataLaw.log_data_term(np, log_b, beta, gamma, n - log_n_p,
@@ -338,7 +343,7 @@ def _sized_allocation(theta: Mapping, log_c, pivot=(0.0, 0.0)):
         return np.logaddexp(np.logaddexp(log_e, log_a - alpha * n), data)
 
     n = _chinchilla_allocation({"alpha": alpha, "beta": beta, "A": theta["A"],
-                                "B": np.exp(log_b + beta * log_d_p)}, log_c)
+                                "B": theta["B"]}, log_c)
     h = _SIZED_H
     for _ in range(_SIZED_STEPS):
         f0, up, down = profile(n), profile(n + h), profile(n - h)
@@ -383,10 +388,18 @@ for _law in (
            terms=(Power("A", "alpha", "flops"),)),
     KaplanLaw("kaplan", "L = [(N_c / N)^(alpha_N / alpha_D) + D_c / D]^alpha_D",
               ("params", "tokens"), _kaplan_allocation),
-    SizedDataLaw("chinchilla_sized", "L = E + A * N^-alpha + B * (D / D_p)^-(beta * (N / N_p)^gamma)",
+    SizedDataLaw("chinchilla_sized",
+                 "L = E + A * N^-alpha + B * D^-beta * (D / D_p)^-(beta(N) - beta), "
+                 "beta(N) = beta * (N / N_p)^gamma",
                  ("params", "tokens"), partial(_sized_allocation, pivot=(0.0, 0.0))),
 ):
     register_law(_law)
+
+
+#: The law of a scaling law whose ``law`` is not given: the one the out-of-study benchmark
+#: selected (benchmarks/RESULTS.md, "The default law"). It is the Chinchilla law where its
+#: data exponent does not change with model size (``gamma = 0``, the prior's centre).
+DEFAULT_LAW = "chinchilla_sized"
 
 
 def get_law(name: str) -> Law:

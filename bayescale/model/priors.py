@@ -38,16 +38,19 @@ _POSITIVE_PARAMS = {
 }
 
 
-def check_priors(user: object, defaults: Mapping[str, dict],
-                 positive: frozenset[str]) -> dict[str, dict]:
-    """Merge ``user`` priors over ``defaults`` after checking names, types and distributions."""
+def check_priors(user: object, defaults: Mapping[str, dict], positive: frozenset[str],
+                 optional: frozenset[str] = frozenset()) -> dict[str, dict]:
+    """Merge ``user`` priors over ``defaults`` after checking names, types and distributions.
+    ``optional`` names a variable that has no default prior and is in the model only when
+    ``user`` gives it one (the discrepancy's bias)."""
     if user is None:
         return {name: dict(spec) for name, spec in defaults.items()}
     if not isinstance(user, Mapping):
         raise TypeError(f"priors must be a dict of name -> prior spec, got {type(user).__name__}")
-    unknown = sorted(set(user) - set(defaults))
+    valid = set(defaults) | set(optional)
+    unknown = sorted(set(user) - valid)
     if unknown:
-        raise ValueError(f"priors has unknown name(s) {unknown}; valid names are {sorted(defaults)}")
+        raise ValueError(f"priors has unknown name(s) {unknown}; valid names are {sorted(valid)}")
     merged = {name: dict(spec) for name, spec in defaults.items()}
     for name, spec in user.items():
         merged[name] = _check_spec(name, spec, name in positive)

@@ -43,7 +43,7 @@ import pandas as pd
 from bayescale.data import lazy
 from bayescale.model import laws as _laws
 from bayescale.model import priors as _priors
-from bayescale.model.laws import Law, get_law
+from bayescale.model.laws import DEFAULT_LAW, Law, get_law
 from bayescale.data.runs import (check_duplicates, check_loss_varies, check_positive_column,
                                  check_table, plain, require_columns, run_flops,
                                  with_float_columns)
@@ -74,9 +74,12 @@ class ScalingLaw(Family):
         A run table (see :func:`bayescale.prepare`): the columns the law needs (``params`` and
         ``tokens`` for ``chinchilla``, ``flops`` for ``flops``) and ``loss``.
     law
-        ``"chinchilla"`` (E + A N^-alpha + B D^-beta), ``"flops"`` (E + A C^-alpha),
-        ``"flops_pure"`` (A C^-alpha), ``"kaplan"`` or ``"chinchilla_sized"`` (Chinchilla with
-        a data exponent ``beta (N / N_p)^gamma``); see :data:`bayescale.model.laws.LAWS`.
+        ``"chinchilla_sized"`` (default: the Chinchilla law with a data exponent ``beta (N /
+        N_p)^gamma`` that may change with model size, ``gamma ~ Normal(0, 0.05)``; at
+        ``gamma = 0`` and at ``N = N_p``, the runs' centre, it is the Chinchilla law of the
+        same E, A, B, alpha, beta), ``"chinchilla"`` (E + A N^-alpha + B D^-beta),
+        ``"flops"`` (E + A C^-alpha), ``"flops_pure"`` (A C^-alpha) or ``"kaplan"``; see
+        :data:`bayescale.model.laws.LAWS` and :data:`bayescale.model.laws.DEFAULT_LAW`.
     offsets
         Columns of categorical hyperparameters (batch size, learning rate, ...) that get a
         latent offset on log loss per level, pooled with scale ``<column>_tau``; a column's
@@ -105,13 +108,14 @@ class ScalingLaw(Family):
         seen is drawn from the population. :func:`bayescale.model.groups.group_draws` gives
         the answers between levels (loss, N*, D*, the compute multiplier).
     discrepancy
-        The law's misfit past the runs (:class:`bayescale.model.terms.Discrepancy`: ``d * (b
-        + s * z)`` on log loss, ``d`` the decades from the nearest run, zero on the runs).
-        ``"backtest"`` (default): the scale ``s`` and bias ``b`` are learned from backtests of
-        this sweep (fits below 0.5 and 1 decade under the largest budget predicting the runs
-        above: two more fits) under their priors ``discrepancy_scale`` and
-        ``discrepancy_bias`` (by default learned from real sweeps); ``"prior"``: from those
-        priors alone (no extra fit); ``"off"``: the law taken as exact past the data.
+        The law's misfit past the runs (:class:`bayescale.model.terms.Discrepancy`: ``d * s *
+        z`` on log loss, ``d`` the decades from the nearest run, zero on the runs).
+        ``"backtest"`` (default): the scale ``s`` is learned from backtests of this sweep
+        (fits below 0.5 and 1 decade under the largest budget predicting the runs above: two
+        more fits) under its prior ``discrepancy_scale`` (by default learned from real
+        sweeps); ``"prior"``: from that prior alone (no extra fit); ``"off"``: the law taken
+        as exact past the data. A bias per decade, ``d * (b + s * z)``, is learned too when
+        ``priors`` give ``discrepancy_bias`` a prior (none by default).
 
     Raises
     ------
@@ -124,11 +128,10 @@ class ScalingLaw(Family):
     >>> import bayescale as bs
     >>> model = bs.ScalingLaw(bs.datasets.load("chinchilla"), law="chinchilla")
     >>> sorted(model.priors)  # doctest: +NORMALIZE_WHITESPACE
-    ['alpha', 'beta', 'discrepancy_bias', 'discrepancy_scale', 'log_A_ref', 'log_B_ref',
-     'log_E', 'nu', 'sigma']
+    ['alpha', 'beta', 'discrepancy_scale', 'log_A_ref', 'log_B_ref', 'log_E', 'nu', 'sigma']
     """
 
-    def __init__(self, runs: pd.DataFrame, *, law: str = "chinchilla",
+    def __init__(self, runs: pd.DataFrame, *, law: str = DEFAULT_LAW,
                  offsets: Sequence[str] | None = None,
                  continuous: Sequence[str] | None = None, priors: dict | None = None,
                  noise: str = "student_t", discrepancy: str = "backtest",
@@ -147,7 +150,7 @@ class ScalingLaw(Family):
         used = {*self.law.inputs, *self.continuous} | ({"flops"} if self.continuous else set())
         self.log_reference = {x: float(np.mean(np.log(self.runs[x]))) for x in sorted(used)}
         self.law = self.law.bind(self.log_reference)  # a law pivoting about the runs' centre
-        self.priors = _priors.check_priors(priors, self.default_priors(), self._positive())
+        self.priors = self._checked_priors(priors)
         self.user_priors = dict(priors or {})
 
     family = "scaling_law"

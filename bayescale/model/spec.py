@@ -17,6 +17,8 @@ from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import ClassVar
 
+from bayescale.model.laws import DEFAULT_LAW
+
 __all__ = ["Spec", "ScalingLawSpec", "LearningCurvesSpec", "IsoFlopSpec", "SPEC_VERSION",
            "spec_from_dict"]
 
@@ -70,7 +72,7 @@ class ScalingLawSpec(Spec):
     """A :class:`bayescale.ScalingLaw`: the law, its hyperparameter terms and their levels."""
 
     model: ClassVar[str] = "scaling_law"
-    law: str = "chinchilla"
+    law: str = DEFAULT_LAW
     offsets: list = field(default_factory=list)
     continuous: list = field(default_factory=list)
     levels: dict = field(default_factory=dict)
@@ -90,6 +92,7 @@ class LearningCurvesSpec(ScalingLawSpec):
     reference (the mean log tokens per parameter of the checkpoints)."""
 
     model: ClassVar[str] = "learning_curves"
+    law: str = "chinchilla"
     log_tokens_per_param_reference: float = 0.0
 
 

@@ -13,7 +13,7 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     [model]
     family = "scaling_law"        # scaling_law | isoflop (Hoffmann's approach 2) |
                                   # learning_curves (with [data] learning_curves)
-    law = "chinchilla"            # chinchilla | flops | flops_pure | kaplan | chinchilla_sized
+    law = "chinchilla_sized"      # the default | chinchilla | flops | flops_pure | kaplan
     noise = "student_t"           # student_t | normal | skewed
     offsets = []                  # categorical hyperparameter columns (latent offsets)
     continuous = []               # continuous hyperparameters whose optimum moves with compute
@@ -237,7 +237,7 @@ def _check_stack(where: str, table: dict, model: dict) -> dict:
     how to weigh them (``method="backtest"`` needs the fits' backtests)."""
     if not table:
         return {}
-    from bayescale.model.laws import get_law
+    from bayescale.model.laws import DEFAULT_LAW, get_law
 
     if model.get("family", "scaling_law") != "scaling_law":
         raise ValueError(f"{where}: [stack] stacks laws of family 'scaling_law', not "
@@ -251,7 +251,7 @@ def _check_stack(where: str, table: dict, model: dict) -> dict:
             get_law(law)
         except ValueError as err:
             raise ValueError(f"{where}: [stack] laws: {err}") from None
-    own = model.get("law", "chinchilla")
+    own = model.get("law", DEFAULT_LAW)
     if own in laws or len(set(laws)) != len(laws):
         raise ValueError(f"{where}: [stack] laws {laws} must differ from each other and from "
                          f"[model] law = {own!r}")
