@@ -326,7 +326,7 @@ def run_variant(label, metric, shared, bias, table, args) -> tuple[list[dict], d
                                          draws=len(cached["sigma"]) // 2, tune=args.draws,
                                          seed=7, shared=shared)
         scale = learned["discrepancy_scale"].reshape(-1)
-        b = learned.get("discrepancy_bias", np.zeros((1, 1))).reshape(-1)
+        b = learned.get("discrepancy_bias", np.zeros_like(scale)).reshape(-1)
         draws[name] = (scale, b)
         np.savez_compressed(CACHE / f"learned_{label}_{name}.npz", scale=scale, bias=b)
         d = metric(test, train, _columns(options, train))
@@ -392,7 +392,7 @@ def _posterior(cached: dict, scale=None, bias=None, seed: int = 13, law=None) ->
     data = {k: cached[k] for k in get_law(law or LAW).params}
     if scale is not None:
         rng = np.random.default_rng(seed)
-        data |= {"discrepancy_scale": scale, "discrepancy_bias": bias,
+        data |= {"discrepancy_scale": scale, "discrepancy_bias": np.broadcast_to(bias, scale.shape),
                  "discrepancy_z": rng.standard_normal(scale.size),
                  "discrepancy_tilt": rng.standard_normal(scale.size)}
     return xr.Dataset({k: (("chain", "draw"), np.asarray(v, float)[None, :])

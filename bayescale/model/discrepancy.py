@@ -70,8 +70,8 @@ DEFAULT_SCALE_PRIOR = {"dist": "LogNormal", "mu": -3.61, "sigma": 1.14}  # media
 #: A prior for the bias ``b`` (log loss per decade past the runs; negative: the runs come in
 #: below the law), learned only when a user's ``priors`` name ``discrepancy_bias``: centred on
 #: no bias, 0.01 per decade wide. By default there is no bias: scored out of study, the
-#: discrepancy without it covers more and scores better (benchmarks/RESULTS.md, "The
-#: discrepancy without its bias"), so ``b`` is 0 unless asked for.
+#: discrepancy without it covers more and scores better (benchmarks/RESULTS.md, "The default
+#: law, and the discrepancy without its bias"), so ``b`` is 0 unless asked for.
 DEFAULT_BIAS_PRIOR = {"dist": "Normal", "mu": 0.0, "sigma": 0.01}
 #: The discrepancy's variables that have no default prior: in a model only when its ``priors``
 #: give them one.

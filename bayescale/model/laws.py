@@ -397,8 +397,9 @@ for _law in (
 
 
 #: The law of a scaling law whose ``law`` is not given: the one the out-of-study benchmark
-#: selected (benchmarks/RESULTS.md, "The default law"). It is the Chinchilla law where its
-#: data exponent does not change with model size (``gamma = 0``, the prior's centre).
+#: selected (benchmarks/RESULTS.md, "The default law, and the discrepancy without its bias").
+#: It is the Chinchilla law where its data exponent does not change with model size
+#: (``gamma = 0``, the prior's centre).
 DEFAULT_LAW = "chinchilla_sized"
 
 
