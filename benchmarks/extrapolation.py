@@ -178,16 +178,25 @@ def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame,
            **({"budget_level_tau": post["budget_level_tau"].values.reshape(-1)}
               if "budget_level_tau" in post else {})}
     flops = train["flops"].to_numpy()
-    for j, cut in enumerate(disc.BACKTEST_CUTS):
-        below = flops <= flops.max() / 10 ** cut * (1 + 1e-9)
+    cuts = [("flops", cut) for cut in disc.BACKTEST_CUTS]
+    if args.size_backtests:  # also cut the largest models off, at every budget
+        cuts += [("params", cut) for cut in disc.BACKTEST_CUTS]
+    for j, (column, cut) in enumerate(cuts):
+        x = train[column].to_numpy(float)
+        below = x <= x.max() / 10 ** cut * (1 + 1e-9)
         if np.unique(flops[below]).size < disc.MIN_BUDGETS or below.all():
             continue
-        sub = model.with_runs(_table(train, below))
+        try:
+            sub = model.with_runs(_table(train, below))
+        except ValueError as err:
+            print(f"  {name}: no backtest below {cut} decades of {column}: {err}")
+            continue
         sub_fit, _ = quiet_fit(sub, args, seed=1 + j)
         b = disc.backtest_from_fit(sub, sub_fit, _table(train, ~below), cut, 0)
         out |= {f"bt{j}_below": below, f"bt{j}_log_mu": b.log_mu, f"bt{j}_sigma": b.sigma,
                 f"bt{j}_nu": _nan_for_none(b.nu, b.sigma.size),
-                f"bt{j}_shortfall": _nan_for_none(b.shortfall, b.sigma.size)}
+                f"bt{j}_shortfall": _nan_for_none(b.shortfall, b.sigma.size),
+                f"bt{j}_cut": cut}
     h = huber_lbfgs(train, grid=HUBER_GRID, bootstrap=200, random_seed=0)
     law = get_law("chinchilla")
     theta = {k: h.bootstrap_draws[k].to_numpy()[:, None] for k in ("E", "A", "B", "alpha", "beta")}
@@ -249,9 +258,10 @@ def _nan_for_none(values: np.ndarray | None, size: int) -> np.ndarray:
 def backtests_of(cached, train, options, metric) -> list[disc.Backtest]:
     """The inner backtests of a split, their distances under ``metric``."""
     out = []
-    for j, cut in enumerate(disc.BACKTEST_CUTS):
+    for j in range(2 * len(disc.BACKTEST_CUTS)):  # the compute cuts, then any size cuts
         if f"bt{j}_below" not in cached:
             continue
+        cut = float(cached.get(f"bt{j}_cut", disc.BACKTEST_CUTS[j % len(disc.BACKTEST_CUTS)]))
         below = cached[f"bt{j}_below"]
         sub, held = _table(train, below), _table(train, ~below)
         out.append(disc.Backtest(cut=cut, log_loss=np.log(held["loss"].to_numpy(float)),
@@ -481,7 +491,8 @@ def cache_dir(law: str, args) -> Path:
     out = Path(__file__).resolve().parent / "cache"
     out = out / law if law != "chinchilla" else out
     out = out / args.noise if args.noise != "student_t" else out
-    return out / "budget" if args.budget_effect else out
+    out = out / "budget" if args.budget_effect else out
+    return out / "sizecut" if getattr(args, "size_backtests", False) else out
 
 
 def stage_stack(args) -> None:
@@ -592,6 +603,10 @@ def main() -> None:
                         help="issue 21's hypothesis 2: a partially pooled offset per compute "
                              "budget (column budget_level) in every fit; its own cache, "
                              "benchmarks/cache/budget/ (benchmarks/cache/<noise>/budget/)")
+    parser.add_argument("--size-backtests", action="store_true",
+                        help="inner backtests that also cut the largest model sizes off (0.5 "
+                             "and 1 decade under the largest N, every budget kept); their own "
+                             "cache, benchmarks/cache/.../sizecut/")
     parser.add_argument("--law", default="chinchilla",
                         help="the law of every fit (another than chinchilla: its own cache, "
                              "benchmarks/cache/<law>/)")
