@@ -73,6 +73,27 @@ def test_a_point_past_the_runs_is_named_and_one_inside_is_not(fake_fit, chinchil
     assert {w.filename for w in seen} == {__file__}
 
 
+def test_a_point_far_from_every_run_jointly_is_named_though_inside_each_range():
+    """Small models trained long and large models trained briefly: a large model trained long
+    lies inside the runs' range of N, of D and of D/N taken alone, yet two decades from every
+    run (as the CS336 answers at 3e17 FLOPs lie from its grid)."""
+    from bayescale.model.reach import JOINT_DECADES, point_messages
+
+    runs = bs.prepare(pd.DataFrame({"params": [1e6, 1e8, 1e6], "tokens": [1e10, 1e8, 1e8],
+                                    "loss": [3.0, 3.5, 4.0]}))
+    points = pd.DataFrame({"params": [1e8, 3e6, 1e7], "tokens": [1e10, 3e9, 1e9]})
+    (message,) = point_messages(runs, points)
+    assert JOINT_DECADES == 1.0
+    assert message.startswith("2 of 3 points lie 1 decade or more from every run's params and "
+                              "tokens taken together")
+    assert "N 1e+08 with D 1e+10 (2.00 decades; row 0)" in message
+    assert "N 1e+07 with D 1e+09 (1.00 decades; row 2)" in message
+    assert "row 1" not in message  # 0.52 decades from the run at (1e6, 1e10)
+    # a point outside a range is named for that range only, not twice
+    (outside,) = point_messages(runs, pd.DataFrame({"params": [1e9], "tokens": [1e10]}))
+    assert outside.startswith("1 of 1 points have params past the runs' range")
+
+
 def test_answers_inside_the_package_do_not_warn_but_the_table_says(fake_fit):
     from bayescale.report.answer import targets_table
 

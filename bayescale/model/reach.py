@@ -23,6 +23,10 @@ OPTIMUM = {"params_opt": ("N*", "params"), "tokens_opt": ("D*", "tokens"),
            "tokens_per_param": ("D*/N*", "tokens_per_param")}
 #: The inputs of a configuration compared with the runs, by name.
 POINT_COLUMNS = ("params", "tokens", "tokens_per_param")
+#: Decades from the nearest run's size and token count taken together (the larger of the two
+#: differences in log10, minimised over runs) past which a configuration inside the runs'
+#: range of each is still named: no run was near it.
+JOINT_DECADES = 1.0
 
 
 class ExtrapolationWarning(UserWarning):
@@ -90,17 +94,45 @@ def optimum_messages(runs: pd.DataFrame, answers: Mapping[str, np.ndarray], budg
 
 def point_messages(runs: pd.DataFrame, points: pd.DataFrame) -> list[str]:
     """One message per input (params, tokens, tokens per parameter) with points outside the
-    runs' range, naming up to five of them by their row."""
-    out = []
+    runs' range, naming up to five of them by their row; and one for the points inside every
+    one of those ranges that lie :data:`JOINT_DECADES` or more from every run's size and token
+    count taken together (a large model trained long, where the runs held only large models
+    trained briefly and small ones trained long)."""
+    out, flagged = [], set()
     for column in POINT_COLUMNS:
         span, values = run_range(runs, column), _column(points, column)
         if span is None or values is None:
             continue
         rows = [i for i, v in enumerate(values) if _outside(v, span)]
+        flagged.update(rows)
         if rows:
             named = ", ".join(f"{values[i]:.3g} (row {i})" for i in rows[:5])
             more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
             out.append(f"{len(rows)} of {len(values)} points have {column} past the runs' "
                        f"range {span[0]:.3g}-{span[1]:.3g}: {named}{more}; there the "
                        "prediction rests on the law's form alone")
+    far = _joint_distance(runs, points)
+    if far is not None:
+        rows = [i for i, d in enumerate(far) if d >= JOINT_DECADES and i not in flagged]
+        if rows:
+            n, t = points["params"].to_numpy(float), points["tokens"].to_numpy(float)
+            named = ", ".join(f"N {n[i]:.3g} with D {t[i]:.3g} ({far[i]:.2f} decades; row {i})"
+                              for i in rows[:5])
+            more = f" and {len(rows) - 5} more" if len(rows) > 5 else ""
+            out.append(f"{len(rows)} of {len(far)} points lie {JOINT_DECADES:g} decade or more "
+                       "from every run's params and tokens taken together, though inside the "
+                       f"runs' range of each: {named}{more}; no run was near them, so the "
+                       "prediction rests on the law's form alone")
     return out
+
+
+def _joint_distance(runs: pd.DataFrame, points: pd.DataFrame) -> np.ndarray | None:
+    """Decades from the nearest run's (params, tokens) for every point, or None where the
+    runs or the points lack either."""
+    columns = ("params", "tokens")
+    if not (set(columns) <= set(runs.columns) and set(columns) <= set(points.columns)):
+        return None
+    from bayescale.model.terms import Discrepancy
+
+    term = Discrepancy(columns)
+    return np.atleast_1d(np.asarray(term.distance(points, term.ranges(runs)), float))
