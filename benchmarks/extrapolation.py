@@ -336,7 +336,7 @@ def run_variant(label, metric, shared, bias, table, args) -> tuple[list[dict], d
                                          draws=len(cached["sigma"]) // 2, tune=args.draws,
                                          seed=7, shared=shared)
         scale = learned["discrepancy_scale"].reshape(-1)
-        b = learned.get("discrepancy_bias", np.zeros_like(scale)).reshape(-1)
+        b = learned.get("discrepancy_bias", np.zeros((1, 1))).reshape(-1)
         draws[name] = (scale, b)
         np.savez_compressed(CACHE / f"learned_{label}_{name}.npz", scale=scale, bias=b)
         d = metric(test, train, _columns(options, train))

@@ -26,9 +26,8 @@ from functools import partial
 
 import numpy as np
 
-__all__ = ["Law", "Power", "Irreducible", "SumLaw", "KaplanLaw", "SizedDataLaw", "LAWS", "DEFAULT_LAW",
-           "get_law",
-           "log_mean", "mean", "compute_optimal", "register_law"]
+__all__ = ["Law", "Power", "Irreducible", "SumLaw", "KaplanLaw", "SizedDataLaw", "LAWS",
+           "DEFAULT_LAW", "get_law", "log_mean", "mean", "compute_optimal", "register_law"]
 
 #: Prior on an exponent: LogNormal(log 0.3, 0.75), 90% mass in 0.09-1.0.
 _EXPONENT_PRIOR = {"dist": "LogNormal", "mu": math.log(0.3), "sigma": 0.75}
