@@ -7,8 +7,9 @@ Studies (each scored as a whole; its sweeps and cuts pooled):
 - ``olmo``: the OLMo ladder finals, cut at 1 and 2 decades;
 - ``porian``: the four OWT2 training setups of Porian et al. (one study), cut at 1 and 2 decades;
 - ``cs336``: the CS336 API grid (its recipe's model: ``num_heads`` offsets; learning rate, batch
-  size and aspect ratio continuous) fitted whole, predicting a second user's answers of the same
-  API at 6e15-3e17 FLOPs (``../shared/data/cs336_api_2024_answers_b.csv``, not bundled);
+  size and aspect ratio continuous; normal noise) fitted whole, predicting a second user's
+  answers of the same API at 6e15-3e17 FLOPs (``../shared/data/cs336_api_2024_answers_b.csv``,
+  not bundled);
 - ``gemstones``: the Gemstones ``cool_end`` runs, fitted below 1e20 FLOPs, predicting those at
   3e20 and above.
 
@@ -64,7 +65,10 @@ from bayescale.model.terms import Discrepancy
 CACHE = Path(__file__).resolve().parent / "cache"
 SHARED = Path(os.environ.get("BAYESCALE_SHARED_DATA",
                              Path(__file__).resolve().parents[2] / "shared" / "data"))
-CS336 = {"offsets": ["num_heads"], "continuous": ["learning_rate", "batch_size", "aspect_ratio"]}
+#: The CS336 grid's model: its recipe's offsets, continuous hyperparameters and noise (normal:
+#: see ``models/cs336_api.toml``).
+CS336 = {"offsets": ["num_heads"], "continuous": ["learning_rate", "batch_size", "aspect_ratio"],
+         "noise": "normal"}
 PORIAN = [("base", "long", "kaplan"), ("base", "short", "chinchilla"),
           ("base", "short", "kaplan"), ("tuned", "short", "const")]
 HUBER_GRID = {"e": [-1.0, 0.5, 1.0], "a": [0, 5, 10], "b": [0, 5, 10],
@@ -163,8 +167,13 @@ def _flat(values: np.ndarray) -> np.ndarray:
 
 
 def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame, args) -> dict:
-    """The law-exact fit of ``train``: its new-run draws at ``test`` and its inner backtests."""
-    model = bs.ScalingLaw(train, law=args.law, discrepancy="off", noise=args.noise, **options)
+    """The law-exact fit of ``train``: its new-run draws at ``test`` and its inner backtests.
+    A study whose recipe names its noise keeps it under the default ``--noise``."""
+    options = dict(options)
+    noise = options.pop("noise", args.noise) if args.noise == "student_t" else args.noise
+    options.pop("noise", None)
+    model = bs.ScalingLaw(train, law=args.law, discrepancy="off", noise=noise,
+                          **(nu_priors(args) if noise == "student_t" else {}), **options)
     fit, warned = quiet_fit(model, args)
     post, rng = fit.posterior, np.random.default_rng(0)
     log_mu = model.log_mean_draws(post, test, rng)
@@ -486,11 +495,20 @@ def _none_or_column(values):
     return None if values is None else np.asarray(values, float)[:, None]
 
 
+def nu_priors(args) -> dict:
+    """``{"priors": ...}`` holding the Student-t's ``nu`` at ``--nu`` (a LogNormal prior 1%
+    wide), or nothing."""
+    if getattr(args, "nu", None) is None:
+        return {}
+    return {"priors": {"nu": {"dist": "LogNormal", "mu": float(np.log(args.nu)), "sigma": 0.01}}}
+
+
 def cache_dir(law: str, args) -> Path:
     """Where the fits of ``law`` under the noise and terms of ``args`` are cached."""
     out = Path(__file__).resolve().parent / "cache"
     out = out / law if law != "chinchilla" else out
     out = out / args.noise if args.noise != "student_t" else out
+    out = out / f"nu{args.nu:g}" if getattr(args, "nu", None) is not None else out
     out = out / "budget" if args.budget_effect else out
     return out / "sizecut" if getattr(args, "size_backtests", False) else out
 
@@ -607,6 +625,9 @@ def main() -> None:
                         help="inner backtests that also cut the largest model sizes off (0.5 "
                              "and 1 decade under the largest N, every budget kept); their own "
                              "cache, benchmarks/cache/.../sizecut/")
+    parser.add_argument("--nu", type=float, default=None,
+                        help="hold the Student-t's degrees of freedom at this value (a prior "
+                             "1%% wide) in every fit; its own cache, benchmarks/cache/.../nu<X>/")
     parser.add_argument("--law", default="chinchilla",
                         help="the law of every fit (another than chinchilla: its own cache, "
                              "benchmarks/cache/<law>/)")
