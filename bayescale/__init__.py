@@ -42,6 +42,7 @@ _ATTRIBUTES = {
     "read_runs": "bayescale.data.readers",
     "Recommendation": "bayescale.model.recommend",
     "ExtrapolationWarning": "bayescale.model.reach",
+    "MisfitWarning": "bayescale.model.noise",
     "DataWarning": "bayescale.data.runs",
     "add_shape_columns": "bayescale.data.runs",
     "prepare": "bayescale.data.runs",
@@ -78,6 +79,7 @@ if TYPE_CHECKING:  # the same names, for static tools
     from bayescale.model.design import candidate_grid, design
     from bayescale.model.fit import Fit
     from bayescale.model.isoflop import IsoFlop
+    from bayescale.model.noise import MisfitWarning
     from bayescale.model.reach import ExtrapolationWarning
     from bayescale.model.recommend import Recommendation
     from bayescale.model.scaling import ScalingLaw

@@ -101,3 +101,39 @@ def test_answers_inside_the_package_do_not_warn_but_the_table_says(fake_fit):
         warnings.simplefilter("error")
         table = targets_table(fake_fit, [1e24])
     assert any("N* " in w and "past the runs" in w for w in table.attrs["warnings"])
+
+
+def _largest_shifted(runs: pd.DataFrame, factor: float) -> tuple[pd.DataFrame, int]:
+    """``runs`` with the loss of the top tenth by params multiplied by ``factor``."""
+    runs = runs.copy()
+    largest = runs["params"] >= runs["params"].quantile(0.9)
+    runs.loc[largest, "loss"] *= factor
+    return runs, int(largest.sum())
+
+
+def test_a_heavy_tail_that_sets_aside_the_largest_runs_is_named(chinchilla_fit):
+    """The real Chinchilla runs: a few outliers, none of them a kind of run, so no warning.
+    The same runs with the largest tenth 10% above the law (25 noise scales at sigma 0.4%):
+    the fit's Student-t would read them as broken runs, and the message names them; under
+    normal noise the check does not apply."""
+    from bayescale.model.noise import misfit_message, set_aside
+
+    model, post = chinchilla_fit.model, chinchilla_fit.posterior
+    aside = set_aside(model, post)
+    assert aside.shape == (len(model.runs),) and 0 < aside.sum() < 0.1 * aside.size
+    assert misfit_message(model, post) is None
+    runs, m = _largest_shifted(model.runs, 1.1)
+    message = misfit_message(model.with_runs(runs), post)
+    assert message is not None and f"sets aside {m} of the {m} runs with the largest params" in message
+    normal = bs.ScalingLaw(runs, law="chinchilla", noise="normal", discrepancy="off")
+    assert set_aside(normal, post) is None and misfit_message(normal, post) is None
+
+
+def test_a_fit_whose_heavy_tail_sets_aside_the_largest_runs_warns(chinchilla_runs, tiny):
+    runs, m = _largest_shifted(chinchilla_runs, 1.1)
+    model = bs.ScalingLaw(runs, law="chinchilla", discrepancy="prior")
+    with pytest.warns((bs.MisfitWarning, bs.SamplerWarning)) as seen:
+        model.fit(**tiny)
+    misfit = [w for w in seen if w.category is bs.MisfitWarning]
+    assert len(misfit) == 1 and misfit[0].filename == __file__
+    assert f"sets aside {m} of the {m} runs with the largest params" in str(misfit[0].message)

@@ -29,13 +29,14 @@ import pandas as pd
 import xarray as xr
 
 from bayescale.data import lazy
+from bayescale.data.warn import called_from_outside, warn
 from bayescale.model import discrepancy as _discrepancy
 from bayescale.model import priors as _priors
 from bayescale.model import registry
 from bayescale.model.fit import Fit
 from bayescale.inference.diagnostics import check_draw_counts
 from bayescale.inference.sampling import check_memory, check_sampler_arguments, sample
-from bayescale.model.noise import Noise
+from bayescale.model.noise import MisfitWarning, Noise, misfit_message
 from bayescale.model.terms import ContinuousOptimum, Discrepancy, Offsets
 
 pm = lazy.module("pymc")
@@ -311,6 +312,10 @@ class Family:
         idata = self._complete(idata)
         fit = Fit.from_sampler(idata, spec=self.spec, runs=self.runs, sampler=sampler, seed=seed)
         fit.warn_diagnostics()
+        # the user's own fit (not a backtest's or a comparison's refit inside the package)
+        message = misfit_message(self, fit.posterior) if called_from_outside() else None
+        if message:
+            warn(message, MisfitWarning)
         if self.discrepancy == "off":
             return fit
         return _discrepancy.attach(fit, self, sampler=sampler, target_accept=target_accept)

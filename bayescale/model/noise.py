@@ -14,13 +14,31 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+import pandas as pd
 import xarray as xr
 
 from bayescale.data import lazy
 
 stats = lazy.module("scipy.stats")
 
-__all__ = ["Noise"]
+__all__ = ["MisfitWarning", "Noise", "misfit_message", "set_aside", "set_aside_message"]
+
+#: A Student-t fit sets a run aside when its log loss lies this many noise scales or more from
+#: the fit's mean (at the posterior median): the heavy tail then gives it almost no weight.
+SET_ASIDE_SIGMAS = 4.0
+#: The largest runs: those at or above this quantile of ``params`` (of ``flops`` without it).
+LARGEST_QUANTILE = 0.9
+#: A warning when the heavy tail sets aside at least this share of the largest runs (and at
+#: least ``SET_ASIDE_MIN`` of them).
+SET_ASIDE_SHARE = 1 / 3
+SET_ASIDE_MIN = 3
+#: At most this many posterior draws measure the residuals (the check is a median).
+_CHECK_DRAWS = 200
+
+
+class MisfitWarning(UserWarning):
+    """The runs disagree with the law in a way the noise model hides: a Student-t fit sets
+    aside (as broken runs) a large share of the runs that matter most past the sweep."""
 
 
 @dataclass(frozen=True)
@@ -79,3 +97,45 @@ class Noise:
         if self.shortfall is not None:
             var = var + np.asarray(self.shortfall, float) ** 2
         return var
+
+
+def set_aside(family, posterior: xr.Dataset) -> np.ndarray | None:
+    """Per run of ``family.runs``: whether its log loss lies :data:`SET_ASIDE_SIGMAS` noise
+    scales or more from the fit's mean (medians over at most 200 posterior draws; the terms
+    included, the discrepancy past the runs not); None unless the noise is Student-t."""
+    if family.noise != "student_t":
+        return None
+    n = posterior.sizes["chain"] * posterior.sizes["draw"]
+    post = posterior.isel(draw=slice(None, None, max(1, n // _CHECK_DRAWS)))
+    table = family.points(family.runs)
+    rng = np.random.default_rng(0)
+    log_mu = family.mean_draws(post, table, rng) + family.term_draws(post, table, rng)
+    sigma = np.broadcast_to(family.noise_model(post, table).sigma, np.shape(log_mu))
+    log_y = np.log(family.runs["loss"].to_numpy(dtype=float))
+    return np.abs(log_y - np.median(log_mu, axis=(0, 1))) >= (
+        SET_ASIDE_SIGMAS * np.median(sigma, axis=(0, 1)))
+
+
+def set_aside_message(runs: pd.DataFrame, aside: np.ndarray | None) -> str | None:
+    """The :class:`MisfitWarning` text when the heavy tail sets aside at least
+    :data:`SET_ASIDE_SHARE` of the largest runs (the top tenth of ``params``, else of
+    ``flops``), or None."""
+    if aside is None:
+        return None
+    column = "params" if "params" in runs.columns else "flops"
+    x = runs[column].to_numpy(dtype=float)
+    largest = x >= np.quantile(x, LARGEST_QUANTILE)
+    k, m = int(np.count_nonzero(aside & largest)), int(np.count_nonzero(largest))
+    if k < SET_ASIDE_MIN or k < SET_ASIDE_SHARE * m:
+        return None
+    return (f"the Student-t noise sets aside {k} of the {m} runs with the largest {column} "
+            f"({int(np.count_nonzero(aside))} of {aside.size} runs in all lie "
+            f"{SET_ASIDE_SIGMAS:g} noise scales or more off the law): it reads them as broken "
+            f"runs, and answers past the sweep rest on the others. If they are a kind of run "
+            f"the law misfits (a shape, a setup) rather than broken ones, fit with "
+            f"noise='normal' and compare")
+
+
+def misfit_message(family, posterior: xr.Dataset) -> str | None:
+    """The :class:`MisfitWarning` text for ``family``'s fit with draws ``posterior``, or None."""
+    return set_aside_message(family.runs, set_aside(family, posterior))
