@@ -39,6 +39,11 @@ beside equal weights and each law alone. Nothing of the held-out runs informs th
 hypothesis 2: every fit gets a partially pooled, zero-sum offset per compute budget (column
 ``budget_level``: runs within ``SAME_BUDGET_DECADES`` of each other share a level; a held-out
 run at a new budget gets a fresh draw of the offset).
+
+The noise: every split takes its recipe's (Student-t, but normal for the CS336 grid: see
+``models/cs336_api.toml``). ``--noise normal`` puts every fit under normal noise, and ``--nu 4``
+holds the Student-t's degrees of freedom at 4 in every fit (a LogNormal prior 1% wide); each
+has its own cache.
 """
 
 from __future__ import annotations
