@@ -56,12 +56,13 @@ JOINT = {"joint (E, A, B, alpha, beta)": ["E", "A", "B", "alpha", "beta"],
          "joint (E, A, B, alpha, beta, sigma)": ["E", "A", "B", "alpha", "beta", "sigma"]}
 
 
-def _fit(model, seed: int, draws: int, tune: int):
+def _fit(model, seed: int, draws: int, tune: int, target_accept: float = 0.9):
     """The fit, its count of sampler warnings and their messages."""
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", bs.SamplerWarning)
         warnings.simplefilter("always", bs.ExtrapolationWarning)
-        fit = model.fit(draws=draws, tune=tune, chains=2, random_seed=seed, progressbar=False)
+        fit = model.fit(draws=draws, tune=tune, chains=2, random_seed=seed, progressbar=False,
+                        target_accept=target_accept)
     sampler = [str(w.message) for w in caught if issubclass(w.category, bs.SamplerWarning)]
     return fit, len(sampler), " | ".join(sampler)
 
@@ -229,7 +230,7 @@ def porian_one(name: str, label: str, runs: pd.DataFrame, args) -> dict:
         "_" + "".join(JOINT[label]) if label in JOINT else "") + (
         f"_{args.joint_discrepancy}" if label in JOINT and args.joint_discrepancy != "backtest"
         else "") + (f"_{args.joint_noise}" if label in JOINT and args.joint_noise != "student_t"
-                    else "")
+                    else "") + (f"_ta{args.target_accept:g}" if args.target_accept != 0.9 else "")
     path = CACHE / f"porian_{slug}.npz"
     if path.exists() and not args.refit:
         with np.load(path, allow_pickle=False) as f:
@@ -248,7 +249,7 @@ def porian_one(name: str, label: str, runs: pd.DataFrame, args) -> dict:
                               discrepancy=args.joint_discrepancy, noise=args.joint_noise)
         points = held
     t0 = time.time()
-    fit, warned, messages = _fit(model, 0, args.draws, args.draws)
+    fit, warned, messages = _fit(model, 0, args.draws, args.draws, args.target_accept)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", bs.ExtrapolationWarning)
         pred = fit.predict(points, kind="new_run", random_seed=0)["loss"].values
@@ -293,7 +294,9 @@ def stage_porian(args) -> None:
                   f"{row['warned']} {out['messages']}", flush=True)
     table = pd.DataFrame(rows)
     CACHE.mkdir(parents=True, exist_ok=True)
-    table.to_csv(CACHE / f"porian_{args.joint_discrepancy}_{args.joint_noise}.csv", index=False)
+    table.to_csv(CACHE / f"porian_{args.joint_discrepancy}_{args.joint_noise}"
+                 f"{'' if args.target_accept == 0.9 else f'_ta{args.target_accept:g}'}.csv",
+                 index=False)
     table["cov50"] = table["in50"] / table["n"]
     table["cov90"] = table["in90"] / table["n"]
     table["interval_score_%"] = table["score_sum"] / table["n"]
@@ -334,6 +337,9 @@ def main() -> None:
                              "default; with 4 budgets they have no backtest and take the prior)")
     parser.add_argument("--joint-noise", default="student_t", choices=["student_t", "normal"],
                         help="porian: the joint fits' noise (one noise for every setup)")
+    parser.add_argument("--target-accept", type=float, default=0.9,
+                        help="porian: NUTS target acceptance of every fit (another than 0.9: "
+                             "its own cache files)")
     parser.add_argument("--fits", default="grouped", choices=["grouped", "separate"],
                         help="simulate: one grouped fit per data set (the benchmark), or each "
                              "variant fitted alone (a control)")
