@@ -175,8 +175,8 @@ def fit_split(name: str, options: dict, train: pd.DataFrame, test: pd.DataFrame,
     """The law-exact fit of ``train``: its new-run draws at ``test`` and its inner backtests.
     A study whose recipe names its noise keeps it under the default ``--noise``."""
     options = dict(options)
-    noise = options.pop("noise", args.noise) if args.noise == "student_t" else args.noise
-    options.pop("noise", None)
+    recipe_noise = options.pop("noise", None)
+    noise = recipe_noise if recipe_noise and args.noise == "student_t" else args.noise
     model = bs.ScalingLaw(train, law=args.law, discrepancy="off", noise=noise,
                           **(nu_priors(args) if noise == "student_t" else {}), **options)
     fit, warned = quiet_fit(model, args)

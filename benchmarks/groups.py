@@ -225,12 +225,17 @@ def _table(frame: pd.DataFrame, attrs: dict) -> pd.DataFrame:
     return frame
 
 
+def _accept_suffix(args) -> str:
+    """The cache names' mark of a ``--target-accept`` other than the default 0.9."""
+    return f"_ta{args.target_accept:g}" if args.target_accept != 0.9 else ""
+
+
 def porian_one(name: str, label: str, runs: pd.DataFrame, args) -> dict:
     slug = name.replace("/", "_") + "__" + label.split(" ")[0] + (
         "_" + "".join(JOINT[label]) if label in JOINT else "") + (
         f"_{args.joint_discrepancy}" if label in JOINT and args.joint_discrepancy != "backtest"
         else "") + (f"_{args.joint_noise}" if label in JOINT and args.joint_noise != "student_t"
-                    else "") + (f"_ta{args.target_accept:g}" if args.target_accept != 0.9 else "")
+                    else "") + _accept_suffix(args)
     path = CACHE / f"porian_{slug}.npz"
     if path.exists() and not args.refit:
         with np.load(path, allow_pickle=False) as f:
@@ -295,8 +300,7 @@ def stage_porian(args) -> None:
     table = pd.DataFrame(rows)
     CACHE.mkdir(parents=True, exist_ok=True)
     table.to_csv(CACHE / f"porian_{args.joint_discrepancy}_{args.joint_noise}"
-                 f"{'' if args.target_accept == 0.9 else f'_ta{args.target_accept:g}'}.csv",
-                 index=False)
+                 f"{_accept_suffix(args)}.csv", index=False)
     table["cov50"] = table["in50"] / table["n"]
     table["cov90"] = table["in90"] / table["n"]
     table["interval_score_%"] = table["score_sum"] / table["n"]

@@ -36,7 +36,7 @@ from bayescale.model import registry
 from bayescale.model.fit import Fit
 from bayescale.inference.diagnostics import check_draw_counts
 from bayescale.inference.sampling import check_memory, check_sampler_arguments, sample
-from bayescale.model.noise import MisfitWarning, Noise, misfit_message
+from bayescale.model.noise import MisfitWarning, Noise
 from bayescale.model.terms import ContinuousOptimum, Discrepancy, Offsets
 
 pm = lazy.module("pymc")
@@ -313,7 +313,7 @@ class Family:
         fit = Fit.from_sampler(idata, spec=self.spec, runs=self.runs, sampler=sampler, seed=seed)
         fit.warn_diagnostics()
         # the user's own fit (not a backtest's or a comparison's refit inside the package)
-        message = misfit_message(self, fit.posterior) if called_from_outside() else None
+        message = fit.misfit if called_from_outside() else None
         if message:
             warn(message, MisfitWarning)
         if self.discrepancy == "off":
@@ -443,18 +443,35 @@ class Family:
         showed."""
         return Noise.of(self.noise, posterior)
 
+    def _run_parts(self, posterior: xr.Dataset) -> list[slice]:
+        """Slices of the runs that hold at most :data:`CHUNK_ELEMENTS` draws x runs each:
+        bounds the temporaries of per-run answers on large tables."""
+        n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+        step = max(1, CHUNK_ELEMENTS // n_draws)
+        return [slice(start, start + step) for start in range(0, len(self.runs), step)]
+
     def log_likelihood(self, posterior: xr.Dataset, y: np.ndarray) -> np.ndarray:
         """log p(y_run | draw) for the model's runs: (chain, draw, run), in chunks of runs
-        (:data:`CHUNK_ELEMENTS` draws x runs at a time)."""
-        n_draws = posterior.sizes["chain"] * posterior.sizes["draw"]
+        (:meth:`_run_parts`)."""
         ll = np.empty((posterior.sizes["chain"], posterior.sizes["draw"], len(self.runs)))
-        step = max(1, CHUNK_ELEMENTS // n_draws)  # bounds the temporaries on large tables
-        for start in range(0, len(self.runs), step):
-            part = slice(start, start + step)
+        for part in self._run_parts(posterior):
             table = self.runs.iloc[part]
             log_mu = self.log_mean_draws(posterior, table, np.random.default_rng(0))
             ll[..., part] = self.noise_model(posterior, table).logpdf(y[part], log_mu)
         return ll
+
+    def run_residuals(self, posterior: xr.Dataset) -> np.ndarray:
+        """Per run: how many noise scales its log loss lies from the fit's log mean (both
+        medians over the draws of ``posterior``), in chunks of runs (:meth:`_run_parts`)."""
+        y = np.log(self.runs["loss"].to_numpy(dtype=float))
+        out = np.empty(len(self.runs))
+        for part in self._run_parts(posterior):
+            table = self.runs.iloc[part]
+            log_mu = self.log_mean_draws(posterior, table, np.random.default_rng(0))
+            sigma = np.broadcast_to(self.noise_model(posterior, table).sigma, np.shape(log_mu))
+            out[part] = np.abs(y[part] - np.median(log_mu, axis=(0, 1))) / np.median(
+                sigma, axis=(0, 1))
+        return out
 
     def summary_variables(self, posterior: xr.Dataset) -> xr.Dataset:
         """The posterior variables :meth:`bayescale.Fit.summary` reports, in order."""

@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping
+from functools import cached_property
 
 import numpy as np
 import pandas as pd
@@ -82,6 +83,14 @@ class Fit(PosteriorResult):
             model = family_of(self.spec).from_spec(self.spec, self.runs)
             self._model = model.answer_as(self.spec)
         return self._model
+
+    @cached_property
+    def misfit(self) -> str | None:
+        """What :class:`bayescale.MisfitWarning` says of this fit (a Student-t fit that sets
+        aside a third or more of the largest runs), or None; computed once per fit."""
+        from bayescale.model.noise import misfit_message
+
+        return misfit_message(self.model, self.posterior)
 
     @property
     def hyperparameter_offsets(self) -> list[str]:

@@ -101,19 +101,13 @@ class Noise:
 
 def set_aside(family, posterior: xr.Dataset) -> np.ndarray | None:
     """Per run of ``family.runs``: whether its log loss lies :data:`SET_ASIDE_SIGMAS` noise
-    scales or more from the fit's mean (medians over at most 200 posterior draws; the terms
-    included, the discrepancy past the runs not); None unless the noise is Student-t."""
+    scales or more from the fit's mean (:meth:`bayescale.model.family.Family.run_residuals`
+    over at most 200 posterior draws); None unless the noise is Student-t."""
     if family.noise != "student_t":
         return None
     n = posterior.sizes["chain"] * posterior.sizes["draw"]
     post = posterior.isel(draw=slice(None, None, max(1, n // _CHECK_DRAWS)))
-    table = family.points(family.runs)
-    rng = np.random.default_rng(0)
-    log_mu = family.mean_draws(post, table, rng) + family.term_draws(post, table, rng)
-    sigma = np.broadcast_to(family.noise_model(post, table).sigma, np.shape(log_mu))
-    log_y = np.log(family.runs["loss"].to_numpy(dtype=float))
-    return np.abs(log_y - np.median(log_mu, axis=(0, 1))) >= (
-        SET_ASIDE_SIGMAS * np.median(sigma, axis=(0, 1)))
+    return family.run_residuals(post) >= SET_ASIDE_SIGMAS
 
 
 def set_aside_message(runs: pd.DataFrame, aside: np.ndarray | None) -> str | None:

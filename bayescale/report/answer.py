@@ -12,7 +12,6 @@ from bayescale.data.runs import run_flops
 from bayescale.model.discrepancy import backtest_summary
 from bayescale.model.groups import multiplier_interval
 from bayescale.model.identify import unidentified
-from bayescale.model.noise import misfit_message
 from bayescale.model.reach import optimum_messages
 from bayescale.inference.intervals import interval
 from bayescale.inference.progress import phase
@@ -303,8 +302,7 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
             parts += ["", "As the command line prints it:", "", "```",
                       format_answer(fit, prob=prob, table=targets), "```", ""]
     parts += _discrepancy_section(fit, summary)
-    misfit = misfit_message(fit.model, fit.posterior)
-    parts += ["## The runs off the law", "", f"- WARNING: {misfit}", ""] if misfit else []
+    parts += ["## The runs off the law", "", f"- WARNING: {fit.misfit}", ""] if fit.misfit else []
     parts += ["## Sampler diagnostics", "",
               f"divergences {diag['divergences']}, max R-hat {diag['max_r_hat']:.4f}, "
               f"min bulk ESS {diag['min_ess_bulk']:.0f}, min tail ESS {diag['min_ess_tail']:.0f}",

@@ -329,17 +329,14 @@ def _print_diagnostics(fit, caught) -> None:
     print(f"\nSampler diagnostics: divergences {d['divergences']}, max R-hat "
           f"{d['max_r_hat']:.4f}, min bulk ESS {d['min_ess_bulk']:.0f}, "
           f"min tail ESS {d['min_ess_tail']:.0f} ({d['draws']} draws)")
-    from bayescale.model.noise import misfit_message
-
     for problem in fit.diagnostic_problems():
         print(f"WARNING: {problem}")
-    misfit = misfit_message(fit.model, fit.posterior)
-    if misfit:
-        print(f"WARNING: {misfit}")
+    if fit.misfit:
+        print(f"WARNING: {fit.misfit}")
     for w in caught:
         if not issubclass(w.category, bs.SamplerWarning):
             print(f"warning ({w.category.__name__}): {w.message}", file=sys.stderr)
-    if not fit.diagnostic_problems() and not misfit:
+    if not fit.diagnostic_problems() and not fit.misfit:
         print("no problems found")
 
 
