@@ -133,7 +133,8 @@ def test_a_fit_whose_heavy_tail_sets_aside_the_largest_runs_warns(chinchilla_run
     runs, m = _largest_shifted(chinchilla_runs, 1.1)
     model = bs.ScalingLaw(runs, law="chinchilla", discrepancy="prior")
     with pytest.warns((bs.MisfitWarning, bs.SamplerWarning)) as seen:
-        model.fit(**tiny)
+        fit = model.fit(**tiny)
     misfit = [w for w in seen if w.category is bs.MisfitWarning]
     assert len(misfit) == 1 and misfit[0].filename == __file__
     assert f"sets aside {m} of the {m} runs with the largest params" in str(misfit[0].message)
+    assert fit.misfit == str(misfit[0].message)  # what the CLI and report.md print
