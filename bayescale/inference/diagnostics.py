@@ -131,7 +131,8 @@ class PosteriorResult:
             if share >= FUNNEL_SHARE:
                 hints.append(f"{int(low[diverging].sum())} of the {int(diverging.sum())} divergent "
                              f"draws lie in the lowest quarter of {name}: a funnel where the data "
-                             "barely tell its levels apart; drop that offset or grouping, or give "
+                             "barely tell its levels apart; drop that offset or grouping, sample "
+                             "a grouping's deviations non-centred (group_centred=False), or give "
                              f"{name} a prior that keeps it off 0")
         return hints
 

@@ -75,6 +75,20 @@ def resolve_group_params(law, names: object) -> tuple[tuple[str, ...], bool]:
     return tuple(out), noise
 
 
+def law_groups(column: str, levels: tuple, law, names: object, centred: object) -> LawGroups:
+    """The :class:`LawGroups` of run column ``column`` (its ``levels``) for ``group_params``
+    ``names``, sampled centred or not; a TypeError or ValueError naming the argument and the
+    value."""
+    if names is None:
+        raise ValueError(f"group={column!r} needs group_params: the law parameters that differ "
+                         f"by level, e.g. ['E', 'alpha'] (the law's are {list(law.params)})")
+    if not isinstance(centred, bool):
+        raise TypeError(f"group_centred must be True, False or None, got {centred!r}")
+    params, noise = resolve_group_params(law, names)
+    return LawGroups(column, levels, params, frozenset(params) & law.positive, centred=centred,
+                     noise=noise)
+
+
 @dataclass(frozen=True)
 class LawGroups:
     """Per-level deviations of the law's sampled parameters ``params`` over the levels of

@@ -48,7 +48,7 @@ from bayescale.data.runs import (check_duplicates, check_loss_varies, check_posi
                                  check_table, plain, require_columns, run_flops,
                                  with_float_columns)
 from bayescale.model.family import NOISES, Family
-from bayescale.model.groups import LawGroups, resolve_group_params
+from bayescale.model.groups import LawGroups, law_groups
 from bayescale.model.points import points_table
 from bayescale.model.profiles import MIN_PROFILES, allocation_shift, profile_optima
 from bayescale.inference.sampling import SAMPLERS
@@ -107,6 +107,12 @@ class ScalingLaw(Family):
         the average observed level (:mod:`bayescale.model.groups`); a level the fit has not
         seen is drawn from the population. :func:`bayescale.model.groups.group_draws` gives
         the answers between levels (loss, N*, D*, the compute multiplier).
+    group_centred
+        How the levels' deviations are sampled: ``None`` (default) centred when every level
+        holds at least :data:`CENTRED_MIN_RUNS` runs, else non-centred; ``True`` or ``False``
+        forces it. Non-centred suits levels whose runs pin their law only loosely, where the
+        spread between levels may be near 0 (divergences in the lowest quarter of a
+        ``<group>_<param>_tau`` say so); centred suits levels each pinned by its runs.
     discrepancy
         The law's misfit past the runs (:class:`bayescale.model.terms.Discrepancy`: ``d * s *
         z`` on log loss, ``d`` the decades from the nearest run, zero on the runs).
@@ -135,7 +141,8 @@ class ScalingLaw(Family):
                  offsets: Sequence[str] | None = None,
                  continuous: Sequence[str] | None = None, priors: dict | None = None,
                  noise: str = "student_t", discrepancy: str = "backtest",
-                 group: str | None = None, group_params: Sequence[str] | None = None) -> None:
+                 group: str | None = None, group_params: Sequence[str] | None = None,
+                 group_centred: bool | None = None) -> None:
         self.law: Law = get_law(law)
         self._set_options(noise, discrepancy)
         self.runs = _check_runs(runs, self.law)
@@ -145,8 +152,9 @@ class ScalingLaw(Family):
                              if self.runs[col].value_counts().min() >= CENTRED_MIN_RUNS)
         self.continuous = _check_continuous(self.runs, continuous, self.offsets)
         self.group_params = list(group_params or [])
+        self.group_centred = group_centred
         self.groups = _check_groups(self.runs, self.law, group, group_params,
-                                    (*self.offsets, *self.continuous))
+                                    (*self.offsets, *self.continuous), group_centred)
         used = {*self.law.inputs, *self.continuous} | ({"flops"} if self.continuous else set())
         self.log_reference = {x: float(np.mean(np.log(self.runs[x]))) for x in sorted(used)}
         self.law = self.law.bind(self.log_reference)  # a law pivoting about the runs' centre
@@ -202,7 +210,8 @@ class ScalingLaw(Family):
                "noise": spec.get("noise", "student_t"),
                "discrepancy": spec.get("discrepancy", "off")}
         if spec.get("group"):
-            out |= {"group": spec["group"], "group_params": list(spec["group_params"])}
+            out |= {"group": spec["group"], "group_params": list(spec["group_params"]),
+                    "group_centred": spec.get("group_centred")}
         return out
 
     # -- structure ---------------------------------------------------------------------------
@@ -252,7 +261,8 @@ class ScalingLaw(Family):
             user_priors=self.user_priors, log_reference=self.log_reference,
             flops_per_param_token=self.flops_per_param_token, discrepancy=self.discrepancy,
             **({"group": self.groups.column, "group_params": list(self.group_params),
-                "group_levels": [plain(v) for v in self.groups.levels]}
+                "group_levels": [plain(v) for v in self.groups.levels],
+                "group_centred": self.group_centred}
                if self.groups is not None else {}))
 
     #: Every value the graph takes from the run table (inputs, references, the data-scaled
@@ -609,25 +619,20 @@ def _hyperparameter_columns(runs: pd.DataFrame, columns: object, argument: str,
 
 
 def _check_groups(runs: pd.DataFrame, law: Law, group: object, group_params: object,
-                  taken: tuple[str, ...]) -> LawGroups | None:
+                  taken: tuple[str, ...], centred: object = None) -> LawGroups | None:
     """The group column's law parameters (None without a group); a TypeError or ValueError
-    naming the argument and the value."""
+    naming the argument and the value. ``centred`` None: the run-count rule."""
     if group is None:
-        if group_params:
-            raise ValueError(f"group_params={list(group_params)!r} needs a group column "
-                             "(group=...)")
+        for name, value in (("group_params", group_params or None), ("group_centred", centred)):
+            if value is not None:
+                raise ValueError(f"{name}={value!r} needs a group column (group=...)")
         return None
     if not isinstance(group, str):
         raise TypeError(f"group must be a column name, got {group!r}")
     (column,) = _hyperparameter_columns(runs, [group], "group", taken=taken)
-    if group_params is None:
-        raise ValueError(f"group={group!r} needs group_params: the law parameters that differ "
-                         f"by level, e.g. ['E', 'alpha'] (the law's are {list(law.params)})")
-    params, noise = resolve_group_params(law, group_params)
-    counts = runs[column].value_counts()
-    return LawGroups(column, tuple(_levels(runs[column])), params,
-                     frozenset(params) & law.positive,
-                     centred=bool(counts.min() >= CENTRED_MIN_RUNS), noise=noise)
+    fewest = int(runs[column].value_counts().min())
+    return law_groups(column, tuple(_levels(runs[column])), law, group_params,
+                      fewest >= CENTRED_MIN_RUNS if centred is None else centred)
 
 
 def _check_offsets(runs: pd.DataFrame, offsets: object) -> tuple[str, ...]:

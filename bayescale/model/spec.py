@@ -84,6 +84,8 @@ class ScalingLawSpec(Spec):
     group: str | None = None
     group_params: list | None = None
     group_levels: list | None = None
+    #: how the group's deviations are sampled: True centred, False non-centred, None the rule
+    group_centred: bool | None = None
 
 
 @dataclass(frozen=True, eq=False)  # equality: the mapping's (a dict of the same keys is equal)

@@ -20,6 +20,8 @@ A recipe is a TOML file with these tables (every key optional unless marked)::
     discrepancy = "backtest"      # backtest | prior | off: the law's misfit past the runs
     group = "setup"               # a column whose levels have their own law parameters
     group_params = ["E", "alpha"] # ... these (scaling_law; bayescale.model.groups)
+    group_centred = false         # sample their deviations non-centred (default: centred
+                                  # when every level holds 20 runs or more)
 
     [priors]                      # overrides by name, e.g.
     alpha = { dist = "LogNormal", mu = -1.2, sigma = 0.5 }
@@ -77,7 +79,7 @@ _SCHEMA: dict[str, dict[str, tuple[type, ...]]] = {
              "learning_curves": (dict,)},
     "model": {"family": (str,), "law": (str,), "noise": (str,), "offsets": (list,),
               "continuous": (list,), "discrepancy": (str,), "group": (str,),
-              "group_params": (list,)},
+              "group_params": (list,), "group_centred": (bool,)},
     "priors": {},
     "fit": {"draws": (int,), "tune": (int,), "chains": (int,), "random_seed": (int,),
             "sampler": (str,), "target_accept": (float,)},
@@ -273,6 +275,6 @@ def _check_keys(where: str, section: str, table: dict) -> None:
             raise ValueError(f"{where}: unknown key {key!r} in [{section}]; allowed keys are "
                              f"{list(allowed)}")
         types = allowed[key]
-        if isinstance(value, bool) or not isinstance(value, types):
+        if isinstance(value, bool) is not (bool in types) or not isinstance(value, types):
             names = " or ".join(t.__name__ for t in types)
             raise TypeError(f"{where}: [{section}] {key} must be {names}, got {value!r}")
