@@ -243,13 +243,20 @@ def _accept_suffix(args) -> str:
     return f"_ta{args.target_accept:g}" if args.target_accept != 0.9 else ""
 
 
+def _slug(name: str, label: str, args) -> str:
+    """The cache name of one fit: the setup and fit, and what a joint fit takes beyond the
+    defaults (its grouping, discrepancy, noise, non-centred deviations), the target_accept."""
+    marks = [name.replace("/", "_") + "_", label.split(" ")[0]]
+    if label in JOINT:
+        marks.append("".join(JOINT[label]))
+        marks += [args.joint_discrepancy] if args.joint_discrepancy != "backtest" else []
+        marks += [args.joint_noise] if args.joint_noise != "student_t" else []
+        marks += ["nc"] if RECIPE.model.get("group_centred") is False else []
+    return "_".join(marks) + _accept_suffix(args)
+
+
 def porian_one(name: str, label: str, runs: pd.DataFrame, args) -> dict:
-    slug = name.replace("/", "_") + "__" + label.split(" ")[0] + (
-        "_" + "".join(JOINT[label]) if label in JOINT else "") + (
-        f"_{args.joint_discrepancy}" if label in JOINT and args.joint_discrepancy != "backtest"
-        else "") + (f"_{args.joint_noise}" if label in JOINT and args.joint_noise != "student_t"
-                    else "") + _accept_suffix(args) + "_nc"  # fits made with non-centred groups
-    path = CACHE / f"porian_{slug}.npz"
+    path = CACHE / f"porian_{_slug(name, label, args)}.npz"
     if path.exists() and not args.refit:
         with np.load(path, allow_pickle=False) as f:
             return {k: f[k] for k in f.files}

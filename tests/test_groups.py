@@ -114,8 +114,6 @@ def test_spec_round_trip_and_summary(fit, tmp_path):
 def test_group_centred_chooses_how_the_deviations_are_sampled(runs):
     """30 runs per level: centred by the rule; ``group_centred=False`` samples ``tau * z``, and
     the choice travels with the spec to the model a saved fit rebuilds."""
-    from bayescale.model.scaling import ScalingLaw
-
     by_rule = bs.ScalingLaw(runs, group="variant", group_params=["E", "alpha"], discrepancy="off")
     forced = bs.ScalingLaw(runs, group="variant", group_params=["E", "alpha"], discrepancy="off",
                            group_centred=False)
@@ -126,7 +124,7 @@ def test_group_centred_chooses_how_the_deviations_are_sampled(runs):
     assert "variant_log_E" not in free[forced]
     assert by_rule.compile_key() != forced.compile_key()
     assert by_rule.spec.get("group_centred") is None and forced.spec["group_centred"] is False
-    rebuilt = ScalingLaw(runs, **ScalingLaw.options(forced.spec))
+    rebuilt = bs.ScalingLaw(runs, **bs.ScalingLaw.options(forced.spec))
     assert rebuilt.groups == forced.groups
 
 

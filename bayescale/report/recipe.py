@@ -275,6 +275,6 @@ def _check_keys(where: str, section: str, table: dict) -> None:
             raise ValueError(f"{where}: unknown key {key!r} in [{section}]; allowed keys are "
                              f"{list(allowed)}")
         types = allowed[key]
-        if isinstance(value, bool) is not (bool in types) or not isinstance(value, types):
+        if not isinstance(value, types) or (isinstance(value, bool) and bool not in types):
             names = " or ".join(t.__name__ for t in types)
             raise TypeError(f"{where}: [{section}] {key} must be {names}, got {value!r}")
