@@ -246,3 +246,38 @@ def test_a_backtests_log_density_is_the_mixture_over_its_draws():
     pdf = np.exp(-0.5 * ((y - log_mu) / sigma[:, None]) ** 2) / (sigma[:, None] * np.sqrt(2 * np.pi))
     np.testing.assert_allclose(b.log_density(), np.log(pdf.mean(axis=0)), rtol=1e-12)
     np.testing.assert_allclose(b.table()["log_density"], np.log(pdf.mean(axis=0)), rtol=1e-12)
+
+
+@pytest.mark.parametrize("shortfall", [False, True], ids=["student_t", "skewed"])
+def test_the_scale_model_reads_a_few_backtests_as_data_and_many_as_constants(shortfall):
+    """Two backtests' numbers are pm.Data (one compilation per structure, whatever the runs)
+    and give the log density the constants give; 60 backtests stay constants (more data
+    arrays than one compiled call takes)."""
+    rng = np.random.default_rng(8)
+
+    def backtest(n):
+        return disc.Backtest(cut=0.5, log_loss=0.02 * rng.standard_normal(n),
+                             log_mu=0.005 * rng.standard_normal((40, n)),
+                             sigma=np.full(40, 0.01), nu=np.full(40, 3.0),
+                             distance=rng.uniform(0.1, 1.0, n),
+                             shortfall=np.full(40, 0.004) if shortfall else None)
+
+    two = [backtest(3), backtest(7)]
+    prior = {"discrepancy_scale": disc.DEFAULT_SCALE_PRIOR}
+    model = disc.scale_model(two, prior)
+    names = {var.name for var in model.data_vars}
+    assert {"backtest_0_resid", "backtest_1_distance", "backtest_1_w"} <= names
+    assert ("backtest_0_tau" in names) is shortfall
+    point = {"discrepancy_scale_log__": np.log(0.03)}
+    with_data = float(model.compile_logp()(point))
+    import pymc as pm
+
+    with pm.Model() as constants:  # the same density with the numbers as constants
+        scale = pm.LogNormal("discrepancy_scale", **{k: v for k, v in
+                                                     disc.DEFAULT_SCALE_PRIOR.items()
+                                                     if k != "dist"})
+        for b in two:
+            pm.Potential(f"p{b.log_loss.size}", disc._log_predictive(b, scale))
+    assert with_data == pytest.approx(float(constants.compile_logp()(point)), rel=1e-10)
+    many = disc.scale_model([backtest(3) for _ in range(60)], prior)
+    assert not many.data_vars

@@ -41,7 +41,7 @@ def one_small_figure(monkeypatch):
     """The real figures cost seconds each (test_cli draws them): one small one here."""
     import matplotlib.pyplot as plt
 
-    def figures(fit, budgets, prob):
+    def figures(fit, budgets, prob, ranks):
         figure, ax = plt.subplots(figsize=(1, 1))
         ax.plot([0, 1])
         return {"law.png": figure}
@@ -200,3 +200,25 @@ def test_the_results_folder_cannot_be_the_current_folder(fake_fit, tmp_path, mon
     monkeypatch.chdir(tmp_path)
     with pytest.raises(ValueError, match="current folder"):
         answer.write_results(fake_fit, ".", budgets=[1e24])
+
+
+def test_rank_plots_are_drawn_where_the_diagnostics_find_a_problem_or_when_asked(
+        fake_fit, tmp_path, monkeypatch):
+    import matplotlib.pyplot as plt
+
+    asked = []
+
+    def figures(fit, budgets, prob, ranks):
+        asked.append(ranks)
+        return {"ranks.png": plt.subplots(figsize=(1, 1))[0]} if ranks else {}
+
+    monkeypatch.setattr(answer, "_figures", figures)
+    cases = [([], None, False), (["bulk ESS 12 < 400: run more draws"], None, True),
+             ([], True, True), (["bulk ESS 12 < 400: run more draws"], False, False)]
+    for i, (problems, ranks, drawn) in enumerate(cases):
+        monkeypatch.setattr(fake_fit, "diagnostic_problems", lambda: problems)
+        answer.write_results(fake_fit, tmp_path / str(i), budgets=[1e24], ranks=ranks)
+        assert asked[-1] is drawn, (problems, ranks)
+        report = (tmp_path / str(i) / "report.md").read_text()
+        assert ("bayescale fit --ranks" in report) is (not drawn and not problems)
+        assert (tmp_path / str(i) / "ranks.png").exists() is drawn

@@ -45,13 +45,11 @@ def test_nutpie_reuses_a_compiled_model_for_new_losses_of_the_same_design(flops_
                                                                             monkeypatch):
     """A second fit of the same design with other losses skips nutpie's compilation, and its
     draws equal those of a fresh compilation (the swap of data is exact)."""
-    import nutpie
-
     from bayescale.inference import sampling
 
     calls = []
-    compile_model = nutpie.compile_pymc_model
-    monkeypatch.setattr(nutpie, "compile_pymc_model",
+    compile_model = sampling.compile_pymc_model
+    monkeypatch.setattr(sampling, "compile_pymc_model",
                         lambda model: calls.append(1) or compile_model(model))
     priors = bs.ScalingLaw(flops_runs, law="flops", noise="normal", discrepancy="prior").priors
     other = flops_runs.assign(loss=flops_runs["loss"] * np.exp(
@@ -79,13 +77,11 @@ def test_nutpie_reuses_a_compiled_model_for_another_run_table_of_the_same_struct
     """A fit of fewer runs with its own data-scaled default priors and references (a
     backtest's fit) reuses the compilation of the whole table's model: the draws equal those
     of a fresh compilation, which starts the chains from the same initial point."""
-    import nutpie
-
     from bayescale.inference import sampling
 
     calls = []
-    compile_model = nutpie.compile_pymc_model
-    monkeypatch.setattr(nutpie, "compile_pymc_model",
+    compile_model = sampling.compile_pymc_model
+    monkeypatch.setattr(sampling, "compile_pymc_model",
                         lambda model: calls.append(1) or compile_model(model))
     below = flops_runs[flops_runs["flops"] < flops_runs["flops"].max()]
     settings = {"draws": 100, "tune": 150, "chains": 2, "random_seed": 4, "progressbar": False}

@@ -10,10 +10,12 @@ API the same way (:func:`exports`).
 
 from __future__ import annotations
 
+import contextlib
 import importlib
-from collections.abc import Callable, Mapping
+import sys
+from collections.abc import Callable, Iterator, Mapping
 
-__all__ = ["module", "exports"]
+__all__ = ["module", "exports", "stubs_hidden"]
 
 
 class _Module:
@@ -69,3 +71,22 @@ def exports(package: str, attributes: Mapping[str, str],
         return sorted(set(namespace) | set(attributes) | set(modules))
 
     return __getattr__, __dir__
+
+
+@contextlib.contextmanager
+def stubs_hidden(*names: str) -> Iterator[None]:
+    """Within the block, modules ``names`` that another library registered to be imported on
+    first use (``importlib.util.LazyLoader`` stubs in ``sys.modules``, not yet loaded) are
+    out of ``sys.modules``; put back after. arviz_base registers ``jax`` so; matplotlib asks
+    ``sys.modules["jax"].Array`` of every list it is given to draw, which would import JAX
+    (about a second) to learn that a list is not a JAX array."""
+    hidden = {}
+    for name in names:
+        found = sys.modules.get(name)
+        if type(found).__name__ == "_LazyModule":  # importlib.util's unloaded stub
+            hidden[name] = sys.modules.pop(name)
+    try:
+        yield
+    finally:
+        for name, stub in hidden.items():
+            sys.modules.setdefault(name, stub)

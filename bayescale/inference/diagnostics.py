@@ -11,7 +11,7 @@ import numpy as np
 import xarray as xr
 
 from bayescale.data import lazy
-from bayescale.inference.trees import group, save_idata
+from bayescale.inference.trees import dataset_digest, group, save_idata
 from bayescale.data.warn import warn
 
 azs = lazy.module("arviz_stats")
@@ -87,19 +87,27 @@ class PosteriorResult:
         return [v for v in self.posterior.data_vars if self.posterior[v].ndim == 2]
 
     def diagnostics(self) -> dict:
-        """Divergences and the worst R-hat / bulk and tail ESS over the judged parameters."""
+        """Divergences and the worst R-hat / bulk and tail ESS over the judged parameters.
+        The figures are kept for the same draws (the command line and the report ask
+        several times); a copy is returned."""
         names = self._diagnostic_vars()
         post = self.posterior[names]
-        rhat, ess_bulk = azs.rhat(post), azs.ess(post, method="bulk")
-        ess_tail = azs.ess(post, method="tail")
         stats = group(self.idata, "sample_stats") if "sample_stats" in self.idata.children else {}
-        return {
-            "divergences": int(stats["diverging"].sum()) if "diverging" in stats else 0,
-            "max_r_hat": float(max(rhat[v].max() for v in names)),
-            "min_ess_bulk": float(min(ess_bulk[v].min() for v in names)),
-            "min_ess_tail": float(min(ess_tail[v].min() for v in names)),
-            "draws": int(post.sizes["chain"] * post.sizes["draw"]),
-        }
+        divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
+        key = (dataset_digest(post), divergences)
+        kept = getattr(self, "_diagnostics_kept", None)
+        if kept is None or kept[0] != key:
+            rhat, ess_bulk = azs.rhat(post), azs.ess(post, method="bulk")
+            ess_tail = azs.ess(post, method="tail")
+            kept = (key, {
+                "divergences": divergences,
+                "max_r_hat": float(max(rhat[v].max() for v in names)),
+                "min_ess_bulk": float(min(ess_bulk[v].min() for v in names)),
+                "min_ess_tail": float(min(ess_tail[v].min() for v in names)),
+                "draws": int(post.sizes["chain"] * post.sizes["draw"]),
+            })
+            self._diagnostics_kept = kept
+        return dict(kept[1])
 
     def diagnostic_problems(self) -> list[str]:
         """Human-readable problems with the draws, each with what to try; empty when fine."""

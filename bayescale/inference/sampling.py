@@ -17,6 +17,7 @@ import numpy as np
 import xarray as xr
 
 from bayescale.data import lazy
+from bayescale.inference.compiled import compile_pymc_model
 from bayescale.inference.progress import phase
 from bayescale.inference.trees import group
 
@@ -141,7 +142,7 @@ def _sample_nutpie(model, *, draws, tune, chains, seed, target_accept, progressb
         compiled = _COMPILED.get(compile_key) if compile_key is not None else None
         if compiled is None:
             with phase("compiling the model (numba)"):
-                compiled = nutpie.compile_pymc_model(model)
+                compiled = compile_pymc_model(model)
             if compile_key is not None:
                 _COMPILED[compile_key] = (compiled, model)
                 while len(_COMPILED) > COMPILE_CACHE_SIZE:

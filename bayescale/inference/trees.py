@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["group", "set_groups", "save_idata", "checksums", "CHECKSUMS_ATTR", "file_mode",
+__all__ = ["group", "set_groups", "save_idata", "checksums", "dataset_digest", "CHECKSUMS_ATTR", "file_mode",
            "leftovers", "temporary_name"]
 
 #: The posterior attr holding the JSON ``{group: sha256}`` of every group of a saved tree.
@@ -57,16 +57,18 @@ def _value_bytes(values) -> bytes:
 def checksums(tree: xr.DataTree) -> dict[str, str]:
     """SHA-256 of every group of ``tree``: the names, dims, shapes and values of its data and
     coordinate variables, in name order (attrs are not covered: the spec has its own hash)."""
-    out = {}
-    for name in sorted(tree.children):
-        ds = tree[name].to_dataset()
-        digest = hashlib.sha256()
-        for var in sorted(map(str, ds.variables)):
-            da = ds[var]
-            header = json.dumps([var, list(map(str, da.dims)), list(da.shape)])
-            digest.update(header.encode() + b"\0" + _value_bytes(da.values) + b"\0")
-        out[name] = digest.hexdigest()
-    return out
+    return {name: dataset_digest(tree[name].to_dataset()) for name in sorted(tree.children)}
+
+
+def dataset_digest(ds: xr.Dataset) -> str:
+    """SHA-256 of the names, dims, shapes and values of ``ds``'s data and coordinate
+    variables, in name order (attrs are not covered)."""
+    digest = hashlib.sha256()
+    for var in sorted(map(str, ds.variables)):
+        da = ds[var]
+        header = json.dumps([var, list(map(str, da.dims)), list(da.shape)])
+        digest.update(header.encode() + b"\0" + _value_bytes(da.values) + b"\0")
+    return digest.hexdigest()
 
 
 def file_mode() -> int:

@@ -36,6 +36,7 @@ import xarray as xr
 from bayescale.data import lazy
 from bayescale.data.runs import run_flops
 from bayescale.data.warn import warn
+from bayescale.inference.compiled import MAX_DATA
 from bayescale.inference.diagnostics import SamplerWarning
 from bayescale.inference.progress import phase
 from bayescale.inference.sampling import sample
@@ -85,11 +86,18 @@ BACKTEST_CUTS = (0.5, 1.0)
 MIN_BUDGETS = 3
 #: Posterior draws of each backtest fit kept for the scale's likelihood.
 KEPT_DRAWS = 200
+#: A backtest fit draws at most this many draws per chain after at most this many tuning
+#: steps (the main fit's, where it asks fewer): only :data:`KEPT_DRAWS` of its draws are
+#: used, and nutpie's low-rank adaptation settles well within 500 steps on these laws.
+BACKTEST_DRAWS, BACKTEST_TUNE = 250, 500
 #: The scale's fit draws this many times the fit's draws and keeps every THIN-th: NUTS on the
 #: one-dimensional posterior of the scale alone gives an ESS of about a third of its draws
 #: (1250-1500 of 4000 on the Chinchilla runs, against 2800-3200 with a bias beside it), and
 #: its draws cost well under a second where compiling the model costs seconds.
 THIN = 3
+#: The ``pm.Data`` containers of one backtest in :func:`scale_model` (residual, the mean's
+#: variance, the noise variance, distance, mixing nodes, and the shortfall of skewed noise).
+_DATA_PER_BACKTEST = 6
 _NODES, _WEIGHTS = np.polynomial.hermite_e.hermegauss(16)
 _LOG_WEIGHTS = np.log(_WEIGHTS / _WEIGHTS.sum())
 
@@ -192,8 +200,10 @@ def _mixing_nodes(nu: float | None) -> tuple[np.ndarray, np.ndarray]:
     return np.maximum(w, 1e-300), _LOG_WEIGHTS
 
 
-def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0):
-    """log p(held-out runs | scale, bias) of one backtest (a PyTensor expression).
+def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0,
+                    data: str | None = None):
+    """log p(held-out runs | scale, bias) of one backtest (a PyTensor expression; its numbers
+    as ``pm.Data`` named after ``data`` where given, see :func:`_predictive_inputs`).
 
     Run ``i``'s residual from the law's posterior mean log loss ``m_i`` is the mean's own
     uncertainty (Normal, variance ``v_i`` of the draws), the noise (at the posterior median of
@@ -210,29 +220,47 @@ def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0):
     density becomes the exponentially modified Gaussian's (``pm.ExGaussian``), so runs that
     fall short as the sweep's runs did are not read as the law's misfit.
     """
-    b = backtest
-    nu = None if b.nu is None else float(np.median(b.nu))
-    w, log_weights = _mixing_nodes(nu)
-    sigma2 = np.median(b.sigma, axis=0) ** 2  # a number, or one per run (a group's noise)
-    tau = None if b.shortfall is None else float(np.median(b.shortfall))
+    x = _predictive_inputs(backtest, data)
+    tau = x.get("tau")
     tau2 = 0.0 if tau is None else tau ** 2  # the shortfall's variance
-    resid = b.log_loss - b.log_mu.mean(axis=0) - bias * b.distance
-    v = b.log_mu.var(axis=0)
-    var = (v[:, None] + np.broadcast_to(sigma2, v.shape)[:, None] / w[None, :])[:, :, None] \
-        + (1.0 - shared) * (scale * b.distance[:, None, None]) ** 2          # runs x K x 1
+    resid, v, sigma2, distance = x["resid"] - bias * x["distance"], x["v"], x["sigma2"], x["distance"]
+    var = (v[:, None] + sigma2[:, None] / x["w"][None, :])[:, :, None] \
+        + (1.0 - shared) * (scale * distance[:, None, None]) ** 2          # runs x K x 1
     # z's nodes are placed by its posterior under Normal noise of the same mean and variance
     centred = resid if tau is None else resid - tau
-    z = _z_nodes(centred, v + sigma2 + tau2, b.distance, scale, shared)                 # J
-    shift = math.sqrt(shared) * scale * b.distance[:, None, None] * z[None, None, :]
+    z = _z_nodes(centred, v + sigma2 + tau2, distance, scale, shared)                 # J
+    shift = math.sqrt(shared) * scale * distance[:, None, None] * z[None, None, :]
     if tau is None:
         per_node = -0.5 * (pt.log(2 * math.pi * var) + (resid[:, None, None] - shift) ** 2 / var)
     else:  # skewed noise: an exponential shortfall on top of every Normal part
         per_node = pm.logp(pm.ExGaussian.dist(mu=shift, sigma=pt.sqrt(var), nu=tau),
                            pt.as_tensor(resid)[:, None, None])
-    per_run = pt.logsumexp(per_node + log_weights[None, :, None], axis=1)  # runs x J
+    per_run = pt.logsumexp(per_node + x["log_weights"][None, :, None], axis=1)  # runs x J
     log_ratio = -0.5 * z ** 2 + 0.5 * _NODES ** 2 - 0.5 * pt.log(_z_precision(
-        v + sigma2 + tau2, b.distance, scale, shared))                    # phi(z) / q(z)
+        v + sigma2 + tau2, distance, scale, shared))                    # phi(z) / q(z)
     return pt.logsumexp(per_run.sum(axis=0) + _LOG_WEIGHTS + log_ratio)
+
+
+def _predictive_inputs(backtest: Backtest, data: str | None) -> dict:
+    """The numbers of ``backtest`` that :func:`_log_predictive` reads: each run's residual
+    from the posterior mean log loss, the mean's variance, the noise variance (the median
+    ``sigma``), its distance; the mixing nodes of the median ``nu`` and their log weights;
+    the median shortfall (skewed noise only). As arrays, or with ``data`` as ``pm.Data``
+    containers ``{data}_{name}`` of the enclosing model (the log weights stay constants:
+    they depend on the noise's kind only), so that a model of the same structure is
+    compiled once per machine, whatever the runs (:mod:`bayescale.inference.compiled`)."""
+    b = backtest
+    w, log_weights = _mixing_nodes(None if b.nu is None else float(np.median(b.nu)))
+    v = b.log_mu.var(axis=0)
+    x = {"resid": b.log_loss - b.log_mu.mean(axis=0), "v": v, "distance": b.distance,
+         # a number, or one per run (a group's noise)
+         "sigma2": np.broadcast_to(np.median(b.sigma, axis=0) ** 2, v.shape).copy(), "w": w}
+    if b.shortfall is not None:
+        x["tau"] = float(np.median(b.shortfall))
+    if data is not None:
+        x = {name: pm.Data(f"{data}_{name}", np.asarray(value, float))
+             for name, value in x.items()}
+    return x | {"log_weights": log_weights}
 
 
 def _z_precision(var, distance, scale, shared):
@@ -253,12 +281,16 @@ def scale_model(backtests: Sequence[Backtest], priors: Mapping[str, Mapping],
                 shared: float = SHARED_FRACTION) -> pm.Model:
     """The posterior of ``discrepancy_scale`` (and of ``discrepancy_bias`` where ``priors``
     name one; else the bias is 0) given the backtests."""
+    # the numbers as data (cached compilation) while they fit one compiled call's arguments;
+    # many backtests (a study of their own) as constants, compiled per process
+    as_data = len(backtests) * _DATA_PER_BACKTEST <= MAX_DATA
     with pm.Model() as model:
         scale = _priors.create("discrepancy_scale", priors["discrepancy_scale"])
         bias = (_priors.create("discrepancy_bias", priors["discrepancy_bias"])
                 if "discrepancy_bias" in priors else 0.0)
         for i, backtest in enumerate(backtests):
-            pm.Potential(f"backtest_{i}", _log_predictive(backtest, scale, shared, bias))
+            pm.Potential(f"backtest_{i}", _log_predictive(
+                backtest, scale, shared, bias, data=f"backtest_{i}" if as_data else None))
     return model
 
 
@@ -370,15 +402,15 @@ def attach(fit, model, *, sampler: str, target_accept: float):
     post = fit.posterior
     chains, draws = post.sizes["chain"], post.sizes["draw"]
     seed = int(post.attrs["random_seed"])
-    fit_kwargs = {"draws": draws, "tune": int(post.attrs.get("tune", draws)), "chains": chains,
-                  "sampler": sampler, "target_accept": target_accept}
+    tune = int(post.attrs.get("tune", draws))
+    fit_kwargs = {"draws": min(draws, BACKTEST_DRAWS), "tune": min(tune, BACKTEST_TUNE),
+                  "chains": chains, "sampler": sampler, "target_accept": target_accept}
     backtests = (run_backtests(model, fit_kwargs=fit_kwargs, seed=seed)
                  if model.discrepancy == "backtest" else [])
     with phase(f"learning the discrepancy past the runs from {len(backtests)} backtests"):
         learned = learn_discrepancy(backtests, {n: model.priors[n] for n in LEARNED
                                                 if n in model.priors},
-                                    chains=chains, draws=draws, tune=fit_kwargs["tune"],
-                                    seed=seed + 7)
+                                    chains=chains, draws=draws, tune=tune, seed=seed + 7)
     z = np.random.default_rng(seed + 11).standard_normal((chains, draws))
     tilt = np.random.default_rng(seed + 13).standard_normal((chains, draws))
     post = post.assign({name: (("chain", "draw"), v) for name, v in learned.items()}

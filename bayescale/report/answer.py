@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from bayescale.data import lazy
 from bayescale.data.runs import run_flops
 from bayescale.model.discrepancy import backtest_summary
 from bayescale.model.groups import multiplier_interval
@@ -209,12 +210,14 @@ def _main_figures(fit, budgets, prob) -> dict:
     return VIEWS[fit.model.report_view](fit, budgets, prob)
 
 
-def _figures(fit, budgets, prob) -> dict:
-    """Every figure of the results folder, by file name (matplotlib is imported here)."""
+def _figures(fit, budgets, prob, ranks: bool) -> dict:
+    """Every figure of the results folder, by file name (matplotlib is imported here); the
+    chains' rank plots with ``ranks``."""
     from bayescale.report import plots
 
-    figures = _main_figures(fit, budgets, prob) | {
-        "checks.png": plots.plot_checks(fit, prob=prob), "ranks.png": plots.plot_ranks(fit)}
+    figures = _main_figures(fit, budgets, prob) | {"checks.png": plots.plot_checks(fit, prob=prob)}
+    if ranks:
+        figures["ranks.png"] = plots.plot_ranks(fit)
     if fit.hyperparameter_offsets:
         figures["offsets.png"] = plots.plot_offsets(fit, prob=prob)
     if fit.model.groups is not None:
@@ -236,8 +239,15 @@ def _cell(value) -> str:
 
 def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayescale fit",
                   overwrite: bool = False, targets: pd.DataFrame | None = None,
-                  also: Callable[[Path], dict[str, Path]] | None = None) -> dict[str, Path]:
+                  also: Callable[[Path], dict[str, Path]] | None = None,
+                  ranks: bool | None = None) -> dict[str, Path]:
     """Write posterior.nc, summary.csv, targets.csv, report.md and PNG figures into ``out``.
+
+    The figures: the answer's (``law.png`` and ``optimal.png``, or the family's own view),
+    ``checks.png`` and, where the model has them, ``offsets.png`` and ``multiplier.png``.
+    The chains' rank plots (``ranks.png``, a second of drawing) with ``ranks=True``; with
+    ``None`` (default) only where the sampler diagnostics report a problem, which is when
+    they are worth reading (``bayescale.plots.plot_ranks`` draws them from a saved fit).
 
     The folder is written as a unit (:func:`bayescale.report.folders.staged_folder`): into a
     temporary folder beside it, swapped in whole at the end. An exception or Ctrl-C on the
@@ -251,7 +261,9 @@ def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayesca
     out = Path(out)
     with staged_folder(out, overwrite=overwrite) as staging, phase(
             f"writing {out}: posterior.nc, summary, targets, report and figures"):
-        paths = _write_into(staging, fit, budgets, prob, title, targets)
+        if ranks is None:
+            ranks = bool(fit.diagnostic_problems())
+        paths = _write_into(staging, fit, budgets, prob, title, targets, ranks)
         if also is not None:
             paths |= also(staging)
             if "design" in paths:  # the report lists the runs design.csv holds
@@ -260,7 +272,7 @@ def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayesca
     return {key: out / path.relative_to(staging) for key, path in paths.items()}
 
 
-def _write_into(folder: Path, fit, budgets, prob, title, targets=None) -> dict[str, Path]:
+def _write_into(folder: Path, fit, budgets, prob, title, targets, ranks) -> dict[str, Path]:
     """The results files, written one after another into ``folder``."""
     paths = {name: folder / name for name in ("posterior.nc", "summary.csv", "targets.csv",
                                               "report.md")}
@@ -273,13 +285,14 @@ def _write_into(folder: Path, fit, budgets, prob, title, targets=None) -> dict[s
         targets = targets_table(fit, budgets, prob=prob)
     if targets is not None:
         targets.to_csv(paths["targets.csv"], index=False)
-    figures = _figures(fit, budgets, prob)
-    import matplotlib.pyplot as plt  # imported by _figures' plots, with its backend
+    with lazy.stubs_hidden("jax"):
+        figures = _figures(fit, budgets, prob, ranks)
+        import matplotlib.pyplot as plt  # imported by _figures' plots, with its backend
 
-    for name, figure in figures.items():
-        paths[name] = folder / name
-        figure.savefig(paths[name], dpi=120, bbox_inches="tight")
-        plt.close(figure)
+        for name, figure in figures.items():
+            paths[name] = folder / name
+            figure.savefig(paths[name], dpi=120, bbox_inches="tight")
+            plt.close(figure)
     paths["report.md"].write_text(_report(fit, summary, targets, prob, title, figures))
     return {k: v for k, v in paths.items() if v.exists()}
 
@@ -307,7 +320,9 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
               f"divergences {diag['divergences']}, max R-hat {diag['max_r_hat']:.4f}, "
               f"min bulk ESS {diag['min_ess_bulk']:.0f}, min tail ESS {diag['min_ess_tail']:.0f}",
               ""]
-    parts += [f"- WARNING: {p}" for p in problems] or ["No problems found."]
+    parts += [f"- WARNING: {p}" for p in problems] or [
+        "No problems found. (The chains' rank plots are drawn where a problem is found, or "
+        "with `bayescale fit --ranks`.)" if "ranks.png" not in figures else "No problems found."]
     parts += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
     return "\n".join(parts) + "\n"
 

@@ -9,6 +9,7 @@ import sys
 import warnings
 from pathlib import Path
 
+from bayescale.data import lazy
 from bayescale.inference import progress
 from bayescale.report import interrupts
 from bayescale.report.phases import PhaseLines
@@ -52,6 +53,8 @@ def _fit_parser(sub) -> None:
     fit.add_argument("--force", action="store_true", help="overwrite the results in the folder "
                      "(any of bayescale's outputs there)")
     fit.add_argument("--no-progress", action="store_true", help="hide the sampling progress bar")
+    fit.add_argument("--ranks", action="store_true", help="draw the chains' rank plots "
+                     "(ranks.png) even where the sampler diagnostics find no problem")
 
 
 def _predict_parser(sub) -> None:
@@ -192,7 +195,6 @@ def _fit(args) -> int:
     import bayescale as bs
     from bayescale.report import folders
     from bayescale.report.recipe import Recipe
-    from bayescale.report.answer import format_answer, targets_table, write_results
 
     recipe = Recipe.read(args.recipe)
     out = Path(args.out)
@@ -206,6 +208,15 @@ def _fit(args) -> int:
     print(f"bayescale {bs.__version__}: recipe {args.recipe}: {_describe(model)} on "
           f"{len(runs)} runs; {kwargs['chains']} chains x {kwargs['draws']} draws "
           f"({kwargs['sampler']})", flush=True)
+    # nothing here uses JAX but NumPyro: keep SciPy and matplotlib from importing it (1 s)
+    with lazy.stubs_hidden(*(() if kwargs["sampler"] == "numpyro" else ("jax",))):
+        return _fit_answer(recipe, runs, model, kwargs, out, args)
+
+
+def _fit_answer(recipe, runs, model, kwargs: dict, out: Path, args) -> int:
+    """Sample, print the answer and the diagnostics, write the results folder."""
+    from bayescale.report.answer import format_answer, targets_table, write_results
+
     fit, caught = _fit_recording(model, kwargs, args)
     interrupts.check()  # a signal that the sampler swallowed
     prob = recipe.prob
@@ -223,7 +234,8 @@ def _fit(args) -> int:
     stacked = _recipe_stack(recipe, runs, fit, kwargs, args) if recipe.stack else None
     paths = write_results(fit, out, budgets=recipe.budgets, prob=prob,
                           title=f"bayescale fit {args.recipe}", overwrite=args.force,
-                          targets=targets, also=_also(_recipe_design(fit, recipe), stacked))
+                          targets=targets, also=_also(_recipe_design(fit, recipe), stacked),
+                          ranks=True if args.ranks else None)
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
 

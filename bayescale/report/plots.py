@@ -159,7 +159,7 @@ def plot_optimal(fit, budgets=None, *, prob: float = 0.9, ax=None):
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 5))
     grid = _grid(fit, budgets)
-    opt = fit.optimal(grid)
+    opt = fit.optimal(grid, random_seed=0)  # the draws of plot_law's curve (kept by the fit)
     _mark(ax, fit, budgets)
     for var, color, name in (("params_opt", "tab:purple", "N* (parameters)"),
                              ("tokens_opt", "tab:green", "D* (tokens)")):
