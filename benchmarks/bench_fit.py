@@ -169,7 +169,6 @@ def stage(name):
     global t
     now = time.perf_counter(); print(name, now - t, sep="\\t", flush=True); t = now
 import bayescale as bs
-from bayescale.model.discrepancy import attach
 from bayescale.model.family import Family
 from bayescale.report.answer import write_results
 from bayescale.report.recipe import Recipe
@@ -185,16 +184,14 @@ stage("import PyMC and nutpie")
 sampling._COMPILED[model.compile_key()] = (compile_pymc_model(model.model), model.model)
 stage("compile (loaded from the disk cache)")
 kwargs = recipe.fit_kwargs(draws=int(sys.argv[2]), chains=int(sys.argv[3]), progressbar=False)
-fit = Family.fit(model, **kwargs)
-stage("sampling (and log-likelihood)")
 from bayescale.inference.progress import listening
 marks = []
 with listening(lambda what, depth: marks.append((time.perf_counter(), "  " * depth + what))):
-    fit = attach(fit, model, sampler=kwargs["sampler"], target_accept=kwargs["target_accept"])
+    fit = Family.fit(model, **kwargs)  # the discrepancy's backtests and scale included
 end = time.perf_counter()
+stage("the fit: sampling, log-likelihood, the discrepancy")
 for (at, what), until in zip(marks, [m[0] for m in marks[1:]] + [end]):
     print("  " + what.split(":")[0], until - at, sep="\t", flush=True)
-stage("discrepancy: two backtest fits and its scale")
 write_results(fit, sys.argv[4], budgets=recipe.budgets, overwrite=True)
 stage("results folder: report and figures")
 """

@@ -89,7 +89,7 @@ KEPT_DRAWS = 200
 #: A backtest fit draws at most this many draws per chain after at most this many tuning
 #: steps (the main fit's, where it asks fewer): only :data:`KEPT_DRAWS` of its draws are
 #: used, and nutpie's low-rank adaptation settles well within 500 steps on these laws.
-BACKTEST_DRAWS, BACKTEST_TUNE = 250, 500
+BACKTEST_DRAWS, BACKTEST_TUNE = 500, 500
 #: The scale's fit draws this many times the fit's draws and keeps every THIN-th: NUTS on the
 #: one-dimensional posterior of the scale alone gives an ESS of about a third of its draws
 #: (1250-1500 of 4000 on the Chinchilla runs, against 2800-3200 with a bias beside it), and
