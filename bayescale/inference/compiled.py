@@ -15,11 +15,12 @@ PyTensor's graph rewriting, against 5-10 s.
 
 The callbacks have nutpie's calling convention and return codes, and nutpie's own
 :class:`nutpie.compile_pymc.CompiledPyMCModel` samples them: the draws equal those of
-``nutpie.compile_pymc_model`` (``tests/test_samplers.py``). Where PyTensor gives no cache
+``nutpie.compile_pymc_model`` (``tests/test_compiled.py``). Where PyTensor gives no cache
 key (its ``numba__cache`` flag is off, or an Op it cannot cache), the model holds more than
 :data:`MAX_DATA` data arrays, or nutpie's internals are not those this module was written
-against, the model is compiled by
-``nutpie.compile_pymc_model`` as before.
+against, the model is compiled by ``nutpie.compile_pymc_model`` as before (the first
+compilation of a structure costs more here than nutpie's: PyTensor writes each function to
+its cache).
 """
 
 from __future__ import annotations
