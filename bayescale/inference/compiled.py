@@ -113,10 +113,12 @@ def _compile(model):
     logp = _callback(_LOGP, "logp_callback", logp_fn, variables, ranks, data, keys,
                      types.int64(types.uint64, double, double, double, types.voidptr),
                      n_dim=n_dim)
+    if logp is None:  # nutpie compiles it all: compile no callback of ours for nothing
+        return None
     expand = _callback(_EXPAND, "expand_callback", expand_fn, variables, ranks, data, keys,
                        types.int64(types.uint64, types.uint64, double, double, types.voidptr),
                        n_dim=n_dim, n_expanded=n_expanded)
-    if logp is None or expand is None:
+    if expand is None:
         return None
     dims, coords = _prepare_dims_and_coords(model, shape_info, renamed)
     return _cached_class()(

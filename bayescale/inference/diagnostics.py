@@ -94,20 +94,28 @@ class PosteriorResult:
         post = self.posterior[names]
         stats = group(self.idata, "sample_stats") if "sample_stats" in self.idata.children else {}
         divergences = int(stats["diverging"].sum()) if "diverging" in stats else 0
-        key = (dataset_digest(post), divergences)
-        kept = getattr(self, "_diagnostics_kept", None)
-        if kept is None or kept[0] != key:
+
+        def compute() -> dict:
             rhat, ess_bulk = azs.rhat(post), azs.ess(post, method="bulk")
             ess_tail = azs.ess(post, method="tail")
-            kept = (key, {
+            return {
                 "divergences": divergences,
                 "max_r_hat": float(max(rhat[v].max() for v in names)),
                 "min_ess_bulk": float(min(ess_bulk[v].min() for v in names)),
                 "min_ess_tail": float(min(ess_tail[v].min() for v in names)),
                 "draws": int(post.sizes["chain"] * post.sizes["draw"]),
-            })
-            self._diagnostics_kept = kept
-        return dict(kept[1])
+            }
+
+        return dict(self._kept("diagnostics", (dataset_digest(post), divergences), compute))
+
+    def _kept(self, slot: str, key, compute):
+        """``compute()``, or what it returned for ``slot`` when last asked with an equal
+        ``key`` (one answer kept per slot: a key holds the digest of the draws it was
+        computed from). Callers copy what they hand out."""
+        kept = self.__dict__.setdefault("_kept_answers", {})
+        if slot not in kept or kept[slot][0] != key:
+            kept[slot] = (key, compute())
+        return kept[slot][1]
 
     def diagnostic_problems(self) -> list[str]:
         """Human-readable problems with the draws, each with what to try; empty when fine."""

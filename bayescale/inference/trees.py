@@ -13,8 +13,8 @@ from pathlib import Path
 import numpy as np
 import xarray as xr
 
-__all__ = ["group", "set_groups", "save_idata", "checksums", "dataset_digest", "CHECKSUMS_ATTR", "file_mode",
-           "leftovers", "temporary_name"]
+__all__ = ["group", "set_groups", "save_idata", "checksums", "dataset_digest", "CHECKSUMS_ATTR",
+           "file_mode", "leftovers", "temporary_name"]
 
 #: The posterior attr holding the JSON ``{group: sha256}`` of every group of a saved tree.
 CHECKSUMS_ATTR = "checksums"

@@ -229,17 +229,16 @@ class Fit(PosteriorResult):
         """The model's optimum per draw; the last answer is kept for the same posterior
         draws, budgets, seed and level (the report's figures ask twice along one grid), and
         a copy of it is returned. Without a seed every call draws afresh."""
+        def compute() -> dict[str, np.ndarray]:
+            with np.errstate(all="ignore"):  # overflow: reported by optimal (DegenerateWarning)
+                rng = np.random.default_rng(random_seed)
+                return (self.model.optimal(post, budgets, rng) if level is None
+                        else self.model.optimal(post, budgets, rng, level=self._level(level)))
+
+        if random_seed is None:
+            return compute()
         key = (dataset_digest(post), budgets.tobytes(), random_seed, repr(level))
-        kept = getattr(self, "_optimal_kept", None)
-        if random_seed is not None and kept is not None and kept[0] == key:
-            return {name: values.copy() for name, values in kept[1].items()}
-        with np.errstate(all="ignore"):  # overflow: reported by optimal as DegenerateWarning
-            rng = np.random.default_rng(random_seed)
-            out = (self.model.optimal(post, budgets, rng) if level is None
-                   else self.model.optimal(post, budgets, rng, level=self._level(level)))
-        if random_seed is not None:
-            self._optimal_kept = (key, {name: v.copy() for name, v in out.items()})
-        return out
+        return {name: v.copy() for name, v in self._kept("optimal", key, compute).items()}
 
     def _level(self, level):
         """``level`` checked against the fit's group column (a ValueError naming it)."""
@@ -367,4 +366,3 @@ def _storable(series: pd.Series) -> np.ndarray:
     if pd.api.types.is_numeric_dtype(series) or pd.api.types.is_bool_dtype(series):
         return series.to_numpy()
     return series.astype(str).to_numpy(dtype=str)
-

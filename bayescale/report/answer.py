@@ -320,9 +320,9 @@ def _report(fit, summary, targets, prob, title, figures) -> str:
               f"divergences {diag['divergences']}, max R-hat {diag['max_r_hat']:.4f}, "
               f"min bulk ESS {diag['min_ess_bulk']:.0f}, min tail ESS {diag['min_ess_tail']:.0f}",
               ""]
-    parts += [f"- WARNING: {p}" for p in problems] or [
-        "No problems found. (The chains' rank plots are drawn where a problem is found, or "
-        "with `bayescale fit --ranks`.)" if "ranks.png" not in figures else "No problems found."]
+    ranks = "" if "ranks.png" in figures else (" (The chains' rank plots are drawn where a "
+                                               "problem is found, or with `bayescale fit --ranks`.)")
+    parts += [f"- WARNING: {p}" for p in problems] or [f"No problems found.{ranks}"]
     parts += ["", "## Figures", ""] + [f"![{name}]({name})" for name in figures]
     return "\n".join(parts) + "\n"
 
