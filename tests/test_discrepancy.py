@@ -281,3 +281,23 @@ def test_the_scale_model_reads_a_few_backtests_as_data_and_many_as_constants(sho
     assert with_data == pytest.approx(float(constants.compile_logp()(point)), rel=1e-10)
     many = disc.scale_model([backtest(3) for _ in range(60)], prior)
     assert not many.data_vars
+
+
+def test_the_scale_reads_at_most_max_held_out_runs_spread_over_their_distance():
+    """A backtest of 3000 held-out runs: its log density is Normal about the law at the
+    MAX_HELD_OUT runs of evenly spaced distance ranks (from the nearest to the farthest)."""
+    from scipy import stats
+
+    rng = np.random.default_rng(5)
+    n, s, sigma = 3000, 0.03, 0.004
+    d = rng.uniform(0.05, 1.5, n)
+    mu = rng.normal(0, 0.002, (40, n))
+    y = s * d * rng.standard_normal(n) + sigma * rng.standard_normal(n)
+    backtest = disc.Backtest(cut=1.0, log_loss=y, log_mu=mu, sigma=np.full(40, sigma),
+                             nu=None, distance=d)
+    ranks = np.round(np.arange(disc.MAX_HELD_OUT) * (n - 1) / (disc.MAX_HELD_OUT - 1))
+    keep = np.argsort(d)[ranks.astype(int)]
+    assert d[keep].min() == d.min() and d[keep].max() == d.max()
+    sd = np.sqrt(mu.var(0) + sigma ** 2 + (s * d) ** 2)
+    want = stats.norm(mu.mean(0)[keep], sd[keep]).logpdf(y[keep]).sum()
+    assert float(disc._log_predictive(backtest, s).eval()) == pytest.approx(want, rel=1e-9)

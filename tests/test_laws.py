@@ -248,3 +248,35 @@ def test_a_fit_pivots_the_sized_law_at_its_runs_centre():
                           discrepancy="off")
     assert model.law.pivot == (model.log_reference["params"], model.log_reference["tokens"])
     assert model.priors["gamma"] == {"dist": "Normal", "mu": 0.0, "sigma": laws.GAMMA_SD}
+
+
+def test_the_graph_reads_the_law_at_each_runs_point():
+    """The model evaluates the law once per distinct (N, D) and reads it at each run: its
+    observed log density equals Student-t about the formula at every run (scipy)."""
+    import bayescale as bs
+    from scipy import stats
+
+    runs = bs.simulate(budgets=[1e17, 1e18, 1e19], runs_per_budget=6, seeds=3, random_seed=4)
+    model = bs.ScalingLaw(runs, law="chinchilla", discrepancy="off")
+    pm_model = model.model
+    points = pm_model["law_points"].get_value()
+    distinct = len(runs[["params", "tokens"]].drop_duplicates())
+    assert points.shape == (2, distinct) and distinct <= len(runs) // 3  # seeds share points
+    point = pm_model.initial_point()
+    point["alpha"], point["beta"] = 0.31, 0.37  # away from the priors' centres
+    inputs = pm_model.value_vars
+    args = [point[v.name] for v in inputs]
+
+    def evaluate(outs):
+        return pm_model.compile_fn(outs, inputs=inputs, point_fn=False,
+                                   on_unused_input="ignore")(*args)
+
+    named = pm_model.unobserved_value_vars
+    values = dict(zip([v.name for v in named], evaluate(named)))
+    theta = {k: float(values[k]) for k in ("E", "A", "B", "alpha", "beta")}
+    sigma, nu = values["sigma"], values["nu"]
+    y = np.log(runs["loss"].to_numpy())
+    want = stats.t.logpdf(y, nu, np.log(chinchilla(theta, runs["params"], runs["tokens"])),
+                          sigma).sum()
+    got = evaluate(pm_model.logp(vars=pm_model.observed_RVs))
+    assert float(got) == pytest.approx(want, rel=1e-10)

@@ -95,6 +95,11 @@ BACKTEST_DRAWS, BACKTEST_TUNE = 500, 500
 #: (1250-1500 of 4000 on the Chinchilla runs, against 2800-3200 with a bias beside it), and
 #: its draws cost well under a second where compiling the model costs seconds.
 THIN = 3
+#: The scale's likelihood reads at most this many held-out runs of one backtest, spread
+#: evenly over their distance past the cut: the runs of one backtest share its law's bend, so
+#: thousands of them say little more about the scale than a thousand, and the likelihood's
+#: cost grows with each (16 mixing nodes a run). The bundled real studies hold at most 520.
+MAX_HELD_OUT = 1000
 #: The ``pm.Data`` containers of one backtest in :func:`scale_model` (residual, the mean's
 #: variance, the noise variance, distance, mixing nodes, and the shortfall of skewed noise).
 _DATA_PER_BACKTEST = 6
@@ -208,8 +213,8 @@ def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0,
     Run ``i``'s residual from the law's posterior mean log loss ``m_i`` is the mean's own
     uncertainty (Normal, variance ``v_i`` of the draws), the noise (at the posterior median of
     ``sigma`` and ``nu``) and the law's misfit ``d_i (b + s (sqrt(shared) z + sqrt(1 - shared)
-    z_i))``, ``b`` the bias per decade: a part ``z`` common to every run of the backtest (one bend of the law) and a part
-    ``z_i`` of each run's own, the misfit's variance ``(s d_i)^2`` either way. With ``shared
+    z_i))``, ``b`` the bias per decade: a part ``z`` common to every run of the backtest (one
+    bend of the law) and a part ``z_i`` of each run's own, the misfit's variance ``(s d_i)^2`` either way. With ``shared
     = 1`` the runs of one backtest are one observation of the bend, not one each. The noise
     is a scale mixture of normals (nodes ``w``), so given ``z`` each run is Normal per node,
     ``Normal(y_i; m_i + sqrt(shared) s d_i z, v_i + sigma^2 / w + (1 - shared)(s d_i)^2)``,
@@ -218,7 +223,9 @@ def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0,
     than the nodes of its prior are spaced). Under skewed noise each held-out run may also
     fall short of the law by an exponential shortfall (the fit's median): the Normal part's
     density becomes the exponentially modified Gaussian's (``pm.ExGaussian``), so runs that
-    fall short as the sweep's runs did are not read as the law's misfit.
+    fall short as the sweep's runs did are not read as the law's misfit. With ``shared = 0``
+    (the default) ``z`` drops out and the runs are independent: no quadrature over ``z``.
+    At most :data:`MAX_HELD_OUT` runs of the backtest are read.
     """
     x = _predictive_inputs(backtest, data)
     tau = x.get("tau")
@@ -226,19 +233,28 @@ def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0,
     resid, v, sigma2, distance = x["resid"] - bias * x["distance"], x["v"], x["sigma2"], x["distance"]
     var = (v[:, None] + sigma2[:, None] / x["w"][None, :])[:, :, None] \
         + (1.0 - shared) * (scale * distance[:, None, None]) ** 2          # runs x K x 1
+    if not shared:  # no common bend: the runs are independent, z drops out exactly
+        return _per_run(resid[:, None, None], var, tau, x["log_weights"]).sum()
     # z's nodes are placed by its posterior under Normal noise of the same mean and variance
     centred = resid if tau is None else resid - tau
     z = _z_nodes(centred, v + sigma2 + tau2, distance, scale, shared)                 # J
     shift = math.sqrt(shared) * scale * distance[:, None, None] * z[None, None, :]
-    if tau is None:
-        per_node = -0.5 * (pt.log(2 * math.pi * var) + (resid[:, None, None] - shift) ** 2 / var)
-    else:  # skewed noise: an exponential shortfall on top of every Normal part
-        per_node = pm.logp(pm.ExGaussian.dist(mu=shift, sigma=pt.sqrt(var), nu=tau),
-                           pt.as_tensor(resid)[:, None, None])
-    per_run = pt.logsumexp(per_node + x["log_weights"][None, :, None], axis=1)  # runs x J
+    per_run = _per_run(resid[:, None, None] - shift, var, tau, x["log_weights"])  # runs x J
     log_ratio = -0.5 * z ** 2 + 0.5 * _NODES ** 2 - 0.5 * pt.log(_z_precision(
         v + sigma2 + tau2, distance, scale, shared))                    # phi(z) / q(z)
     return pt.logsumexp(per_run.sum(axis=0) + _LOG_WEIGHTS + log_ratio)
+
+
+def _per_run(resid, var, tau, log_weights):
+    """log density of each run's ``resid`` (runs x 1 x J) given the misfit's node: Normal of
+    variance ``var`` (runs x K x 1) per mixing node, with the shortfall ``tau`` under skewed
+    noise (``pm.ExGaussian``), mixed over the K nodes: runs x J."""
+    if tau is None:
+        per_node = -0.5 * (pt.log(2 * math.pi * var) + resid ** 2 / var)
+    else:  # skewed noise: an exponential shortfall on top of every Normal part
+        per_node = pm.logp(pm.ExGaussian.dist(mu=pt.zeros_like(resid), sigma=pt.sqrt(var),
+                                             nu=tau), resid)
+    return pt.logsumexp(per_node + log_weights[None, :, None], axis=1)
 
 
 def _predictive_inputs(backtest: Backtest, data: str | None) -> dict:
@@ -255,12 +271,23 @@ def _predictive_inputs(backtest: Backtest, data: str | None) -> dict:
     x = {"resid": b.log_loss - b.log_mu.mean(axis=0), "v": v, "distance": b.distance,
          # a number, or one per run (a group's noise)
          "sigma2": np.broadcast_to(np.median(b.sigma, axis=0) ** 2, v.shape).copy(), "w": w}
+    keep = _spread(b.distance, MAX_HELD_OUT)
+    x |= {name: x[name][keep] for name in ("resid", "v", "distance", "sigma2")}
     if b.shortfall is not None:
         x["tau"] = float(np.median(b.shortfall))
     if data is not None:
         x = {name: pm.Data(f"{data}_{name}", np.asarray(value, float))
              for name, value in x.items()}
     return x | {"log_weights": log_weights}
+
+
+def _spread(distance: np.ndarray, most: int) -> np.ndarray:
+    """Indices of at most ``most`` runs spread evenly over the order of their ``distance``
+    (all of them, in order, where there are no more)."""
+    if distance.size <= most:
+        return np.arange(distance.size)
+    order = np.argsort(distance, kind="stable")
+    return np.sort(order[np.unique(np.linspace(0, distance.size - 1, most).round().astype(int))])
 
 
 def _z_precision(var, distance, scale, shared):

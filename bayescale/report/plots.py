@@ -35,7 +35,9 @@ __all__ = ["plot_law", "plot_optimal", "plot_ranks", "plot_offsets", "plot_check
            "plot_params", "plot_curves", "plot_multiplier"]
 
 
-def _grid(fit, budgets, n: int = 120) -> np.ndarray:
+def _grid(fit, budgets, n: int = 60) -> np.ndarray:
+    """Compute budgets for a curve: ``n`` spaced evenly in log from under the smallest run to
+    past the largest budget (about ten a decade: the bands are smooth), and the budgets."""
     flops = fit.runs["flops"].to_numpy()
     low, high = float(flops.min()), float(flops.max())
     if budgets is not None and len(budgets):
@@ -192,7 +194,7 @@ def plot_multiplier(fit, budgets=None, *, reference=None, prob: float = 0.9, ax=
     budgets = list(budgets) if budgets is not None else []
     if ax is None:
         _, ax = plt.subplots(figsize=(7.5, 5))
-    grid = _grid(fit, budgets, n=60)
+    grid = _grid(fit, budgets)
     between = fit.groups(grid, reference=reference, random_seed=0)
     column = fit.model.groups.column
     _mark(ax, fit, budgets)
