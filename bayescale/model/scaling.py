@@ -53,7 +53,7 @@ from bayescale.model.points import points_table
 from bayescale.model.profiles import MIN_PROFILES, allocation_shift, profile_optima
 from bayescale.inference.sampling import SAMPLERS
 from bayescale.model.spec import ScalingLawSpec
-from bayescale.model.terms import ContinuousOptimum, Offsets
+from bayescale.model.terms import ContinuousOptimum, Offsets, law_at_points
 from bayescale.model.discrepancy import LEARNED, discrepancy_draws
 
 pm = lazy.module("pymc")
@@ -277,9 +277,6 @@ class ScalingLaw(Family):
     #: besides the losses and one per hyperparameter column, because nutpie's compilation
     #: takes longer with each (about 0.3 s).
     SCALAR_DATA, CENTRED_DATA = "graph_scalars", "log_centred"
-    #: Without groups, the law is evaluated at the distinct points of its inputs (centred,
-    #: one row per input) and read at each run through its point's index.
-    POINTS_DATA, POINT_INDEX = "law_points", "law_point_of_run"
 
     def compile_key(self) -> str:
         """A hash of the graph's structure: the law, the noise, the hyperparameter terms and
@@ -321,8 +318,9 @@ class ScalingLaw(Family):
         runs, law, columns = self.runs, self.law, self._centred_columns()
         given = [v for *_, v in self._prior_parameters()] if self.graph_from_data else []
         scalars = pm.Data(self.SCALAR_DATA, [*given, *(self.log_reference[x] for x in columns)])
-        centred = pm.Data(self.CENTRED_DATA, np.stack(
-            [np.log(runs[x].to_numpy(dtype=float)) - self.log_reference[x] for x in columns]))
+        values = np.stack([np.log(runs[x].to_numpy(dtype=float)) - self.log_reference[x]
+                           for x in columns])
+        centred = pm.Data(self.CENTRED_DATA, values)
         self._columns = {x: (scalars[len(given) + i], centred[i]) for i, x in enumerate(columns)}
         p = self._law_parameters()
         ref = {x: self._columns[x][0] for x in law.inputs}
@@ -332,15 +330,7 @@ class ScalingLaw(Family):
         if self.groups is not None:  # each run's level's parameters
             p = self.groups.graph(self, p)
             return law.log_mean_sampled(pt, p, {x: self._columns[x][1] for x in law.inputs})
-        # the law at each distinct point of its inputs, then at the runs: a sweep's runs share
-        # few points (its hyperparameters and seeds vary at each), and the law's powers and
-        # logs cost most of a gradient (3-4x fewer seconds per gradient at 100,000 runs)
-        points, at = np.unique(np.stack([np.log(runs[x].to_numpy(dtype=float))
-                                         - self.log_reference[x] for x in law.inputs]),
-                               axis=1, return_inverse=True)
-        points = pm.Data(self.POINTS_DATA, points)
-        at = pm.Data(self.POINT_INDEX, at.reshape(-1).astype(np.int64))
-        return law.log_mean_sampled(pt, p, {x: points[i] for i, x in enumerate(law.inputs)})[at]
+        return law_at_points(law, p, values[:len(law.inputs)])  # without groups
 
     def graph_column(self, name: str):
         """Column ``name`` at the runs, centred on its log reference, in the graph (the law's
