@@ -19,7 +19,7 @@ from bayescale.data.lazy import exports
 
 #: Each public name and the module that defines it.
 _ATTRIBUTES = {
-    "ParetoKWarning": "bayescale.analysis.compare",
+    "ParetoKWarning": "bayescale.inference.diagnostics",
     "compare": "bayescale.analysis.compare",
     "fit_many": "bayescale.analysis.compare",
     "refit": "bayescale.analysis.compare",
@@ -65,13 +65,13 @@ __getattr__, __dir__ = exports(__name__, _ATTRIBUTES, _MODULES)
 
 if TYPE_CHECKING:  # the same names, for static tools
     from bayescale.analysis import baselines, calibration
-    from bayescale.analysis.compare import ParetoKWarning, compare, fit_many, refit
+    from bayescale.analysis.compare import compare, fit_many, refit
     from bayescale.analysis.stack import Stack, stack
     from bayescale.data import datasets
     from bayescale.data.curves import checkpoints, learning_curves, replicates
     from bayescale.data.readers import read_opda, read_runs
     from bayescale.data.runs import DataWarning, add_shape_columns, prepare
-    from bayescale.inference.diagnostics import DegenerateWarning, SamplerWarning
+    from bayescale.inference.diagnostics import DegenerateWarning, ParetoKWarning, SamplerWarning
     from bayescale.inference.intervals import interval
     from bayescale.inference.sampling import SamplingInterrupted
     from bayescale.model import discrepancy, laws

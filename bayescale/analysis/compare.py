@@ -28,6 +28,7 @@ from scipy.special import logsumexp
 from bayescale.data import lazy
 from bayescale.data.runs import plain, run_flops
 from bayescale.data.warn import warn
+from bayescale.inference.diagnostics import ParetoKWarning
 from bayescale.inference.progress import phase
 from bayescale.model.fit import Fit, family_of
 from bayescale.model.family import Family
@@ -53,10 +54,6 @@ LFO_COLUMNS = ("rank", "elpd", "se", "elpd_diff", "dse", "weight", "elpd_mean", 
 #: Columns of the ``method="backtest"`` table.
 BACKTEST_COLUMNS = ("rank", "elpd", "se", "elpd_diff", "dse", "weight", "elpd_mean",
                     "rel_error", "n_holdout")
-
-
-class ParetoKWarning(UserWarning):
-    """PSIS-LOO is unreliable for some runs (Pareto k > 0.7): their elpd may be overestimated."""
 
 
 def compare(fits: Mapping[str, Fit], *, method: str = "loo", holdout: float | None = None,

@@ -17,7 +17,8 @@ from bayescale.data.warn import warn
 azs = lazy.module("arviz_stats")
 
 __all__ = ["SamplerWarning", "PosteriorResult", "RHAT_MAX", "ESS_MIN", "MIN_DRAWS_PER_CHAIN",
-           "MIN_TOTAL_DRAWS", "check_draw_counts", "DegenerateWarning", "warn_not_finite"]
+           "MIN_TOTAL_DRAWS", "check_draw_counts", "DegenerateWarning", "ParetoKWarning",
+           "warn_not_finite"]
 
 #: Thresholds behind :class:`SamplerWarning`.
 RHAT_MAX, ESS_MIN = 1.01, 400
@@ -54,6 +55,10 @@ def check_draw_counts(draws: int, chains: int) -> None:
 
 class SamplerWarning(UserWarning):
     """The sampler's diagnostics say the draws may not represent the posterior."""
+
+
+class ParetoKWarning(UserWarning):
+    """PSIS-LOO is unreliable for some runs (Pareto k > 0.7): their elpd may be overestimated."""
 
 
 class DegenerateWarning(UserWarning):
