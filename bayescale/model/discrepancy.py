@@ -214,8 +214,9 @@ def _log_predictive(backtest: Backtest, scale, shared: float = 0.0, bias=0.0,
     uncertainty (Normal, variance ``v_i`` of the draws), the noise (at the posterior median of
     ``sigma`` and ``nu``) and the law's misfit ``d_i (b + s (sqrt(shared) z + sqrt(1 - shared)
     z_i))``, ``b`` the bias per decade: a part ``z`` common to every run of the backtest (one
-    bend of the law) and a part ``z_i`` of each run's own, the misfit's variance ``(s d_i)^2`` either way. With ``shared
-    = 1`` the runs of one backtest are one observation of the bend, not one each. The noise
+    bend of the law) and a part ``z_i`` of each run's own, the misfit's variance ``(s
+    d_i)^2`` either way. With ``shared = 1`` the runs of one backtest are one observation of
+    the bend, not one each. The noise
     is a scale mixture of normals (nodes ``w``), so given ``z`` each run is Normal per node,
     ``Normal(y_i; m_i + sqrt(shared) s d_i z, v_i + sigma^2 / w + (1 - shared)(s d_i)^2)``,
     integrated over ``w`` by quadrature; ``z`` is integrated by Gauss-Hermite quadrature

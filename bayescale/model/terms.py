@@ -32,8 +32,8 @@ pm = lazy.module("pymc")
 pt = lazy.module("pytensor.tensor")
 spatial = lazy.module("scipy.spatial")
 
-__all__ = ["law_at_points", "Term", "Offsets", "ContinuousOptimum", "Discrepancy", "pooled_levels",
-           "level_draws"]
+__all__ = ["law_at_points", "Term", "Offsets", "ContinuousOptimum", "Discrepancy",
+           "pooled_levels", "level_draws"]
 
 
 def pooled_levels(variable: str, tau, dims: str, centred: bool):
