@@ -32,7 +32,7 @@ import threading
 
 import numpy as np
 
-__all__ = ["compile_pymc_model", "MAX_DATA"]
+__all__ = ["compile_pymc_model", "initial_point_fn", "MAX_DATA"]
 
 #: The callbacks pass each data array to PyTensor's function as an argument, and numba
 #: cannot compile a call of more than about 30 positional arguments (Python builds them as
@@ -97,10 +97,8 @@ def compile_pymc_model(model):
 def _compile(model):
     import numba
     from nutpie.compile_pymc import _make_functions, _prepare_dims_and_coords
-    from pymc.initial_point import make_initial_point_fn
 
-    point = _locked(make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
-                                          return_transformed=True))
+    point = initial_point_fn(model)
     n_dim, n_expanded, logp_fn, expand_fn, initial_point, shape_info, renamed = \
         _make_functions(model, mode="NUMBA", compute_grad=True, join_expanded=True,
                         pymc_initial_point_fn=point)
@@ -160,15 +158,20 @@ def _callback(template, name, function, variables, ranks, data, keys, signature,
     return numba.cfunc(signature, cache=True)(python)
 
 
-def _locked(function):
-    """``function`` called by one thread at a time: nutpie asks for each chain's initial
-    point from the chain's own thread, and PyTensor's compiled function is not reentrant
-    (two chains at once read each other's outputs)."""
+def initial_point_fn(model):
+    """``model``'s initial point by seed (its prior's support point, jittered as nutpie does;
+    transformed values by name), called by one thread at a time: nutpie asks for each
+    chain's start from the chain's own thread, and PyTensor's compiled function is not
+    reentrant (two chains at once read each other's outputs)."""
+    from pymc.initial_point import make_initial_point_fn
+
+    point = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
+                                  return_transformed=True)
     lock = threading.Lock()
 
-    def locked(*args, **kwargs):
+    def locked(seed):
         with lock:
-            return function(*args, **kwargs)
+            return point(seed)
 
     return locked
 

@@ -17,7 +17,7 @@ import numpy as np
 import xarray as xr
 
 from bayescale.data import lazy
-from bayescale.inference.compiled import compile_pymc_model
+from bayescale.inference.compiled import compile_pymc_model, initial_point_fn
 from bayescale.inference.progress import phase
 from bayescale.inference.trees import group
 
@@ -165,18 +165,13 @@ def _reused(compiled, model, data: Mapping[str, np.ndarray]):
     as nutpie does (:func:`pymc.initial_point.make_initial_point_fn`), so that the chains
     start where a fresh compilation of ``model`` would start them. Callers hold the compile
     lock (PyTensor compiles the initial point's function)."""
-    from pymc.initial_point import make_initial_point_fn
-
     known = {var.name for var in compiled.shared_var_keys}
     compiled = compiled.with_data(**{k: v for k, v in data.items() if k in known})
-    point = make_initial_point_fn(model=model, jitter_rvs=set(model.free_RVs),
-                                  return_transformed=True)
+    point = initial_point_fn(model)
     names = [model.rvs_to_values[var].name for var in model.free_RVs]
-    lock = threading.Lock()  # nutpie asks for each chain's start from its own thread
 
     def initial_point(seed):
-        with lock:
-            values = point(seed)
+        values = point(seed)
         return np.concatenate([np.asarray(values[n], dtype="float64").ravel() for n in names])
 
     return dataclasses.replace(compiled, initial_point_func=initial_point)
