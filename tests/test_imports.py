@@ -13,6 +13,7 @@ import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -57,6 +58,25 @@ def test_predict_from_a_saved_fit_needs_no_sampler_and_no_plotting(tmp_path, chi
             "with contextlib.redirect_stdout(io.StringIO()):\n"
             f"    assert main(['predict', {str(path)!r}, '--budgets', '1e24']) == 0")
     assert _imported_after(code) == set()
+
+
+JAX_LOADED = "type(sys.modules.get('jax')).__name__ not in ('NoneType', '_LazyModule')"
+
+
+def test_a_fit_and_its_results_folder_never_load_jax(tmp_path):
+    """arviz_base registers JAX to be imported on first use, and SciPy's functions look up
+    ``jax.Array`` to learn that an array is NumPy's: JAX (a second to import) is hidden from
+    them wherever nothing samples with NumPyro (the CLI's fit; a library fit's backtests)."""
+    models = Path(__file__).resolve().parents[1] / "models"
+    code = ("import contextlib, io, sys\nfrom bayescale.report.cli import main\n"
+            "with contextlib.redirect_stdout(io.StringIO()):\n"
+            f"    assert main(['fit', {str(models / 'chinchilla.toml')!r}, '--out', "
+            f"{str(tmp_path / 'out')!r}, '--draws', '100', '--tune', '100', '--chains', '2', "
+            "'--no-progress']) == 0\n"
+            f"print('jax loaded:', {JAX_LOADED})")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.splitlines()[-1] == "jax loaded: False"
 
 
 @pytest.mark.parametrize("name", [n for n in bs.__all__ if n != "__version__"])

@@ -168,7 +168,9 @@ def run_backtests(model, *, cuts: Sequence[float] = BACKTEST_CUTS, fit_kwargs: M
                 f"backtest {j + 1} of {len(cuts)}: {int(below.sum())} runs up to "
                 f"{cut:g} decades under the largest budget"):
             warnings.simplefilter("always", SamplerWarning)
-            fit = sub.fit(**fit_kwargs, random_seed=seed + 1 + j, progressbar=False)
+            sub.check_fit(**fit_kwargs)
+            fit = sub.sampled_fit(**fit_kwargs, random_seed=seed + 1 + j, progressbar=False,
+                                  log_likelihood=False)  # nothing reads it
         if any(issubclass(w.category, SamplerWarning) for w in caught):
             problems.append(f"{cut:g} decades")
         out.append(backtest_from_fit(sub, fit, runs[~below], cut, seed))

@@ -56,8 +56,9 @@ class Fit(PosteriorResult):
     # -- construction -----------------------------------------------------------------------
     @classmethod
     def from_sampler(cls, idata: xr.DataTree, *, spec: Spec | Mapping, runs: pd.DataFrame,
-                     sampler: str, seed: int) -> Fit:
-        """Complete a sampler's DataTree: observed and constant data, log-likelihood, attrs.
+                     sampler: str, seed: int, log_likelihood: bool = True) -> Fit:
+        """Complete a sampler's DataTree: observed and constant data, log-likelihood (unless
+        ``log_likelihood`` is False), attrs.
 
         A replicate column marked in ``runs.attrs["replicates"]`` (see
         :func:`bayescale.replicates`) is recorded in the spec when it is an offset column.
@@ -70,7 +71,8 @@ class Fit(PosteriorResult):
         constant.attrs["columns"] = json.dumps([str(c) for c in runs.columns])
         set_groups(idata, observed_data=observed, constant_data=constant)
         fit = cls(idata, spec)
-        set_groups(idata, log_likelihood=xr.Dataset({"log_loss": fit._log_likelihood()}))
+        if log_likelihood:
+            set_groups(idata, log_likelihood=xr.Dataset({"log_loss": fit._log_likelihood()}))
         attrs = {"bayescale_version": __version__, "bayescale_format": FORMAT_VERSION,
                  "sampler": sampler, "random_seed": seed} | spec_attrs(spec)
         idata["posterior"].attrs.update(attrs)

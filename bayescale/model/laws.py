@@ -124,6 +124,18 @@ class Law:
         pivots about the runs' centre (:class:`SizedDataLaw`) takes its pivot from it."""
         return self
 
+    def log_mean_at_rows(self, p: Mapping, z: Mapping) -> np.ndarray:
+        """``log_mean_sampled(np, p, z)`` at rows (``z``: an array per input), evaluated
+        once at each distinct point of the rows and read at each: the same numbers at the cost
+        of the points (the log-likelihood of 100,000 simulated runs lies on 1,800). Draws
+        ``p`` that differ by row (a group's parameters) are evaluated at every row."""
+        rows = np.column_stack([np.asarray(z[x], dtype=float).reshape(-1) for x in self.inputs])
+        if len(rows) < 2 or any(np.shape(v)[-1:] not in ((), (1,)) for v in p.values()):
+            return self.log_mean_sampled(np, p, z)
+        points, at = np.unique(rows, axis=0, return_inverse=True)
+        mean = self.log_mean_sampled(np, p, {x: points[:, i] for i, x in enumerate(self.inputs)})
+        return np.broadcast_to(mean, (*np.shape(mean)[:-1], len(points)))[..., at.reshape(-1)]
+
     def optimum(self, theta: Mapping, flops, *, flops_per_param_token: float = 6.0,
                 slope=None) -> dict:
         """``params_opt``, ``tokens_opt``, ``tokens_per_param`` and ``loss_opt`` at ``flops``.

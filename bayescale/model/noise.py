@@ -11,6 +11,7 @@ that draws a new run or scores a run against the fit goes through it.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -20,6 +21,7 @@ import xarray as xr
 from bayescale.data import lazy
 
 stats = lazy.module("scipy.stats")
+special = lazy.module("scipy.special")
 
 __all__ = ["MisfitWarning", "Noise", "misfit_message", "set_aside", "set_aside_message"]
 
@@ -34,6 +36,7 @@ SET_ASIDE_SHARE = 1 / 3
 SET_ASIDE_MIN = 3
 #: At most this many posterior draws measure the residuals (the check is a median).
 _CHECK_DRAWS = 200
+_HALF_LOG_2PI = 0.5 * math.log(2 * math.pi)
 
 
 class MisfitWarning(UserWarning):
@@ -80,13 +83,22 @@ class Noise:
         return out
 
     def logpdf(self, y: np.ndarray, loc: np.ndarray) -> np.ndarray:
-        """Log density of log losses ``y`` about ``loc``; broadcasts over draws and points."""
-        if self.nu is not None:
-            return stats.t.logpdf(y, df=self.nu, loc=loc, scale=self.sigma)
-        if self.shortfall is not None:
+        """Log density of log losses ``y`` about ``loc``; broadcasts over draws and points.
+        The Normal and Student-t densities are written out with their constants at the
+        draws' own shape: SciPy's evaluate ``gammaln(nu)`` at every point, two thirds of
+        the log-likelihood's time at 100,000 runs x 4,000 draws (``tests/test_noise.py``
+        checks them against SciPy)."""
+        sigma = np.asarray(self.sigma, dtype=float)
+        if self.shortfall is not None and self.nu is None:
             return stats.exponnorm.logpdf(y, self.shortfall / self.sigma, loc=loc,
                                           scale=self.sigma)
-        return stats.norm.logpdf(y, loc=loc, scale=self.sigma)
+        r = np.subtract(y, loc) / sigma
+        if self.nu is None:
+            return -0.5 * (r * r) - (np.log(sigma) + _HALF_LOG_2PI)
+        nu = np.asarray(self.nu, dtype=float)
+        const = (special.gammaln((nu + 1) / 2) - special.gammaln(nu / 2)
+                 - 0.5 * np.log(nu * np.pi) - np.log(sigma))
+        return const - (nu + 1) / 2 * np.log1p(r * r / nu)
 
     def variance(self) -> np.ndarray:
         """The Fisher-equivalent variance of one run (Student-t: ``sigma^2 (nu + 3) / (nu +

@@ -369,7 +369,7 @@ class ScalingLaw(Family):
             p = self.groups.draws(posterior, p, table, rng)
         z = {x: np.log(table[x].to_numpy(dtype=float)) - self.log_reference[x]
              for x in self.law.inputs}
-        return self.law.log_mean_sampled(np, p, z)
+        return self.law.log_mean_at_rows(p, z)  # each distinct point once
 
     def law_theta(self, posterior, *, level=None, rng=None) -> dict[str, np.ndarray]:
         """The law's natural-unit parameters per draw, shape (chain, draw, 1): the

@@ -53,6 +53,8 @@ def level_draws(posterior, variable: str, tau_name: str, index: np.ndarray, n_le
     sqrt(1 + 1/k)`` seen from the observed levels' mean (``sum_to_zero``; ``tau`` for a
     bayescale 0.1 fit made before offsets summed to zero)."""
     known = posterior[variable].values[..., np.maximum(index, 0)]
+    if (index >= 0).all():  # every level seen: no fresh draws to make
+        return known
     tau = posterior[tau_name].values[..., None]
     if sum_to_zero:
         tau = tau * math.sqrt(1 + 1 / n_levels)

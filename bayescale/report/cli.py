@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import sys
 import warnings
@@ -208,7 +209,9 @@ def _fit(args) -> int:
     print(f"bayescale {bs.__version__}: recipe {args.recipe}: {_describe(model)} on "
           f"{len(runs)} runs; {kwargs['chains']} chains x {kwargs['draws']} draws "
           f"({kwargs['sampler']})", flush=True)
-    # nothing here uses JAX but NumPyro: keep SciPy and matplotlib from importing it (1 s)
+    # nothing here uses JAX but NumPyro: keep SciPy and matplotlib from importing it (1 s);
+    # arviz_base (which nutpie imports anyway) registers the stub that the block hides
+    importlib.import_module("arviz_base")
     with lazy.stubs_hidden(*(() if kwargs["sampler"] == "numpyro" else ("jax",))):
         return _fit_answer(recipe, runs, model, kwargs, out, args)
 
