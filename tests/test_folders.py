@@ -41,12 +41,12 @@ def one_small_figure(monkeypatch):
     """The real figures cost seconds each (test_cli draws them): one small one here."""
     import matplotlib.pyplot as plt
 
-    def figures(fit, budgets, prob, ranks):
+    def small():
         figure, ax = plt.subplots(figsize=(1, 1))
         ax.plot([0, 1])
-        return {"law.png": figure}
+        return figure
 
-    monkeypatch.setattr(answer, "_figures", figures)
+    monkeypatch.setattr(answer, "figure_makers", lambda *args: {"law.png": small})
 
 
 @pytest.fixture()
@@ -210,9 +210,9 @@ def test_rank_plots_are_drawn_where_the_diagnostics_find_a_problem_or_when_asked
 
     def figures(fit, budgets, prob, ranks):
         asked.append(ranks)
-        return {"ranks.png": plt.subplots(figsize=(1, 1))[0]} if ranks else {}
+        return {"ranks.png": lambda: plt.subplots(figsize=(1, 1))[0]} if ranks else {}
 
-    monkeypatch.setattr(answer, "_figures", figures)
+    monkeypatch.setattr(answer, "figure_makers", figures)
     cases = [([], None, False), (["bulk ESS 12 < 400: run more draws"], None, True),
              ([], True, True), (["bulk ESS 12 < 400: run more draws"], False, False)]
     for i, (problems, ranks, drawn) in enumerate(cases):

@@ -18,6 +18,7 @@ from bayescale.inference.intervals import interval
 from bayescale.inference.progress import phase
 from bayescale.model.points import check_budgets, decades_past
 from bayescale.model.recommend import best_levels, level_name, level_shift
+from bayescale.report.drawing import figure_makers, save_figure
 from bayescale.report.folders import pause_for_tests, staged_folder
 
 __all__ = ["targets_table", "format_targets", "format_answer", "write_results"]
@@ -184,47 +185,6 @@ def format_answer(fit, budgets=None, *, prob: float = 0.9,
     return "\n".join(lines)
 
 
-def _law_view(fit, budgets, prob) -> dict:
-    """The law against compute, and N*, D* where the model allocates them."""
-    from bayescale.report import plots
-
-    figures = {"law.png": plots.plot_law(fit, budgets, prob=prob).figure}
-    if fit.model.has_optimum:
-        figures["optimal.png"] = plots.plot_optimal(fit, budgets, prob=prob).figure
-    return figures
-
-
-def _isoflop_view(fit, budgets, prob) -> dict:
-    """The budgets' parabolas and the line of their optima."""
-    from bayescale.report.isoflop_plot import plot_isoflop
-
-    return {"isoflop.png": plot_isoflop(fit, budgets or None, prob=prob)}
-
-
-#: The report's main figures of each view a family names (``Family.report_view``).
-VIEWS = {"law": _law_view, "isoflop": _isoflop_view}
-
-
-def _main_figures(fit, budgets, prob) -> dict:
-    """The figures of the model's own view (its family's ``report_view``, :data:`VIEWS`)."""
-    return VIEWS[fit.model.report_view](fit, budgets, prob)
-
-
-def _figures(fit, budgets, prob, ranks: bool) -> dict:
-    """Every figure of the results folder, by file name (matplotlib is imported here); the
-    chains' rank plots with ``ranks``."""
-    from bayescale.report import plots
-
-    figures = _main_figures(fit, budgets, prob) | {"checks.png": plots.plot_checks(fit, prob=prob)}
-    if ranks:
-        figures["ranks.png"] = plots.plot_ranks(fit)
-    if fit.hyperparameter_offsets:
-        figures["offsets.png"] = plots.plot_offsets(fit, prob=prob)
-    if fit.model.groups is not None:
-        figures["multiplier.png"] = plots.plot_multiplier(fit, budgets, prob=prob).figure
-    return figures
-
-
 def _markdown(table: pd.DataFrame) -> str:
     cols = [str(c) for c in table.columns]
     rows = ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
@@ -240,7 +200,7 @@ def _cell(value) -> str:
 def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayescale fit",
                   overwrite: bool = False, targets: pd.DataFrame | None = None,
                   also: Callable[[Path], dict[str, Path]] | None = None,
-                  ranks: bool | None = None) -> dict[str, Path]:
+                  ranks: bool | None = None, worker=None) -> dict[str, Path]:
     """Write posterior.nc, summary.csv, targets.csv, report.md and PNG figures into ``out``.
 
     The figures: the answer's (``law.png`` and ``optimal.png``, or the family's own view),
@@ -253,8 +213,9 @@ def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayesca
     temporary folder beside it, swapped in whole at the end. An exception or Ctrl-C on the
     way leaves ``out`` as it was. ``also(folder)`` writes more outputs into the same unit and
     returns their paths (the recipe's design). ``targets``: the :func:`targets_table` at
-    ``budgets`` already shown (written as it is; made here when None). Returns the written
-    paths, by name.
+    ``budgets`` already shown (written as it is; made here when None). ``worker``: a
+    :class:`bayescale.report.drawing.FigureWorker` that draws the view's own figures from the
+    saved fit meanwhile (drawn here where it fails). Returns the written paths, by name.
 
     Raises ``FileExistsError`` if ``out`` holds bayescale outputs and ``overwrite`` is False.
     """
@@ -263,7 +224,7 @@ def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayesca
             f"writing {out}: posterior.nc, summary, targets, report and figures"):
         if ranks is None:
             ranks = bool(fit.diagnostic_problems())
-        paths = _write_into(staging, fit, budgets, prob, title, targets, ranks)
+        paths = _write_into(staging, fit, budgets, prob, title, targets, ranks, worker)
         if also is not None:
             paths |= also(staging)
             if "design" in paths:  # the report lists the runs design.csv holds
@@ -272,28 +233,38 @@ def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayesca
     return {key: out / path.relative_to(staging) for key, path in paths.items()}
 
 
-def _write_into(folder: Path, fit, budgets, prob, title, targets, ranks) -> dict[str, Path]:
-    """The results files, written one after another into ``folder``."""
+def _write_into(folder: Path, fit, budgets, prob, title, targets, ranks,
+                worker=None) -> dict[str, Path]:
+    """The results files, written one after another into ``folder``; the first figure (the
+    view's own) by ``worker`` meanwhile, where it can."""
     paths = {name: folder / name for name in ("posterior.nc", "summary.csv", "targets.csv",
                                               "report.md")}
     fit.save(paths["posterior.nc"])
-    pause_for_tests()
-    summary = fit.summary(prob=prob)
-    summary.to_csv(paths["summary.csv"])
-    pause_for_tests()
-    if targets is None and budgets:
-        targets = targets_table(fit, budgets, prob=prob)
-    if targets is not None:
-        targets.to_csv(paths["targets.csv"], index=False)
-    with lazy.stubs_hidden("jax"):
-        figures = _figures(fit, budgets, prob, ranks)
-        import matplotlib.pyplot as plt  # imported by _figures' plots, with its backend
-
-        for name, figure in figures.items():
-            paths[name] = folder / name
-            figure.savefig(paths[name], dpi=120, bbox_inches="tight")
-            plt.close(figure)
-    paths["report.md"].write_text(_report(fit, summary, targets, prob, title, figures))
+    makers = figure_makers(fit, budgets, prob, ranks)
+    away = list(makers)[:1]
+    if worker is None or not worker.request(paths["posterior.nc"], folder, names=away,
+                                            budgets=budgets or [], prob=prob):
+        away = []
+    try:
+        pause_for_tests()
+        summary = fit.summary(prob=prob)
+        summary.to_csv(paths["summary.csv"])
+        pause_for_tests()
+        if targets is None and budgets:
+            targets = targets_table(fit, budgets, prob=prob)
+        if targets is not None:
+            targets.to_csv(paths["targets.csv"], index=False)
+        with lazy.stubs_hidden("jax"):
+            for name in [n for n in makers if n not in away]:
+                save_figure(makers[name](), folder / name)
+            if away and worker.answer() is None:  # the worker failed: drawn here
+                for name in away:
+                    save_figure(makers[name](), folder / name)
+    finally:
+        if worker is not None:
+            worker.close()  # before the staged folder is removed or swapped in
+    paths |= {name: folder / name for name in makers}
+    paths["report.md"].write_text(_report(fit, summary, targets, prob, title, list(makers)))
     return {k: v for k, v in paths.items() if v.exists()}
 
 

@@ -11,6 +11,7 @@ import warnings
 from pathlib import Path
 
 from bayescale.data import lazy
+from bayescale.report.drawing import FigureWorker
 from bayescale.inference import progress
 from bayescale.report import interrupts
 from bayescale.report.phases import PhaseLines
@@ -212,11 +213,13 @@ def _fit(args) -> int:
     # nothing here uses JAX but NumPyro: keep SciPy and matplotlib from importing it (1 s);
     # arviz_base (which nutpie imports anyway) registers the stub that the block hides
     importlib.import_module("arviz_base")
-    with lazy.stubs_hidden(*(() if kwargs["sampler"] == "numpyro" else ("jax",))):
-        return _fit_answer(recipe, runs, model, kwargs, out, args)
+    # the answer's figures: drawn by a second process, started now to import on the other core
+    with FigureWorker.start() or contextlib.nullcontext() as worker, lazy.stubs_hidden(
+            *(() if kwargs["sampler"] == "numpyro" else ("jax",))):
+        return _fit_answer(recipe, runs, model, kwargs, out, args, worker)
 
 
-def _fit_answer(recipe, runs, model, kwargs: dict, out: Path, args) -> int:
+def _fit_answer(recipe, runs, model, kwargs: dict, out: Path, args, worker=None) -> int:
     """Sample, print the answer and the diagnostics, write the results folder."""
     from bayescale.report.answer import format_answer, targets_table, write_results
 
@@ -238,7 +241,7 @@ def _fit_answer(recipe, runs, model, kwargs: dict, out: Path, args) -> int:
     paths = write_results(fit, out, budgets=recipe.budgets, prob=prob,
                           title=f"bayescale fit {args.recipe}", overwrite=args.force,
                           targets=targets, also=_also(_recipe_design(fit, recipe), stacked),
-                          ranks=True if args.ranks else None)
+                          ranks=True if args.ranks else None, worker=worker)
     print(f"\nwrote {', '.join(str(p) for p in paths.values())}")
     return 0
 

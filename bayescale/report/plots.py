@@ -299,7 +299,6 @@ def plot_checks(fit, *, prob: float = 0.9):
     """Posterior predictive check (observed vs predicted loss of each run) and LOO-PIT (ArviZ)."""
     import arviz_stats as azs
     import xarray as xr
-    import xarray as xr
 
     runs = fit.runs
     new = fit.predict(runs, kind="new_run", random_seed=0)["loss"]
