@@ -1,8 +1,6 @@
 """``python -m bayescale``: the ``bayescale`` command."""
 
-import sys
-
-from bayescale.report.cli import main
+from bayescale.report.cli import run
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run()

@@ -176,6 +176,8 @@ stage("import bayescale")
 recipe = Recipe.read(sys.argv[1])
 model = recipe.scaling_law()
 model.model
+from bayescale.report.drawing import FigureWorker
+worker = FigureWorker.start()  # as the command starts it: the law figure's process
 stage("model and graph")
 import nutpie
 from bayescale.inference import sampling
@@ -192,8 +194,8 @@ end = time.perf_counter()
 stage("the fit: sampling, log-likelihood, the discrepancy")
 for (at, what), until in zip(marks, [m[0] for m in marks[1:]] + [end]):
     print("  " + what.split(":")[0], until - at, sep="\t", flush=True)
-write_results(fit, sys.argv[4], budgets=recipe.budgets, overwrite=True)
-stage("results folder: report and figures")
+write_results(fit, sys.argv[4], budgets=recipe.budgets, overwrite=True, worker=worker)
+stage("results folder: report and figures (the law's by a second process)")
 """
 
 

@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import io
+import os
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -291,3 +294,38 @@ def test_predict_names_answers_past_the_runs_in_one_line_each(fake_fit, tmp_path
     (line,) = [s for s in captured.out.splitlines() if s.startswith("WARNING:")]
     assert line.startswith("WARNING: at C = 1e+24 FLOPs the answer lies past the runs: N* ")
     assert "Warning" not in captured.err and ".py:" not in captured.err
+
+
+
+def _command(*args: str) -> subprocess.CompletedProcess:
+    """``python -m bayescale ARGS`` with its output buffered (as into a file or a pipe)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.run([sys.executable, "-m", "bayescale", *args], capture_output=True,
+                          text=True, env=env)
+
+
+def test_the_command_ends_with_its_status_and_its_whole_output(tmp_path):
+    """The console script ends the process without the interpreter's teardown (a second at
+    the end of a fit): its output must still be whole and its status the command's."""
+    listed = _command("datasets")
+    assert listed.returncode == 0, listed.stderr
+    lines = listed.stdout.splitlines()
+    assert [line.split()[0] for line in lines[:-2]] == list(bs.datasets.list()["name"])
+    assert lines[-1].startswith("`bayescale datasets NAME` shows")
+    missing = _command("fit", str(tmp_path / "none.toml"), "--out", str(tmp_path / "out"))
+    assert missing.returncode == 2
+    assert missing.stderr == f"bayescale fit: error: no recipe file at {tmp_path / 'none.toml'}\n"
+
+
+def test_output_into_a_closed_pipe_ends_quietly_with_sigpipes_status(monkeypatch):
+    from bayescale.report import cli
+
+    def broken():
+        raise BrokenPipeError(32, "Broken pipe")
+
+    ended = []
+    monkeypatch.setattr(cli, "main", broken)
+    monkeypatch.setattr(cli.atexit, "_run_exitfuncs", lambda: None)  # not this session's
+    monkeypatch.setattr(cli.os, "_exit", ended.append)
+    cli.run()
+    assert ended == [141]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import atexit
 import contextlib
 import importlib
 import os
@@ -16,7 +17,7 @@ from bayescale.inference import progress
 from bayescale.report import interrupts
 from bayescale.report.phases import PhaseLines
 
-__all__ = ["main"]
+__all__ = ["main", "run"]
 
 _USER_ERRORS = (ValueError, TypeError, FileNotFoundError, FileExistsError, ImportError)
 
@@ -144,6 +145,25 @@ def main(argv: list[str] | None = None) -> int:
         print(f"bayescale {args.verb}: interrupted by {interrupts.signal_name()}; stopped, "
               f"{what}", file=sys.stderr)
         return interrupts.exit_status()
+
+
+def run() -> None:
+    """The console script (``bayescale``, ``python -m bayescale``): :func:`main`, then the
+    process ends without tearing the interpreter down. Freeing what a fit leaves in memory
+    (PyTensor's graphs, numba's compiled functions) takes about a second at exit and writes
+    nothing: the standard streams are flushed and the exit handlers run first (they close
+    files, logging and matplotlib's figures). Output into a pipe whose reader has gone
+    (``bayescale datasets | head``) ends the command quietly, with status 141 as SIGPIPE
+    would."""
+    try:
+        code = main()
+    except BrokenPipeError:
+        code = 128 + 13
+    for stream in (sys.stdout, sys.stderr):
+        with contextlib.suppress(OSError, ValueError):  # a closed or broken pipe
+            stream.flush()
+    atexit._run_exitfuncs()
+    os._exit(code)
 
 
 def _package_warnings() -> tuple[type[Warning], ...]:
@@ -493,4 +513,4 @@ def _datasets(args) -> int:
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
+    run()
