@@ -137,16 +137,20 @@ class Fit(PosteriorResult):
         Rows are what the model reports (:meth:`bayescale.ScalingLaw.summary_variables`,
         :meth:`bayescale.IsoFlop.summary_variables`), one row per level or budget for variables
         along a dimension (``name[level]``). ``attrs["diagnostics"]`` holds the divergence
-        count and the worst R-hat and ESS.
+        count and the worst R-hat and ESS. Kept for the same draws and ``prob`` (the command
+        line prints it and writes it).
         """
         post = self.model.summary_variables(self.posterior)
-        names = list(post.data_vars)
-        table = interval(post, prob=prob)
-        table["name"] = _row_names(post, names)
-        table = table.set_index("name")[["mean", "sd", "median", "lower", "upper"]]
-        diag = azs.summary(post, kind="diagnostics", round_to="none")
-        diag.index = table.index
-        table = table.join(diag[["r_hat", "ess_bulk", "ess_tail"]])
+
+        def compute() -> pd.DataFrame:
+            table = interval(post, prob=prob)
+            table["name"] = _row_names(post, list(post.data_vars))
+            table = table.set_index("name")[["mean", "sd", "median", "lower", "upper"]]
+            diag = azs.summary(post, kind="diagnostics", round_to="none")
+            diag.index = table.index
+            return table.join(diag[["r_hat", "ess_bulk", "ess_tail"]])
+
+        table = self._kept("summary", (dataset_digest(post), prob), compute).copy()
         table.attrs["prob"] = prob
         table.attrs["diagnostics"] = self.diagnostics()
         return table
