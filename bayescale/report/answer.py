@@ -214,7 +214,7 @@ def write_results(fit, out, *, budgets, prob: float = 0.9, title: str = "bayesca
     way leaves ``out`` as it was. ``also(folder)`` writes more outputs into the same unit and
     returns their paths (the recipe's design). ``targets``: the :func:`targets_table` at
     ``budgets`` already shown (written as it is; made here when None). ``worker``: a
-    :class:`bayescale.report.drawing.FigureWorker` that draws the view's own figures from the
+    :class:`bayescale.report.drawing.FigureWorker` that draws the view's first figure from the
     saved fit meanwhile (drawn here where it fails). Returns the written paths, by name.
 
     Raises ``FileExistsError`` if ``out`` holds bayescale outputs and ``overwrite`` is False.

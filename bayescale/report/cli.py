@@ -233,7 +233,7 @@ def _fit(args) -> int:
     # nothing here uses JAX but NumPyro: keep SciPy and matplotlib from importing it (1 s);
     # arviz_base (which nutpie imports anyway) registers the stub that the block hides
     importlib.import_module("arviz_base")
-    # the answer's figures: drawn by a second process, started now to import on the other core
+    # the view's first figure: drawn by a second process, started now to import on the idle core
     with FigureWorker.start() or contextlib.nullcontext() as worker, lazy.stubs_hidden(
             *(() if kwargs["sampler"] == "numpyro" else ("jax",))):
         return _fit_answer(recipe, runs, model, kwargs, out, args, worker)
