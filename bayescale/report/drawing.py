@@ -3,21 +3,22 @@
 :func:`figure_makers` names the figures of a fit's results folder, each with the function
 that draws it: the view of the model's family (:data:`VIEWS`), the checks and the others.
 
-``bayescale fit`` starts a :class:`FigureWorker` as it starts (``python -m
+``bayescale fit`` starts a :class:`FigureWorker` once its model is built (``python -m
 bayescale.report.drawing``): on the machine's other core it imports matplotlib and the plots
-while the command imports PyMC, compiles and samples, which use one core until sampling. Once
-the fit is saved (``posterior.nc`` in the staged results folder) the worker is asked for the
-answer's figures (the family's view: the law and N*, or the isoFLOP parabolas): it loads the
-saved fit, draws them into the same folder and answers with their names and the warnings
-raised while drawing, which the command issues as its own. Meanwhile the command writes the
-summary, the targets, the checks figure and the report. On the 245 Chinchilla runs this takes
-the results folder from about 4 s to about 2.5 s (``benchmarks/RESULTS.md``).
+(1.3 s) while the command imports PyMC and compiles, which use one core. Once the fit is
+saved (``posterior.nc`` in the staged results folder) the worker is asked for the first figure
+of the family's view (``law.png``, or ``isoflop.png``): it loads the saved fit, draws the
+figure into the same folder and answers with its name and the warnings raised while drawing,
+which the command issues as its own. Meanwhile the command writes the summary, the targets,
+the other figures and the report. On the 245 Chinchilla runs this takes the results folder
+from about 4 s to about 3 s (``benchmarks/RESULTS.md``).
 
 Nothing depends on the worker: where there is one core, the worker cannot start, fails or
-dies, the command draws the figures itself (the same figures: they are computed from the
-saved draws with fixed seeds), and only time is lost. The worker reads one request and
-exits; the end of the command (its exit, Ctrl-C, a kill) closes its input, so it never
-outlives it. Requests and answers are single lines of JSON on its standard input and output.
+dies, the command draws the figure itself (the same figure, byte for byte: it is computed
+from the saved draws with fixed seeds), and only time is lost. The worker reads one request
+and exits; the command kills it when it ends, and on Linux the worker dies with the command
+(``prctl``), so a killed command leaves none drawing into its folder. Requests and answers are
+single lines of JSON on its standard input and output.
 """
 
 from __future__ import annotations
@@ -93,7 +94,7 @@ def figure_makers(fit, budgets, prob, ranks: bool) -> dict[str, Callable]:
 
 
 class FigureWorker:
-    """A second process that draws the answer's figures of a saved fit (see the module).
+    """A second process that draws figures of a saved fit (see the module).
 
     ``FigureWorker.start()`` returns None where the machine has one core or the process
     cannot start. :meth:`request` sends the one request; :meth:`answer` returns the figures'
