@@ -121,7 +121,7 @@ class FigureWorker:
 
     def request(self, posterior, folder, *, names: Sequence[str], budgets: Sequence[float],
                 prob: float) -> bool:
-        """Ask for the figures ``names`` (of :func:`bayescale.report.answer.figure_makers`)
+        """Ask for the figures ``names`` (of :func:`figure_makers`)
         of the fit saved at ``posterior``, drawn into ``folder``; False where the worker is
         gone (the caller draws them)."""
         line = json.dumps({"posterior": str(posterior), "folder": str(folder),
